@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { parseWireRequest } from "./request.ts";
+
+Deno.test("a full request maps to the runtime's fields", () => {
+  const r = parseWireRequest({
+    id: 7, prompt: "hi", system: "be brief", max_tokens: 5, temperature: 0, top_k: 3, seed: 9,
+    stop: "\n", stream: false,
+  });
+  assert.equal(r.id, 7);
+  assert.equal(r.stream, false);
+  assert.deepEqual(r.request.sampling, { temperature: 0, topK: 3, seed: 9 });
+  assert.deepEqual(r.request.stop, ["\n"]);
+  assert.equal(r.request.maxTokens, 5);
+  assert.equal(r.request.system, "be brief");
+});
+
+Deno.test("messages are checked one by one", () => {
+  const r = parseWireRequest({ messages: [{ role: "user", content: "x" }] });
+  assert.deepEqual(r.request.messages, [{ role: "user", content: "x" }]);
+  assert.throws(() => parseWireRequest({ messages: [{ role: "robot", content: "x" }] }), /messages\[0\]\.role/);
+  assert.throws(() => parseWireRequest({ messages: [{ role: "user", content: 3 }] }), /messages\[0\]\.content/);
+  assert.throws(() => parseWireRequest({ messages: [] }), /non-empty/);
+});
+
+Deno.test("bad requests name the problem", () => {
+  const cases: [unknown, RegExp][] = [
+    [null, /must be an object/],
+    [[1], /must be an object/],
+    [{}, /no prompt/],
+    [{ prompt: 3 }, /prompt must be a string/],
+    [{ prompt: "x", max_tokens: 0 }, /max_tokens/],
+    [{ prompt: "x", max_tokens: 1.5 }, /max_tokens/],
+    [{ prompt: "x", temperature: "hot" }, /temperature must be a number/],
+    [{ prompt: "x", tempreature: 1 }, /unknown field: tempreature/],
+    [{ prompt: "x", stop: [""] }, /stop/],
+    [{ prompt: "x", id: {} }, /id must be/],
+  ];
+  for (const [input, pattern] of cases) {
+    assert.throws(() => parseWireRequest(input), pattern, JSON.stringify(input));
+  }
+});

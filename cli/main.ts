@@ -1,0 +1,53 @@
+/**
+ * `bonsai`: the command-line entry point. One sub-command per job; each has `--help`.
+ * Exit codes: 0 success, 1 failure (message on stderr), 2 usage error, 130 interrupted.
+ */
+import { UsageError } from "./args.ts";
+import { runCommand } from "./run.ts";
+import { synthCommand } from "./synth.ts";
+import { infoCommand } from "./info.ts";
+
+const USAGE = `bonsai: run PrismML Bonsai 1-bit models on small CPUs
+
+Usage: bonsai <command> [options]
+
+Commands:
+  run     answer prompts from stdin (text or JSON lines), streaming tokens to stdout
+  synth   write a Bonsai-shaped test model (random 1-bit weights, real Qwen3 tokenizer)
+  info    show this machine's CPU features and kernels, and a model file's header
+
+Run 'bonsai <command> --help' for a command's options.`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  run: runCommand,
+  synth: synthCommand,
+  info: infoCommand,
+};
+
+/** Runs the CLI with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    console.log(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`bonsai: unknown command '${name}'\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`bonsai ${name}: ${e.message}\nRun 'bonsai ${name} --help' for usage.`);
+      return 2;
+    }
+    console.error(`bonsai ${name}: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,132 @@
+/**
+ * `bonsai run`: load a model and answer prompts from stdin (or one `--prompt`), streaming tokens.
+ */
+import { numberFlag, parseFlags, UsageError } from "./args.ts";
+import { Model } from "../runtime/model.ts";
+import { Generator } from "../runtime/generate.ts";
+import type { SamplingOptions } from "../runtime/sampler.ts";
+import { serveStdin } from "../adapters/stdin.ts";
+import type { KvType } from "../runtime/kv_cache.ts";
+
+export const RUN_USAGE = `Usage: bonsai run --model FILE [options]
+
+Reads prompts from stdin, one per line, and streams each answer to stdout.
+
+Options:
+  -m, --model FILE        GGUF model file (required)
+  -p, --prompt TEXT       answer this one prompt and exit instead of reading stdin
+      --json              JSON lines mode: one request object per line in, one event per line out
+  -s, --system TEXT       system message for every prompt
+  -n, --max-tokens N      most tokens to generate per answer (default 512)
+  -c, --ctx N             KV cache size in tokens (default: model context, at most 4096)
+  -t, --threads N         kernel threads (default: all CPUs)
+      --kv-type f16|f32   KV cache element type (default f16)
+      --temp X            temperature; 0 = greedy (default: the model file's, else 0)
+      --top-k N           (default: the model file's, else 20)
+      --top-p X           (default: the model file's, else 0.85)
+      --min-p X           (default: the model file's, else 0)
+      --repeat-penalty X  (default 1 = off)
+      --seed N            sampler seed (default 0): same seed, same answer
+      --stop TEXT         stop string (repeatable)
+      --raw               no chat template: the prompt is fed as is, special tokens parsed
+      --think             let the model think (<think> block) before answering
+  -q, --quiet             no load and speed messages on stderr
+  -h, --help              this text
+
+JSON request fields: id, prompt | messages, system, max_tokens, temperature, top_k, top_p,
+min_p, repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, stop, raw,
+think, stream. Events: {"event":"token",...}, {"event":"done",...}, {"event":"error",...}.
+Ctrl-C cancels the answer in progress and exits (code 130); end of input exits 0.`;
+
+const OPTIONS = {
+  model: { type: "string", short: "m" },
+  prompt: { type: "string", short: "p" },
+  json: { type: "boolean" },
+  system: { type: "string", short: "s" },
+  "max-tokens": { type: "string", short: "n" },
+  ctx: { type: "string", short: "c" },
+  threads: { type: "string", short: "t" },
+  "kv-type": { type: "string" },
+  temp: { type: "string" },
+  "top-k": { type: "string" },
+  "top-p": { type: "string" },
+  "min-p": { type: "string" },
+  "repeat-penalty": { type: "string" },
+  seed: { type: "string" },
+  stop: { type: "string", multiple: true },
+  raw: { type: "boolean" },
+  think: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Runs the command; returns the process exit code. */
+export async function runCommand(args: string[]): Promise<number> {
+  const { values: v } = parseFlags(args, OPTIONS);
+  if (v.help) {
+    console.log(RUN_USAGE);
+    return 0;
+  }
+  if (!v.model) throw new UsageError("--model FILE is required");
+  const kvType = (v["kv-type"] ?? "f16") as KvType;
+  if (kvType !== "f16" && kvType !== "f32") throw new UsageError(`--kv-type must be f16 or f32, got '${kvType}'`);
+  const sampling: SamplingOptions = {
+    temperature: numberFlag("temp", v.temp, { min: 0 }),
+    topK: numberFlag("top-k", v["top-k"], { integer: true, min: 0 }),
+    topP: numberFlag("top-p", v["top-p"], { min: 0, max: 1 }),
+    minP: numberFlag("min-p", v["min-p"], { min: 0, max: 1 }),
+    repeatPenalty: numberFlag("repeat-penalty", v["repeat-penalty"], { min: 0 }),
+    seed: numberFlag("seed", v.seed, { integer: true, min: 0, max: 0xffffffff }),
+  };
+  const maxTokens = numberFlag("max-tokens", v["max-tokens"], { integer: true, min: 1 });
+  const contextSize = numberFlag("ctx", v.ctx, { integer: true, min: 16 });
+  const threads = numberFlag("threads", v.threads, { integer: true, min: 1, max: 1024 });
+  const quiet = v.quiet ?? !Deno.stderr.isTerminal();
+  const log = (s: string) => {
+    if (!quiet) Deno.stderr.writeSync(new TextEncoder().encode(s));
+  };
+
+  const model = await Model.load(v.model, { threads });
+  const c = model.config;
+  log(
+    `loaded ${c.name}: ${c.nLayer} layers, ${c.nEmbd} wide, vocab ${c.nVocab}, ` +
+      `kernels ${model.kernels.isaActive().join("+") || "scalar"} x${model.kernels.threads} ` +
+      `in ${model.loadMs.toFixed(0)} ms\n`,
+  );
+  const generator = new Generator(model, { contextSize, kvType, maxTokens });
+  const encoder = new TextEncoder();
+  const write = (s: string) => writeAll(encoder.encode(s));
+  const defaults = {
+    system: v.system,
+    sampling,
+    stop: v.stop,
+    raw: v.raw,
+    enableThinking: v.think,
+  };
+
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  Deno.addSignalListener("SIGINT", onSigint);
+  try {
+    const input = v.prompt !== undefined ? ReadableStream.from([encoder.encode(v.prompt + "\n")]) : Deno.stdin.readable;
+    const summary = await serveStdin(generator, {
+      json: v.json ?? false,
+      input,
+      write,
+      log: (s) => Deno.stderr.writeSync(encoder.encode(s)),
+      onStats: log,
+      defaults,
+      signal: controller.signal,
+    });
+    if (summary.cancelled) return 130;
+    return v.prompt !== undefined && summary.failed > 0 ? 1 : 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+    model.close();
+  }
+}
+
+function writeAll(bytes: Uint8Array): void {
+  let at = 0;
+  while (at < bytes.length) at += Deno.stdout.writeSync(bytes.subarray(at));
+}

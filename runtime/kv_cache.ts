@@ -1,0 +1,72 @@
+/**
+ * A bounded key/value cache for one sequence: allocated once, never grows.
+ * Layout per layer: position-major, `[nCtx][nHeadKv * headDim]` elements of `kvType`.
+ */
+import type { Qwen3Config } from "./config.ts";
+
+/** Element type of the cache: f16 halves the memory with no visible quality cost. */
+export type KvType = "f32" | "f16";
+
+/** Kernel code of each {@link KvType} (matches `bk_store_kv` / `bk_attention`). */
+export const KV_TYPE_CODE: Record<KvType, number> = { f32: 0, f16: 1 };
+const KV_TYPE_BYTES: Record<KvType, number> = { f32: 4, f16: 2 };
+
+/** Raised when a sequence would grow past the cache. */
+export class KvCacheFullError extends Error {
+  readonly code = "CONTEXT_FULL";
+  constructor(readonly needed: number, readonly capacity: number) {
+    super(`context full: ${needed} tokens needed, the KV cache holds ${capacity} (raise --ctx)`);
+    this.name = "KvCacheFullError";
+  }
+}
+
+/** Per-sequence KV storage. */
+export class KvCache {
+  readonly keys: Uint8Array[] = [];
+  readonly values: Uint8Array[] = [];
+  readonly kvDim: number;
+  readonly typeCode: number;
+  readonly elementBytes: number;
+  /** Positions filled so far. */
+  length = 0;
+
+  constructor(config: Qwen3Config, readonly capacity: number, readonly type: KvType = "f16") {
+    if (!Number.isInteger(capacity) || capacity <= 0) {
+      throw new RangeError(`KV cache capacity must be a positive integer, got ${capacity}`);
+    }
+    this.kvDim = config.nHeadKv * config.headDim;
+    this.typeCode = KV_TYPE_CODE[type];
+    this.elementBytes = KV_TYPE_BYTES[type];
+    const layerBytes = capacity * this.kvDim * this.elementBytes;
+    for (let l = 0; l < config.nLayer; l++) {
+      this.keys.push(new Uint8Array(layerBytes));
+      this.values.push(new Uint8Array(layerBytes));
+    }
+  }
+
+  /** Bytes of cache one token occupies across all layers (K and V). */
+  static bytesPerToken(config: Qwen3Config, type: KvType = "f16"): number {
+    return 2 * config.nLayer * config.nHeadKv * config.headDim * KV_TYPE_BYTES[type];
+  }
+
+  /** Total bytes allocated. */
+  get bytes(): number {
+    return 2 * this.keys.length * this.keys[0].length;
+  }
+
+  /** Throws {@link KvCacheFullError} unless `n` more tokens fit. */
+  ensureRoom(n: number): void {
+    if (this.length + n > this.capacity) throw new KvCacheFullError(this.length + n, this.capacity);
+  }
+
+  /** The byte slot of position `pos` in one layer's K or V buffer. */
+  slot(buffer: Uint8Array, pos: number): Uint8Array {
+    const size = this.kvDim * this.elementBytes;
+    return buffer.subarray(pos * size, (pos + 1) * size);
+  }
+
+  /** Forgets every position (the memory stays allocated). */
+  clear(): void {
+    this.length = 0;
+  }
+}
