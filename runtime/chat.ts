@@ -32,17 +32,25 @@ const ROLES = new Set(["system", "user", "assistant", "tool"]);
  * boundaries. For content without special-token texts the result equals
  * `tok.encode(renderChat(messages, opts), { parseSpecial: true })`.
  */
-export function encodeChat(tok: Tokenizer, messages: ChatMessage[], opts: ChatOptions = {}): number[] {
+export function encodeChat(
+  tok: Tokenizer,
+  messages: ChatMessage[],
+  opts: ChatOptions = {},
+): number[] {
   for (const required of ["<|im_start|>", "<|im_end|>"]) {
     if (tok.tokenId(required) === undefined) {
-      throw new Error(`tokenizer has no ${required} token: not a ChatML vocabulary`);
+      throw new Error(
+        `tokenizer has no ${required} token: not a ChatML vocabulary`,
+      );
     }
   }
   const ids: number[] = [];
   let pendingText = "";
   // Adjacent text pieces are joined before encoding so BPE sees the same runs as encode(renderChat()).
   const flushText = () => {
-    if (pendingText !== "") ids.push(...tok.encode(pendingText, { parseSpecial: false }));
+    if (pendingText !== "") {
+      ids.push(...tok.encode(pendingText, { parseSpecial: false }));
+    }
     pendingText = "";
   };
   for (const part of chatParts(messages, opts)) {
@@ -52,7 +60,10 @@ export function encodeChat(tok: Tokenizer, messages: ChatMessage[], opts: ChatOp
     }
     const id = tok.tokenId(part.special);
     const type = id === undefined ? undefined : tok.tokenType(id);
-    if (id !== undefined && (type === TokenType.CONTROL || type === TokenType.USER_DEFINED)) {
+    if (
+      id !== undefined &&
+      (type === TokenType.CONTROL || type === TokenType.USER_DEFINED)
+    ) {
       flushText();
       ids.push(id);
     } else {
@@ -64,14 +75,19 @@ export function encodeChat(tok: Tokenizer, messages: ChatMessage[], opts: ChatOp
 }
 
 /** The same prompt as text (for display and tests). */
-export function renderChat(messages: ChatMessage[], opts: ChatOptions = {}): string {
-  return chatParts(messages, opts).map((p) => "text" in p ? p.text : p.special).join("");
+export function renderChat(
+  messages: ChatMessage[],
+  opts: ChatOptions = {},
+): string {
+  return chatParts(messages, opts).map((p) => "text" in p ? p.text : p.special)
+    .join("");
 }
 
 function chatParts(messages: ChatMessage[], opts: ChatOptions): Part[] {
   validate(messages);
   const parts: Part[] = [];
-  const startTurn = (role: string) => parts.push({ special: "<|im_start|>" }, { text: `${role}\n` });
+  const startTurn = (role: string) =>
+    parts.push({ special: "<|im_start|>" }, { text: `${role}\n` });
   const endTurn = () => parts.push({ special: "<|im_end|>" }, { text: "\n" });
 
   if (messages.length > 0 && messages[0].role === "system") {
@@ -83,7 +99,11 @@ function chatParts(messages: ChatMessage[], opts: ChatOptions): Part[] {
   let lastQueryIndex = messages.length - 1;
   for (let i = messages.length - 1; i >= 0; i--) {
     const m = messages[i];
-    if (m.role === "user" && !(m.content.startsWith("<tool_response>") && m.content.endsWith("</tool_response>"))) {
+    if (
+      m.role === "user" &&
+      !(m.content.startsWith("<tool_response>") &&
+        m.content.endsWith("</tool_response>"))
+    ) {
       lastQueryIndex = i;
       break;
     }
@@ -116,7 +136,9 @@ function chatParts(messages: ChatMessage[], opts: ChatOptions): Part[] {
       }
       endTurn();
     } else if (m.role === "tool") {
-      if (i === 0 || messages[i - 1].role !== "tool") parts.push({ special: "<|im_start|>" }, { text: "user" });
+      if (i === 0 || messages[i - 1].role !== "tool") {
+        parts.push({ special: "<|im_start|>" }, { text: "user" });
+      }
       parts.push(
         { text: "\n" },
         { special: "<tool_response>" },
@@ -129,20 +151,34 @@ function chatParts(messages: ChatMessage[], opts: ChatOptions): Part[] {
   if (opts.addGenerationPrompt ?? true) {
     startTurn("assistant");
     if (!(opts.enableThinking ?? false)) {
-      parts.push({ special: "<think>" }, { text: "\n\n" }, { special: "</think>" }, { text: "\n\n" });
+      parts.push({ special: "<think>" }, { text: "\n\n" }, {
+        special: "</think>",
+      }, { text: "\n\n" });
     }
   }
   return parts;
 }
 
 function validate(messages: ChatMessage[]): void {
-  if (!Array.isArray(messages)) throw new TypeError("chat messages must be an array");
+  if (!Array.isArray(messages)) {
+    throw new TypeError("chat messages must be an array");
+  }
   messages.forEach((m, i) => {
-    if (typeof m !== "object" || m === null) throw new TypeError(`chat message ${i} is not an object`);
-    if (!ROLES.has(m.role)) {
-      throw new TypeError(`chat message ${i} has role ${JSON.stringify(m.role)}; expected system, user, assistant or tool`);
+    if (typeof m !== "object" || m === null) {
+      throw new TypeError(`chat message ${i} is not an object`);
     }
-    if (typeof m.content !== "string") throw new TypeError(`chat message ${i} (${m.role}) content must be a string`);
+    if (!ROLES.has(m.role)) {
+      throw new TypeError(
+        `chat message ${i} has role ${
+          JSON.stringify(m.role)
+        }; expected system, user, assistant or tool`,
+      );
+    }
+    if (typeof m.content !== "string") {
+      throw new TypeError(
+        `chat message ${i} (${m.role}) content must be a string`,
+      );
+    }
   });
 }
 

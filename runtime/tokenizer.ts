@@ -14,7 +14,11 @@
  */
 
 import { bytesToUnicode, pretokenize, unicodeToBytes } from "./pretokenize.ts";
-import { assertSupportedTokenizer, TokenizerSpec, TokenType } from "./tokenizer_spec.ts";
+import {
+  assertSupportedTokenizer,
+  TokenizerSpec,
+  TokenType,
+} from "./tokenizer_spec.ts";
 
 export { tokenizerSpecFromMetadata, TokenType } from "./tokenizer_spec.ts";
 export type { TokenizerSpec } from "./tokenizer_spec.ts";
@@ -61,17 +65,25 @@ export class Tokenizer {
   constructor(spec: TokenizerSpec) {
     assertSupportedTokenizer(spec.model, spec.pre);
     const { tokens, tokenTypes, merges } = spec;
-    if (!Array.isArray(tokens) || tokens.length === 0) throw new Error("tokenizer spec has no tokens");
-    if (!Array.isArray(tokenTypes) || tokenTypes.length !== tokens.length) {
-      throw new Error(`tokenizer spec has ${tokenTypes?.length} token types for ${tokens.length} tokens`);
+    if (!Array.isArray(tokens) || tokens.length === 0) {
+      throw new Error("tokenizer spec has no tokens");
     }
-    if (!Array.isArray(merges)) throw new Error("tokenizer spec has no merges array");
+    if (!Array.isArray(tokenTypes) || tokenTypes.length !== tokens.length) {
+      throw new Error(
+        `tokenizer spec has ${tokenTypes?.length} token types for ${tokens.length} tokens`,
+      );
+    }
+    if (!Array.isArray(merges)) {
+      throw new Error("tokenizer spec has no merges array");
+    }
     this.vocabSize = tokens.length;
     this.#tokens = tokens;
     this.#types = tokenTypes;
     this.#tokenBytes = new Array(tokens.length);
     this.eosTokenId = this.#checkId(spec.eosTokenId, "eosTokenId");
-    this.bosTokenId = spec.bosTokenId === undefined ? undefined : this.#checkId(spec.bosTokenId, "bosTokenId");
+    this.bosTokenId = spec.bosTokenId === undefined
+      ? undefined
+      : this.#checkId(spec.bosTokenId, "bosTokenId");
     this.addBosToken = spec.addBosToken ?? false;
     this.chatTemplate = spec.chatTemplate;
 
@@ -82,7 +94,11 @@ export class Tokenizer {
     for (let b = 0; b < 256; b++) {
       const id = this.#idOf.get(byteChars[b]);
       if (id === undefined) {
-        throw new Error(`vocabulary has no token for byte 0x${b.toString(16)} ("${byteChars[b]}"): not a byte-level BPE vocabulary`);
+        throw new Error(
+          `vocabulary has no token for byte 0x${b.toString(16)} ("${
+            byteChars[b]
+          }"): not a byte-level BPE vocabulary`,
+        );
       }
       this.#byteToken[b] = id;
     }
@@ -96,7 +112,11 @@ export class Tokenizer {
       const left = cut > 0 ? this.#idOf.get(merge.slice(0, cut)) : undefined;
       const right = cut > 0 ? this.#idOf.get(merge.slice(cut + 1)) : undefined;
       if (left === undefined || right === undefined) {
-        throw new Error(`merges[${rank}] = ${JSON.stringify(merge)} is not "left right" over tokens of the vocabulary`);
+        throw new Error(
+          `merges[${rank}] = ${
+            JSON.stringify(merge)
+          } is not "left right" over tokens of the vocabulary`,
+        );
       }
       const key = left * vocab + right;
       // A repeated pair keeps its first (highest-priority) rank.
@@ -107,14 +127,20 @@ export class Tokenizer {
     const specials: string[] = [];
     for (let id = 0; id < tokens.length; id++) {
       const type = tokenTypes[id];
-      if ((type === TokenType.CONTROL || type === TokenType.USER_DEFINED) && tokens[id] !== "") {
+      if (
+        (type === TokenType.CONTROL || type === TokenType.USER_DEFINED) &&
+        tokens[id] !== ""
+      ) {
         if (this.#idOf.get(tokens[id]) === id) specials.push(tokens[id]);
       }
     }
     specials.sort((a, b) => b.length - a.length);
-    this.#specialRegex = specials.length === 0
-      ? undefined
-      : new RegExp(specials.map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|"), "g");
+    this.#specialRegex = specials.length === 0 ? undefined : new RegExp(
+      specials.map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join(
+        "|",
+      ),
+      "g",
+    );
 
     this.#endIds.add(this.eosTokenId);
     for (const text of ["<|im_end|>", "<|endoftext|>"]) {
@@ -130,7 +156,9 @@ export class Tokenizer {
    *   (e.g. from a device) cannot inject chat-control tokens.
    */
   encode(text: string, opts: { parseSpecial?: boolean } = {}): number[] {
-    if (typeof text !== "string") throw new TypeError(`encode expects a string, got ${typeof text}`);
+    if (typeof text !== "string") {
+      throw new TypeError(`encode expects a string, got ${typeof text}`);
+    }
     const out: number[] = [];
     const regex = this.#specialRegex;
     if (!opts.parseSpecial || regex === undefined) {
@@ -154,7 +182,9 @@ export class Tokenizer {
    *   `<think>` are kept, as Hugging Face's `skip_special_tokens` does.
    */
   decode(ids: ArrayLike<number>, opts: { skipSpecial?: boolean } = {}): string {
-    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(this.#collectBytes(ids, opts.skipSpecial ?? false));
+    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(
+      this.#collectBytes(ids, opts.skipSpecial ?? false),
+    );
   }
 
   /** Token ids to the raw bytes they stand for (special tokens as their UTF-8 text). */
@@ -194,7 +224,9 @@ export class Tokenizer {
 
   #checkId(id: number, what: string): number {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new RangeError(`${what} ${id} is outside the vocabulary [0, ${this.vocabSize})`);
+      throw new RangeError(
+        `${what} ${id} is outside the vocabulary [0, ${this.vocabSize})`,
+      );
     }
     return id;
   }
@@ -219,7 +251,9 @@ export class Tokenizer {
   #computeTokenBytes(id: number): Uint8Array {
     const text = this.#tokens[id];
     const type = this.#types[id];
-    if (type === TokenType.CONTROL || type === TokenType.USER_DEFINED) return utf8Encoder.encode(text);
+    if (type === TokenType.CONTROL || type === TokenType.USER_DEFINED) {
+      return utf8Encoder.encode(text);
+    }
     if (type !== TokenType.NORMAL) return EMPTY; // UNUSED/UNKNOWN/BYTE have no text in a BPE vocabulary
     const out = new Uint8Array(text.length);
     let n = 0;
@@ -256,7 +290,11 @@ export class Tokenizer {
     const merge = this.#merges[rank];
     const merged = this.#idOf.get(merge.replace(" ", ""));
     if (merged === undefined) {
-      throw new Error(`merges[${rank}] = ${JSON.stringify(merge)} makes a token that is not in the vocabulary`);
+      throw new Error(
+        `merges[${rank}] = ${
+          JSON.stringify(merge)
+        } makes a token that is not in the vocabulary`,
+      );
     }
     return this.#mergeResult[rank] = merged;
   }
@@ -290,8 +328,13 @@ export class Tokenizer {
       const at = key - rank * POS_SPAN;
       const right = next[at];
       // Entries go stale when a neighbour merged first: re-check the pair is still this merge.
-      if (!alive[at] || right < 0 || pairRank.get(ids[at] * vocab + ids[right]) !== rank) continue;
-      ids[at] = this.#mergeResult[rank] >= 0 ? this.#mergeResult[rank] : this.#resolveMerge(rank);
+      if (
+        !alive[at] || right < 0 ||
+        pairRank.get(ids[at] * vocab + ids[right]) !== rank
+      ) continue;
+      ids[at] = this.#mergeResult[rank] >= 0
+        ? this.#mergeResult[rank]
+        : this.#resolveMerge(rank);
       alive[right] = 0;
       next[at] = next[right];
       if (next[at] >= 0) prev[next[at]] = at;

@@ -39,7 +39,10 @@ export const SUPPORTED_MODELS: readonly string[] = ["gpt2"];
 export const SUPPORTED_PRE: readonly string[] = ["qwen2"];
 
 /** Throws unless `model`/`pre` name a tokenizer this runtime implements. */
-export function assertSupportedTokenizer(model: string | undefined, pre: string | undefined): void {
+export function assertSupportedTokenizer(
+  model: string | undefined,
+  pre: string | undefined,
+): void {
   if (model !== undefined && !SUPPORTED_MODELS.includes(model)) {
     throw new Error(
       `unsupported tokenizer model "${model}" (tokenizer.ggml.model): only ${
@@ -49,7 +52,9 @@ export function assertSupportedTokenizer(model: string | undefined, pre: string 
   }
   if (pre !== undefined && !SUPPORTED_PRE.includes(pre)) {
     throw new Error(
-      `unsupported pre-tokenizer "${pre}" (tokenizer.ggml.pre): only ${SUPPORTED_PRE.join(", ")} is supported`,
+      `unsupported pre-tokenizer "${pre}" (tokenizer.ggml.pre): only ${
+        SUPPORTED_PRE.join(", ")
+      } is supported`,
     );
   }
 }
@@ -61,7 +66,9 @@ export function assertSupportedTokenizer(model: string | undefined, pre: string 
  * Throws an Error naming the missing or ill-typed key, or the unsupported tokenizer model/pre
  * (only gpt2 + qwen2 are supported now).
  */
-export function tokenizerSpecFromMetadata(meta: Map<string, unknown>): TokenizerSpec {
+export function tokenizerSpecFromMetadata(
+  meta: Map<string, unknown>,
+): TokenizerSpec {
   const model = requiredString(meta, "tokenizer.ggml.model");
   const pre = requiredString(meta, "tokenizer.ggml.pre");
   assertSupportedTokenizer(model, pre);
@@ -76,20 +83,45 @@ export function tokenizerSpecFromMetadata(meta: Map<string, unknown>): Tokenizer
     tokens,
     tokenTypes,
     merges: stringArray(meta, "tokenizer.ggml.merges"),
-    eosTokenId: tokenIdKey(meta, "tokenizer.ggml.eos_token_id", tokens.length, true)!,
-    paddingTokenId: tokenIdKey(meta, "tokenizer.ggml.padding_token_id", tokens.length, false),
-    bosTokenId: tokenIdKey(meta, "tokenizer.ggml.bos_token_id", tokens.length, false),
+    eosTokenId: tokenIdKey(
+      meta,
+      "tokenizer.ggml.eos_token_id",
+      tokens.length,
+      true,
+    )!,
+    paddingTokenId: tokenIdKey(
+      meta,
+      "tokenizer.ggml.padding_token_id",
+      tokens.length,
+      false,
+    ),
+    bosTokenId: tokenIdKey(
+      meta,
+      "tokenizer.ggml.bos_token_id",
+      tokens.length,
+      false,
+    ),
     model,
     pre,
   };
   const addBos = meta.get("tokenizer.ggml.add_bos_token");
   if (addBos !== undefined) {
-    if (typeof addBos !== "boolean") throw new Error(`tokenizer.ggml.add_bos_token must be a boolean, got ${describe(addBos)}`);
+    if (typeof addBos !== "boolean") {
+      throw new Error(
+        `tokenizer.ggml.add_bos_token must be a boolean, got ${
+          describe(addBos)
+        }`,
+      );
+    }
     spec.addBosToken = addBos;
   }
   const template = meta.get("tokenizer.chat_template");
   if (template !== undefined) {
-    if (typeof template !== "string") throw new Error(`tokenizer.chat_template must be a string, got ${describe(template)}`);
+    if (typeof template !== "string") {
+      throw new Error(
+        `tokenizer.chat_template must be a string, got ${describe(template)}`,
+      );
+    }
     spec.chatTemplate = template;
   }
   return spec;
@@ -105,36 +137,56 @@ function describe(value: unknown): string {
 function requiredString(meta: Map<string, unknown>, key: string): string {
   const value = meta.get(key);
   if (value === undefined) throw new Error(`GGUF metadata is missing ${key}`);
-  if (typeof value !== "string") throw new Error(`${key} must be a string, got ${describe(value)}`);
+  if (typeof value !== "string") {
+    throw new Error(`${key} must be a string, got ${describe(value)}`);
+  }
   return value;
 }
 
 function stringArray(meta: Map<string, unknown>, key: string): string[] {
   const value = meta.get(key);
   if (value === undefined) throw new Error(`GGUF metadata is missing ${key}`);
-  if (!Array.isArray(value)) throw new Error(`${key} must be an array of strings, got ${describe(value)}`);
+  if (!Array.isArray(value)) {
+    throw new Error(
+      `${key} must be an array of strings, got ${describe(value)}`,
+    );
+  }
   for (let i = 0; i < value.length; i++) {
-    if (typeof value[i] !== "string") throw new Error(`${key}[${i}] must be a string, got ${describe(value[i])}`);
+    if (typeof value[i] !== "string") {
+      throw new Error(
+        `${key}[${i}] must be a string, got ${describe(value[i])}`,
+      );
+    }
   }
   return value as string[];
 }
 
 function toInteger(value: unknown): number | undefined {
   if (typeof value === "bigint") value = Number(value);
-  return typeof value === "number" && Number.isSafeInteger(value) ? value : undefined;
+  return typeof value === "number" && Number.isSafeInteger(value)
+    ? value
+    : undefined;
 }
 
 function integerArray(meta: Map<string, unknown>, key: string): number[] {
   const value = meta.get(key);
   if (value === undefined) throw new Error(`GGUF metadata is missing ${key}`);
-  if (!Array.isArray(value) && !(ArrayBuffer.isView(value) && "length" in value)) {
-    throw new Error(`${key} must be an array of integers, got ${describe(value)}`);
+  if (
+    !Array.isArray(value) && !(ArrayBuffer.isView(value) && "length" in value)
+  ) {
+    throw new Error(
+      `${key} must be an array of integers, got ${describe(value)}`,
+    );
   }
   const items = value as ArrayLike<unknown>;
   const out = new Array<number>(items.length);
   for (let i = 0; i < items.length; i++) {
     const n = toInteger(items[i]);
-    if (n === undefined) throw new Error(`${key}[${i}] must be an integer, got ${describe(items[i])}`);
+    if (n === undefined) {
+      throw new Error(
+        `${key}[${i}] must be an integer, got ${describe(items[i])}`,
+      );
+    }
     out[i] = n;
   }
   return out;
@@ -152,7 +204,13 @@ function tokenIdKey(
     return undefined;
   }
   const id = toInteger(value);
-  if (id === undefined) throw new Error(`${key} must be an integer, got ${describe(value)}`);
-  if (id < 0 || id >= vocabSize) throw new Error(`${key} = ${id} is outside the vocabulary [0, ${vocabSize})`);
+  if (id === undefined) {
+    throw new Error(`${key} must be an integer, got ${describe(value)}`);
+  }
+  if (id < 0 || id >= vocabSize) {
+    throw new Error(
+      `${key} = ${id} is outside the vocabulary [0, ${vocabSize})`,
+    );
+  }
   return id;
 }

@@ -25,7 +25,9 @@ export class StreamDecoder {
 
   /** Adds one token; returns the text that became complete (possibly ""). */
   push(id: number): string {
-    return this.#decoder.decode(this.#tok.tokenBytes(id, this.#skipSpecial), { stream: true });
+    return this.#decoder.decode(this.#tok.tokenBytes(id, this.#skipSpecial), {
+      stream: true,
+    });
   }
 
   /** Ends the stream: returns held bytes of an unfinished character as U+FFFD, then resets. */
