@@ -6,7 +6,13 @@
  */
 
 /** ggml type ids as written in GGUF tensor infos. */
-export const GgmlType = { F32: 0, F16: 1, Q8_0: 8, Q1_0: 41, Q2_0: 42 } as const;
+export const GgmlType = {
+  F32: 0,
+  F16: 1,
+  Q8_0: 8,
+  Q1_0: 41,
+  Q2_0: 42,
+} as const;
 
 /** Names of the weight layouts the runtime understands. */
 export type FormatName = "F32" | "F16" | "Q8_0" | "Q1_0" | "Q2_0" | "Q2_0_g64";
@@ -26,14 +32,44 @@ export interface WeightFormat {
 
 /** All supported formats, by name. */
 export const FORMATS: Record<FormatName, WeightFormat> = {
-  F32: { name: "F32", ggmlType: GgmlType.F32, blockSize: 1, blockBytes: 4, kernelCode: 0 },
-  F16: { name: "F16", ggmlType: GgmlType.F16, blockSize: 1, blockBytes: 2, kernelCode: 1 },
+  F32: {
+    name: "F32",
+    ggmlType: GgmlType.F32,
+    blockSize: 1,
+    blockBytes: 4,
+    kernelCode: 0,
+  },
+  F16: {
+    name: "F16",
+    ggmlType: GgmlType.F16,
+    blockSize: 1,
+    blockBytes: 2,
+    kernelCode: 1,
+  },
   // fp16 d + int8 qs[32]
-  Q8_0: { name: "Q8_0", ggmlType: GgmlType.Q8_0, blockSize: 32, blockBytes: 34, kernelCode: 8 },
+  Q8_0: {
+    name: "Q8_0",
+    ggmlType: GgmlType.Q8_0,
+    blockSize: 32,
+    blockBytes: 34,
+    kernelCode: 8,
+  },
   // fp16 d + 128 sign bits
-  Q1_0: { name: "Q1_0", ggmlType: GgmlType.Q1_0, blockSize: 128, blockBytes: 18, kernelCode: 41 },
+  Q1_0: {
+    name: "Q1_0",
+    ggmlType: GgmlType.Q1_0,
+    blockSize: 128,
+    blockBytes: 18,
+    kernelCode: 41,
+  },
   // fp16 d + 128 two-bit codes (PrismML files)
-  Q2_0: { name: "Q2_0", ggmlType: GgmlType.Q2_0, blockSize: 128, blockBytes: 34, kernelCode: 42 },
+  Q2_0: {
+    name: "Q2_0",
+    ggmlType: GgmlType.Q2_0,
+    blockSize: 128,
+    blockBytes: 34,
+    kernelCode: 42,
+  },
   // fp16 d + 64 two-bit codes (mainline llama.cpp files)
   Q2_0_g64: {
     name: "Q2_0_g64",
@@ -45,7 +81,8 @@ export const FORMATS: Record<FormatName, WeightFormat> = {
 };
 
 /** Human-readable list of supported ggml type ids, for error messages. */
-export const SUPPORTED_TYPES_TEXT = "F32 (0), F16 (1), Q8_0 (8), Q1_0 (41), Q2_0 (42)";
+export const SUPPORTED_TYPES_TEXT =
+  "F32 (0), F16 (1), Q8_0 (8), Q1_0 (41), Q2_0 (42)";
 
 /** The format for a ggml type id when the id alone decides it (everything but Q2_0), else undefined. */
 export function formatOfGgmlType(ggmlType: number): WeightFormat | undefined {
@@ -68,7 +105,9 @@ export function formatOfGgmlType(ggmlType: number): WeightFormat | undefined {
 /** Bytes taken by `nElements` elements of `format`; throws if that is not a whole number of blocks. */
 export function byteSizeOf(format: WeightFormat, nElements: number): number {
   if (!Number.isSafeInteger(nElements) || nElements < 0) {
-    throw new RangeError(`element count ${nElements} is not a non-negative integer`);
+    throw new RangeError(
+      `element count ${nElements} is not a non-negative integer`,
+    );
   }
   if (nElements % format.blockSize !== 0) {
     throw new RangeError(

@@ -8,8 +8,8 @@
  */
 import {
   byteSizeOf,
-  FORMATS,
   formatOfGgmlType,
+  FORMATS,
   GgmlType,
   SUPPORTED_TYPES_TEXT,
   type WeightFormat,
@@ -130,7 +130,10 @@ class GgufFileImpl implements GgufFile {
   private value(key: string): GgufValue {
     const v = this.metadata.get(key);
     if (v === undefined) {
-      throw new GgufError("MISSING_KEY", `${this.label}: required metadata key '${key}' is missing`);
+      throw new GgufError(
+        "MISSING_KEY",
+        `${this.label}: required metadata key '${key}' is missing`,
+      );
     }
     return v;
   }
@@ -185,18 +188,29 @@ class GgufFileImpl implements GgufFile {
 
   tensor(name: string): GgufTensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw new GgufError("MISSING_KEY", `${this.label}: tensor '${name}' not in file`);
+    if (!t) {
+      throw new GgufError(
+        "MISSING_KEY",
+        `${this.label}: tensor '${name}' not in file`,
+      );
+    }
     return t;
   }
 }
 
-const utf8 = new TextDecoder("utf-8");
+// ignoreBOM: a token may legitimately start with U+FEFF; the default decoder would drop it.
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
+const utf8Fatal = new TextDecoder("utf-8", { ignoreBOM: true, fatal: true });
 
 /** Sequential little-endian reader over the header bytes, with bounds checks that name the file. */
 class Cursor {
   pos = 0;
   readonly view: DataView;
-  constructor(readonly bytes: Uint8Array, readonly fileSize: number, readonly label: string) {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly fileSize: number,
+    readonly label: string,
+  ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
@@ -239,8 +253,8 @@ class Cursor {
     return v;
   }
   /** A u64 that must be an exact JS number (counts, lengths, offsets, dims). */
-  u64n(what: string): number {
-    this.need(8, what);
+  u64n(what: string, needHint = 0): number {
+    this.need(8, what, needHint);
     const lo = this.view.getUint32(this.pos, true);
     const hi = this.view.getUint32(this.pos + 4, true);
     if (hi >= 0x200000) {
@@ -288,12 +302,92 @@ function decodeUtf8(bytes: Uint8Array, start: number, len: number): string {
   return utf8.decode(bytes.subarray(start, start + len));
 }
 
+/**
+ * Reads `count` strings. Token and merge lists hold ~150k strings each, so instead of one
+ * TextDecoder call per string they are joined (NUL-separated, so no UTF-8 sequence can span two
+ * strings) and decoded at once, then cut by their UTF-16 lengths counted from the bytes. Invalid
+ * UTF-8 falls back to decoding each string on its own (with replacement characters).
+ */
+function readStringArray(c: Cursor, count: number, what: string): string[] {
+  const starts = new Float64Array(count);
+  const lens = new Float64Array(count);
+  const first = c.pos;
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    // On running out, estimate the bytes this array still needs from its average entry so far.
+    const hint = i > 0
+      ? Math.ceil(c.pos + ((c.pos - first) / i) * (count - i) * 1.1)
+      : 0;
+    const len = c.u64n(`length of ${what}[${i}]`, hint);
+    if (len > c.fileSize) {
+      throw new GgufError(
+        "TRUNCATED",
+        `${c.label}: ${what}[${i}] claims a length of ${len} bytes, more than the whole file ` +
+          `(${c.fileSize}); the file is corrupt`,
+      );
+    }
+    c.need(len, `${what}[${i}]`, hint);
+    starts[i] = c.pos;
+    lens[i] = len;
+    c.pos += len;
+    total += len + 1;
+  }
+  const bytes = c.bytes;
+  const joined = new Uint8Array(total);
+  const units = new Uint32Array(count); // UTF-16 length of each string, if valid UTF-8
+  let q = 0;
+  for (let i = 0; i < count; i++) {
+    let n = 0;
+    for (let p = starts[i], end = p + lens[i]; p < end; p++) {
+      const b = bytes[p];
+      joined[q++] = b;
+      // Every byte but continuation bytes starts a code point; 4-byte ones need two UTF-16 units.
+      if ((b & 0xc0) !== 0x80) n += b >= 0xf0 ? 2 : 1;
+    }
+    units[i] = n;
+    joined[q++] = 0;
+  }
+  const out: string[] = new Array(count);
+  let all: string;
+  try {
+    all = utf8Fatal.decode(joined);
+  } catch {
+    for (let i = 0; i < count; i++) {
+      out[i] = decodeUtf8(bytes, starts[i], lens[i]);
+    }
+    return out;
+  }
+  let u = 0;
+  for (let i = 0; i < count; i++) {
+    out[i] = all.substring(u, u + units[i]);
+    u += units[i] + 1;
+  }
+  return out;
+}
+
+/**
+ * The shortest decimal that is the same float32 as `x`: a stored 0.85f reads back as 0.85, not
+ * 0.8500000238418579 (so CLI output and comparisons with published values look right).
+ */
+function shortestF32(x: number): number {
+  if (!Number.isFinite(x)) return x;
+  for (let p = 1; p < 10; p++) {
+    const y = Number(x.toPrecision(p));
+    if (Math.fround(y) === x) return y;
+  }
+  return x;
+}
+
 interface ReadValue {
   value: GgufValue;
   type: GgufValueTypeName;
 }
 
-function readScalar(c: Cursor, type: number, what: string): number | bigint | boolean {
+function readScalar(
+  c: Cursor,
+  type: number,
+  what: string,
+): number | bigint | boolean {
   const size = MIN_SIZE[type];
   c.need(size, what);
   const p = c.pos;
@@ -330,7 +424,8 @@ function readScalar(c: Cursor, type: number, what: string): number | bigint | bo
     }
     case 11: {
       const x = v.getBigInt64(p, true);
-      return x <= BigInt(Number.MAX_SAFE_INTEGER) && x >= BigInt(Number.MIN_SAFE_INTEGER)
+      return x <= BigInt(Number.MAX_SAFE_INTEGER) &&
+          x >= BigInt(Number.MIN_SAFE_INTEGER)
         ? Number(x)
         : x;
     }
@@ -345,19 +440,34 @@ function checkValueType(c: Cursor, type: number, what: string): void {
   if (!(type >= 0 && type <= 12)) {
     throw new GgufError(
       "UNKNOWN_VALUE_TYPE",
-      `${c.label}: ${what} has unknown value type ${type} (known: 0..12 = ${TYPE_NAMES.join(", ")})`,
+      `${c.label}: ${what} has unknown value type ${type} (known: 0..12 = ${
+        TYPE_NAMES.join(", ")
+      })`,
     );
   }
 }
 
-function readValue(c: Cursor, type: number, what: string, depth: number): ReadValue {
+function readValue(
+  c: Cursor,
+  type: number,
+  what: string,
+  depth: number,
+): ReadValue {
   checkValueType(c, type, what);
-  if (type === GgufValueType.string) return { value: c.str(what), type: "string" };
+  if (type === GgufValueType.string) {
+    return { value: c.str(what), type: "string" };
+  }
   if (type !== GgufValueType.array) {
-    return { value: readScalar(c, type, what), type: TYPE_NAMES[type] as GgufScalarTypeName };
+    return {
+      value: readScalar(c, type, what),
+      type: TYPE_NAMES[type] as GgufScalarTypeName,
+    };
   }
   if (depth > 8) {
-    throw new GgufError("UNKNOWN_VALUE_TYPE", `${c.label}: ${what} nests arrays too deeply`);
+    throw new GgufError(
+      "UNKNOWN_VALUE_TYPE",
+      `${c.label}: ${what} nests arrays too deeply`,
+    );
   }
   const elemType = c.u32(`element type of ${what}`);
   checkValueType(c, elemType, `elements of ${what}`);
@@ -365,13 +475,7 @@ function readValue(c: Cursor, type: number, what: string, depth: number): ReadVa
   c.checkCount(count, MIN_SIZE[elemType], what);
   const out: GgufValue[] = new Array(count);
   if (elemType === GgufValueType.string) {
-    const start = c.pos;
-    for (let i = 0; i < count; i++) {
-      // On running out, estimate the bytes this array still needs from its average string so far.
-      const hint = i > 0 ? Math.ceil(c.pos + ((c.pos - start) / i) * (count - i) * 1.1) : 0;
-      out[i] = c.str(`${what}[${i}]`, hint);
-    }
-    return { value: out, type: "array:string" };
+    return { value: readStringArray(c, count, what), type: "array:string" };
   }
   if (elemType === GgufValueType.array) {
     let inner: GgufValueTypeName = "array:u8";
@@ -384,7 +488,17 @@ function readValue(c: Cursor, type: number, what: string, depth: number): ReadVa
   }
   const size = MIN_SIZE[elemType];
   c.need(count * size, what);
-  for (let i = 0; i < count; i++) out[i] = readScalar(c, elemType, what);
+  const v = c.view;
+  const p = c.pos;
+  if (elemType === GgufValueType.i32) {
+    for (let i = 0; i < count; i++) out[i] = v.getInt32(p + 4 * i, true);
+    c.pos += 4 * count;
+  } else if (elemType === GgufValueType.u32) {
+    for (let i = 0; i < count; i++) out[i] = v.getUint32(p + 4 * i, true);
+    c.pos += 4 * count;
+  } else {
+    for (let i = 0; i < count; i++) out[i] = readScalar(c, elemType, what);
+  }
   return { value: out, type: `array:${TYPE_NAMES[elemType]}` };
 }
 
@@ -393,16 +507,31 @@ function readValue(c: Cursor, type: number, what: string, depth: number): ReadVa
  * (`fileSize` is the whole file's size, used for bounds checks); if the prefix is too short the
  * error is TRUNCATED with `needBytes` set. `label` names the file in error messages.
  */
-export function parseGguf(header: Uint8Array, fileSize: number, label = "GGUF data"): GgufFile {
+export function parseGguf(
+  header: Uint8Array,
+  fileSize: number,
+  label = "GGUF data",
+): GgufFile {
   const c = new Cursor(header, fileSize, label);
   if (fileSize < 4 || header.length < 4) {
-    throw new GgufError("TRUNCATED", `${label}: file is ${fileSize} bytes, too short to be GGUF`);
+    throw new GgufError(
+      "TRUNCATED",
+      `${label}: file is ${fileSize} bytes, too short to be GGUF`,
+    );
   }
   const magic = header.subarray(0, 4);
-  if (!(magic[0] === 0x47 && magic[1] === 0x47 && magic[2] === 0x55 && magic[3] === 0x46)) {
-    const shown = Array.from(magic, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : "."))
+  if (
+    !(magic[0] === 0x47 && magic[1] === 0x47 && magic[2] === 0x55 &&
+      magic[3] === 0x46)
+  ) {
+    const shown = Array.from(
+      magic,
+      (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : "."),
+    )
       .join("");
-    const hex = Array.from(magic, (b) => b.toString(16).padStart(2, "0")).join(" ");
+    const hex = Array.from(magic, (b) => b.toString(16).padStart(2, "0")).join(
+      " ",
+    );
     throw new GgufError(
       "BAD_MAGIC",
       `${label}: not a GGUF file: magic is "${shown}" (${hex}), expected "GGUF"`,
@@ -449,7 +578,10 @@ export function parseGguf(header: Uint8Array, fileSize: number, label = "GGUF da
   let alignment = DEFAULT_ALIGNMENT;
   if (metadata.has("general.alignment")) {
     const a = metadata.get("general.alignment");
-    if (typeof a !== "number" || a <= 0 || !Number.isInteger(a) || (a & (a - 1)) !== 0) {
+    if (
+      typeof a !== "number" || a <= 0 || !Number.isInteger(a) ||
+      (a & (a - 1)) !== 0
+    ) {
       throw new GgufError(
         "WRONG_KEY_TYPE",
         `${label}: general.alignment must be a power of two, got ${String(a)}`,
@@ -471,7 +603,10 @@ export function parseGguf(header: Uint8Array, fileSize: number, label = "GGUF da
   for (let i = 0; i < nTensors; i++) {
     const name = c.str(`name of tensor ${i}`);
     if (seen.has(name)) {
-      throw new GgufError("BAD_TENSOR", `${label}: tensor '${name}' appears twice`);
+      throw new GgufError(
+        "BAD_TENSOR",
+        `${label}: tensor '${name}' appears twice`,
+      );
     }
     seen.add(name);
     const nDims = c.u32(`dimension count of tensor '${name}'`);
@@ -501,7 +636,9 @@ export function parseGguf(header: Uint8Array, fileSize: number, label = "GGUF da
   const dataOffset = alignUp(c.pos, alignment);
 
   // Byte extent of each tensor: the gap to the next tensor's data, or to the end of the file.
-  const starts = [...new Set(raw.map((t) => t.relOffset))].sort((a, b) => a - b);
+  const starts = [...new Set(raw.map((t) => t.relOffset))].sort((a, b) =>
+    a - b
+  );
   const extentOf = (rel: number): number => {
     const k = starts.indexOf(rel);
     const next = k + 1 < starts.length ? starts[k + 1] + dataOffset : fileSize;
@@ -517,8 +654,12 @@ export function parseGguf(header: Uint8Array, fileSize: number, label = "GGUF da
     if (offset + byteSize > fileSize) {
       throw new GgufError(
         "OUT_OF_BOUNDS",
-        `${label}: tensor '${t.name}' (${format.name} [${t.dims.join(", ")}]) occupies bytes ` +
-          `${offset}..${offset + byteSize}, past the end of the file (${fileSize} bytes): ` +
+        `${label}: tensor '${t.name}' (${format.name} [${
+          t.dims.join(", ")
+        }]) occupies bytes ` +
+          `${offset}..${
+            offset + byteSize
+          }, past the end of the file (${fileSize} bytes): ` +
           `the file is truncated`,
       );
     }
@@ -536,7 +677,9 @@ export function parseGguf(header: Uint8Array, fileSize: number, label = "GGUF da
     if (t.dims[0] % format.blockSize !== 0) {
       throw new GgufError(
         "BAD_TENSOR",
-        `${label}: tensor '${t.name}' has rows of ${t.dims[0]} elements, not a multiple of the ` +
+        `${label}: tensor '${t.name}' has rows of ${
+          t.dims[0]
+        } elements, not a multiple of the ` +
           `${format.name} block size ${format.blockSize}`,
       );
     }
@@ -567,8 +710,12 @@ export function parseGguf(header: Uint8Array, fileSize: number, label = "GGUF da
       throw new GgufError(
         "OUT_OF_BOUNDS",
         `${label}: Q2_0 tensor '${t.name}' [${t.dims.join(", ")}] has only ` +
-          `${extentOf(t.relOffset)} bytes before the next tensor or end of file; it needs ` +
-          `${(t.nElements / 128) * 34} (block 128) or ${(t.nElements / 64) * 18} (block 64)`,
+          `${
+            extentOf(t.relOffset)
+          } bytes before the next tensor or end of file; it needs ` +
+          `${(t.nElements / 128) * 34} (block 128) or ${
+            (t.nElements / 64) * 18
+          } (block 64)`,
       );
     }
     if (guess === "ambiguous") {
@@ -585,7 +732,9 @@ export function parseGguf(header: Uint8Array, fileSize: number, label = "GGUF da
   // (PrismML's 128-block layout if nothing decides).
   const fileChoice = q2Vote.g64 > q2Vote.g128 ? FORMATS.Q2_0_g64 : FORMATS.Q2_0;
   for (const t of pendingQ2) {
-    const fmt = t.dims[0] % fileChoice.blockSize === 0 ? fileChoice : FORMATS.Q2_0_g64;
+    const fmt = t.dims[0] % fileChoice.blockSize === 0
+      ? fileChoice
+      : FORMATS.Q2_0_g64;
     checkRow(t, fmt);
     add(t, fmt);
   }
@@ -616,7 +765,8 @@ function q2BlockSizeFromExtent(
 ): 128 | 64 | "ambiguous" | "bad" {
   const size128 = t.dims[0] % 128 === 0 ? (t.nElements / 128) * 34 : -1;
   const size64 = t.dims[0] % 64 === 0 ? (t.nElements / 64) * 18 : -1;
-  const tight = (size: number) => size >= 0 && extent >= size && extent <= alignUp(size, alignment);
+  const tight = (size: number) =>
+    size >= 0 && extent >= size && extent <= alignUp(size, alignment);
   const t128 = tight(size128);
   const t64 = tight(size64);
   if (t128 && t64) return "ambiguous";
@@ -632,8 +782,11 @@ function alignUp(x: number, a: number): number {
   return Math.ceil(x / a) * a;
 }
 
-/** Initial header read; real Bonsai headers are ~10 MB (151k tokens + merges), tests are small. */
-const FIRST_WINDOW = 1 << 20;
+/**
+ * Initial header read. Real Bonsai headers are ~6 MB (151k tokens + 151k merges), so one read
+ * usually covers them; the window grows if not. At most this much tensor data is read along.
+ */
+const FIRST_WINDOW = 8 << 20;
 
 /**
  * Reads and parses the header of the GGUF file at `path`. Only the header region is read (the
@@ -662,8 +815,14 @@ export async function readGguf(path: string): Promise<GgufFile> {
         g.path = path;
         return g;
       } catch (e) {
-        if (!(e instanceof GgufError) || e.needBytes === undefined || window >= fileSize) throw e;
-        window = Math.min(fileSize, Math.max(window * 2, Math.ceil(e.needBytes * 1.05) + 4096));
+        if (
+          !(e instanceof GgufError) || e.needBytes === undefined ||
+          window >= fileSize
+        ) throw e;
+        window = Math.min(
+          fileSize,
+          Math.max(window * 2, Math.ceil(e.needBytes * 1.05) + 4096),
+        );
       }
     }
   } finally {
@@ -671,12 +830,18 @@ export async function readGguf(path: string): Promise<GgufFile> {
   }
 }
 
-async function readFully(file: Deno.FsFile, into: Uint8Array, from: number): Promise<void> {
+async function readFully(
+  file: Deno.FsFile,
+  into: Uint8Array,
+  from: number,
+): Promise<void> {
   await file.seek(from, Deno.SeekMode.Start);
   let pos = from;
   while (pos < into.length) {
     const n = await file.read(into.subarray(pos));
-    if (n === null) throw new Error(`unexpected end of file while reading GGUF header`);
+    if (n === null) {
+      throw new Error(`unexpected end of file while reading GGUF header`);
+    }
     pos += n;
   }
 }

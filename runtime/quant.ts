@@ -19,26 +19,38 @@ export function dequantizeRow(
   const size = byteSizeOf(format, n);
   if (byteOffset < 0 || byteOffset + size > bytes.length) {
     throw new RangeError(
-      `dequantizeRow: ${n} ${format.name} elements need bytes ${byteOffset}..${byteOffset + size}, ` +
+      `dequantizeRow: ${n} ${format.name} elements need bytes ${byteOffset}..${
+        byteOffset + size
+      }, ` +
         `buffer has ${bytes.length}`,
     );
   }
   const y = out ?? new Float32Array(n);
-  if (y.length < n) throw new RangeError(`dequantizeRow: output holds ${y.length} < ${n} elements`);
+  if (y.length < n) {
+    throw new RangeError(
+      `dequantizeRow: output holds ${y.length} < ${n} elements`,
+    );
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const nb = n / format.blockSize;
   switch (format.name) {
     case "F32":
-      for (let i = 0; i < n; i++) y[i] = view.getFloat32(byteOffset + 4 * i, true);
+      for (let i = 0; i < n; i++) {
+        y[i] = view.getFloat32(byteOffset + 4 * i, true);
+      }
       break;
     case "F16":
-      for (let i = 0; i < n; i++) y[i] = f16ToF32(view.getUint16(byteOffset + 2 * i, true));
+      for (let i = 0; i < n; i++) {
+        y[i] = f16ToF32(view.getUint16(byteOffset + 2 * i, true));
+      }
       break;
     case "Q8_0":
       for (let b = 0; b < nb; b++) {
         const p = byteOffset + b * 34;
         const d = f16ToF32(view.getUint16(p, true));
-        for (let j = 0; j < 32; j++) y[b * 32 + j] = d * view.getInt8(p + 2 + j);
+        for (let j = 0; j < 32; j++) {
+          y[b * 32 + j] = d * view.getInt8(p + 2 + j);
+        }
       }
       break;
     case "Q1_0":
@@ -65,7 +77,9 @@ export function dequantizeRow(
       break;
     }
     default:
-      throw new Error(`dequantizeRow: unsupported format ${(format as WeightFormat).name}`);
+      throw new Error(
+        `dequantizeRow: unsupported format ${(format as WeightFormat).name}`,
+      );
   }
   return y;
 }
@@ -77,7 +91,9 @@ function roundAway(v: number): number {
 
 function checkWhole(x: Float32Array, blockSize: number, name: string): number {
   if (x.length % blockSize !== 0) {
-    throw new RangeError(`${name}: ${x.length} elements is not a multiple of ${blockSize}`);
+    throw new RangeError(
+      `${name}: ${x.length} elements is not a multiple of ${blockSize}`,
+    );
   }
   return x.length / blockSize;
 }
@@ -108,11 +124,16 @@ export function quantizeQ2_0(x: Float32Array, blockSize: 128 | 64): Uint8Array {
     const base = b * blockSize;
     const p = b * format.blockBytes;
     let amax = 0;
-    for (let j = 0; j < blockSize; j++) amax = Math.max(amax, Math.abs(x[base + j]));
+    for (let j = 0; j < blockSize; j++) {
+      amax = Math.max(amax, Math.abs(x[base + j]));
+    }
     view.setUint16(p, f32ToF16(amax), true);
     const inv = amax > 0 ? Math.fround(1 / amax) : 0;
     for (let j = 0; j < blockSize; j++) {
-      const code = Math.min(2, Math.max(0, roundAway(Math.fround(x[base + j] * inv)) + 1));
+      const code = Math.min(
+        2,
+        Math.max(0, roundAway(Math.fround(x[base + j] * inv)) + 1),
+      );
       out[p + 2 + (j >> 2)] |= code << (2 * (j & 3));
     }
   }
@@ -132,7 +153,13 @@ export function quantizeQ8_0(x: Float32Array): Uint8Array {
     const inv = d > 0 ? Math.fround(1 / d) : 0;
     view.setUint16(b * 34, f32ToF16(d), true);
     for (let j = 0; j < 32; j++) {
-      view.setInt8(b * 34 + 2 + j, Math.max(-127, Math.min(127, roundAway(Math.fround(x[b * 32 + j] * inv)))));
+      view.setInt8(
+        b * 34 + 2 + j,
+        Math.max(
+          -127,
+          Math.min(127, roundAway(Math.fround(x[b * 32 + j] * inv))),
+        ),
+      );
     }
   }
   return out;

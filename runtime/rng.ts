@@ -20,7 +20,9 @@ export class Rng {
 
   /** `seed` is any number (its low 32 bits and, for large seeds, the high bits are mixed in). */
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new RangeError(`Rng seed must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed)) {
+      throw new RangeError(`Rng seed must be a finite number, got ${seed}`);
+    }
     const lo = seed >>> 0;
     const hi = Math.floor(Math.abs(seed) / 4294967296) >>> 0;
     let x = mix32(lo ^ mix32(hi));
@@ -50,7 +52,12 @@ export class Rng {
     return (this.nextU32() >>> 8) / 16777216;
   }
 
-  /** Fills `out` with random bytes. */
+  /** Fills `out` with random 32-bit words (the fast path for bulk random data). */
+  fillU32(out: Uint32Array): void {
+    for (let i = 0; i < out.length; i++) out[i] = this.nextU32();
+  }
+
+  /** Fills `out` with random bytes (little-endian bytes of successive `nextU32()` words). */
   fillBytes(out: Uint8Array): void {
     const n = out.length;
     const whole = n & ~3;
