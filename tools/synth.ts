@@ -282,7 +282,11 @@ Options:
   -h, --help        show this help`;
 }
 
-async function main(args: string[]): Promise<number> {
+/**
+ * The generator's command line (also `bonsai synth`): parses `args`, writes the file, and returns
+ * the exit code (0 ok, 1 failure, 2 usage error); messages go to stdout/stderr.
+ */
+export async function synthCli(args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -362,4 +366,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await synthCli(Deno.args));
