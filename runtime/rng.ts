@@ -33,6 +33,19 @@ export class Rng {
     if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1; // all-zero state is a fixed point
   }
 
+  /** A generator with the given raw xoshiro128** state (for known-answer tests; not all zero). */
+  static fromState(s0: number, s1: number, s2: number, s3: number): Rng {
+    if (((s0 | s1 | s2 | s3) >>> 0) === 0) {
+      throw new RangeError("xoshiro128** state must not be all zero");
+    }
+    const r = new Rng(0);
+    r.s0 = s0 | 0;
+    r.s1 = s1 | 0;
+    r.s2 = s2 | 0;
+    r.s3 = s3 | 0;
+    return r;
+  }
+
   /** Next uniformly distributed 32-bit unsigned integer. */
   nextU32(): number {
     const s1 = this.s1;
