@@ -458,8 +458,9 @@ function readValue(
     return { value: c.str(what), type: "string" };
   }
   if (type !== GgufValueType.array) {
+    const v = readScalar(c, type, what);
     return {
-      value: readScalar(c, type, what),
+      value: type === GgufValueType.f32 ? shortestF32(v as number) : v,
       type: TYPE_NAMES[type] as GgufScalarTypeName,
     };
   }
@@ -790,9 +791,13 @@ const FIRST_WINDOW = 8 << 20;
 
 /**
  * Reads and parses the header of the GGUF file at `path`. Only the header region is read (the
- * window grows until the header fits); tensor data is located, not loaded.
+ * window, `opts.firstWindow` bytes at first, grows until the header fits); tensor data is
+ * located, not loaded.
  */
-export async function readGguf(path: string): Promise<GgufFile> {
+export async function readGguf(
+  path: string,
+  opts: { firstWindow?: number } = {},
+): Promise<GgufFile> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -801,7 +806,10 @@ export async function readGguf(path: string): Promise<GgufFile> {
   }
   try {
     const fileSize = (await file.stat()).size;
-    let window = Math.min(fileSize, FIRST_WINDOW);
+    let window = Math.min(
+      fileSize,
+      Math.max(64, opts.firstWindow ?? FIRST_WINDOW),
+    );
     let buf = new Uint8Array(0);
     for (;;) {
       if (window > buf.length) {
