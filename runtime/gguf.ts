@@ -7,7 +7,6 @@
  * `general.alignment`, then the data section that the tensor offsets are relative to.
  */
 import {
-  byteSizeOf,
   formatOfGgmlType,
   FORMATS,
   GgmlType,
