@@ -1,0 +1,149 @@
+//! Matrix · activation products on the thread pool. Each output row is computed by exactly one
+//! thread with the active table's dot kernel, so results are identical for every thread count.
+
+use crate::act::{act_layout, Act};
+use crate::dispatch::{self, DotFn, Table};
+use crate::pool;
+use crate::tensor::Tensor;
+
+/// Below this many rows a matvec stays on the calling thread (waking workers costs more).
+const MIN_PARALLEL_ROWS: usize = 64;
+
+/// Raw output pointer that may be shared by the tasks (each writes disjoint rows).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+fn check_act(t: &Tensor, act: &[u8]) -> Result<(), String> {
+    let need = act_layout(t.ne0).total;
+    if act.len() < need {
+        return Err(format!("act buffer has {} bytes, a row of {} weights needs {}", act.len(), t.ne0, need));
+    }
+    Ok(())
+}
+
+/// `out[r] = row_r · act` for all rows using `table` on the pool (`out.len() >= ne1`).
+pub fn matvec_with(table: &Table, t: &Tensor, act: &[u8], out: &mut [f32], parallel: bool) -> Result<(), String> {
+    check_act(t, act)?;
+    if out.len() < t.ne1 {
+        return Err(format!("output has {} floats, tensor has {} rows", out.len(), t.ne1));
+    }
+    let a = Act::from_bytes(act, t.ne0)?;
+    let dot: DotFn = table.dot_fn(t.fmt);
+    let o = OutPtr(out.as_mut_ptr());
+    let body = |rows: std::ops::Range<usize>| {
+        let o = o;
+        for r in rows {
+            // SAFETY: r < ne1 <= out.len(); rows are disjoint between tasks.
+            unsafe { *o.0.add(r) = dot(t.row(r), &a, t.ne0) };
+        }
+    };
+    if parallel {
+        pool::parallel_for(t.ne1, MIN_PARALLEL_ROWS, &body)
+    } else {
+        body(0..t.ne1);
+        Ok(())
+    }
+}
+
+/// Matvec with the active kernels on the pool.
+pub fn matvec(t: &Tensor, act: &[u8], out: &mut [f32]) -> Result<(), String> {
+    matvec_with(dispatch::table(), t, act, out, true)
+}
+
+/// Scalar reference kernels on the calling thread only.
+pub fn matvec_ref(t: &Tensor, act: &[u8], out: &mut [f32]) -> Result<(), String> {
+    matvec_with(&dispatch::SCALAR, t, act, out, false)
+}
+
+/// Several matvecs sharing one activation (e.g. Wq, Wk, Wv) in ONE pool dispatch: the rows of all
+/// tensors are split as one concatenated range. All tensors must have the same `ne0`.
+pub fn matvec_multi(ts: &[&Tensor], act: &[u8], outs: &mut [&mut [f32]]) -> Result<(), String> {
+    if ts.is_empty() {
+        return Ok(());
+    }
+    if ts.len() != outs.len() {
+        return Err(format!("{} tensors but {} outputs", ts.len(), outs.len()));
+    }
+    let ne0 = ts[0].ne0;
+    for (i, t) in ts.iter().enumerate() {
+        if t.ne0 != ne0 {
+            return Err(format!("tensor {} has ne0 = {}, tensor 0 has {}: one activation cannot feed both", i, t.ne0, ne0));
+        }
+        if outs[i].len() < t.ne1 {
+            return Err(format!("output {} has {} floats, tensor has {} rows", i, outs[i].len(), t.ne1));
+        }
+    }
+    check_act(ts[0], act)?;
+    let a = Act::from_bytes(act, ne0)?;
+    let table = dispatch::table();
+    let segs: Vec<(usize, DotFn, OutPtr)> = {
+        let mut start = 0;
+        ts.iter()
+            .zip(outs.iter_mut())
+            .map(|(t, o)| {
+                let s = start;
+                start += t.ne1;
+                (s, table.dot_fn(t.fmt), OutPtr(o.as_mut_ptr()))
+            })
+            .collect()
+    };
+    let total: usize = ts.iter().map(|t| t.ne1).sum();
+    let body = |rows: std::ops::Range<usize>| {
+        for (i, t) in ts.iter().enumerate() {
+            let (s, dot, o) = segs[i];
+            let lo = rows.start.max(s);
+            let hi = rows.end.min(s + t.ne1);
+            for g in lo..hi {
+                let r = g - s;
+                unsafe { *o.0.add(r) = dot(t.row(r), &a, ne0) };
+            }
+        }
+    };
+    pool::parallel_for(total, MIN_PARALLEL_ROWS, &body)
+}
+
+/// `out[tok * out_stride + r] = row_r · act_tok` for `n_tok` activations `act_stride` bytes apart.
+/// Rows outer, tokens inner: each weight row is read once for all tokens.
+pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut [f32], out_stride: usize) -> Result<(), String> {
+    if n_tok == 0 {
+        return Ok(());
+    }
+    let one = act_layout(t.ne0).total;
+    if act_stride < one || act_stride % 4 != 0 {
+        return Err(format!("act stride {} must be a multiple of 4 and at least {} (one act of {} elements)", act_stride, one, t.ne0));
+    }
+    if act.len() < act_stride * (n_tok - 1) + one {
+        return Err(format!("act buffer has {} bytes, {} tokens need {}", act.len(), n_tok, act_stride * (n_tok - 1) + one));
+    }
+    if out_stride < t.ne1 || out.len() < out_stride * (n_tok - 1) + t.ne1 {
+        return Err(format!("output of {} floats with stride {} cannot hold {} tokens x {} rows", out.len(), out_stride, n_tok, t.ne1));
+    }
+    let acts: Vec<Act> =
+        (0..n_tok).map(|k| Act::from_bytes(&act[k * act_stride..k * act_stride + one], t.ne0)).collect::<Result<_, _>>()?;
+    let dot = dispatch::table().dot_fn(t.fmt);
+    let o = OutPtr(out.as_mut_ptr());
+    let body = |rows: std::ops::Range<usize>| {
+        let o = o;
+        for r in rows {
+            let row = t.row(r);
+            for (k, a) in acts.iter().enumerate() {
+                unsafe { *o.0.add(k * out_stride + r) = dot(row, a, t.ne0) };
+            }
+        }
+    };
+    pool::parallel_for(t.ne1, (MIN_PARALLEL_ROWS / n_tok).max(2), &body)
+}
+
+/// Dequantises row `r` into `out` (`ne0` floats).
+pub fn dequant_row(t: &Tensor, r: usize, out: &mut [f32]) -> Result<(), String> {
+    if r >= t.ne1 {
+        return Err(format!("row {} out of range: tensor has {} rows", r, t.ne1));
+    }
+    if out.len() < t.ne0 {
+        return Err(format!("output has {} floats, a row has {}", out.len(), t.ne0));
+    }
+    crate::dot_scalar::dequant_row(t.fmt, t.row(r), t.ne0, out);
+    Ok(())
+}

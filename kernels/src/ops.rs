@@ -1,0 +1,124 @@
+//! Small f32 operators of the forward pass. Scalar, simple, exact (ggml's formulas and order).
+
+use crate::f16::f32_to_f16;
+
+/// `out = x / sqrt(mean(x^2) + eps) * w` (w optional). Sum of squares in f64 as in ggml.
+pub fn rmsnorm(x: &[f32], w: Option<&[f32]>, out: &mut [f32], eps: f32) {
+    let n = x.len();
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = (sum / n as f64) as f32;
+    let scale = 1.0f32 / (mean + eps).sqrt();
+    match w {
+        Some(w) => {
+            for i in 0..n {
+                out[i] = (x[i] * scale) * w[i];
+            }
+        }
+        None => {
+            for i in 0..n {
+                out[i] = x[i] * scale;
+            }
+        }
+    }
+}
+
+/// RMS-normalises each of the `x.len() / head_dim` heads in place, times `w[head_dim]`.
+pub fn rmsnorm_heads(x: &mut [f32], w: &[f32], head_dim: usize, eps: f32) {
+    let mut tmp = vec![0.0f32; head_dim];
+    for h in x.chunks_mut(head_dim) {
+        rmsnorm(h, Some(w), &mut tmp, eps);
+        h.copy_from_slice(&tmp);
+    }
+}
+
+/// RoPE rotation factors for the `n_rot/2` pairs: (cos, sin), computed in f64.
+/// `yarn_factor` <= 1 (or 0) means no scaling; otherwise YaRN as in ggml (beta_fast 32, beta_slow 1,
+/// ext_factor 1, mscale = 1 + 0.1 ln(factor) applied to cos and sin).
+pub fn rope_factors(n_rot: usize, pos: u32, freq_base: f32, yarn_factor: f32, yarn_orig_ctx: u32) -> Vec<(f32, f32)> {
+    let half = n_rot / 2;
+    let base = freq_base as f64;
+    let p = pos as f64;
+    let yarn = yarn_factor > 1.0;
+    let (low, high, freq_scale, mscale) = if yarn {
+        let n_dims = n_rot as f64;
+        let corr_dim = |beta: f64| n_dims * ((yarn_orig_ctx as f64) / (beta * 2.0 * std::f64::consts::PI)).ln() / (2.0 * base.ln());
+        let low = corr_dim(32.0).floor().max(0.0);
+        let high = corr_dim(1.0).ceil().min(n_dims - 1.0);
+        let factor = yarn_factor as f64;
+        (low, high, 1.0 / factor, 1.0 + 0.1 * factor.ln())
+    } else {
+        (0.0, 0.0, 1.0, 1.0)
+    };
+    (0..half)
+        .map(|i| {
+            let theta_extrap = p * base.powf(-2.0 * i as f64 / n_rot as f64);
+            let theta = if yarn {
+                let theta_interp = freq_scale * theta_extrap;
+                let y = (i as f64 - low) / (high - low).max(0.001);
+                let ramp = 1.0 - y.max(0.0).min(1.0);
+                theta_interp * (1.0 - ramp) + theta_extrap * ramp
+            } else {
+                theta_extrap
+            };
+            ((theta.cos() * mscale) as f32, (theta.sin() * mscale) as f32)
+        })
+        .collect()
+}
+
+/// NEOX-style RoPE in place on `n_heads` heads of `head_dim`: element i pairs with i + n_rot/2.
+pub fn rope_neox(x: &mut [f32], head_dim: usize, n_rot: usize, factors: &[(f32, f32)]) {
+    let half = n_rot / 2;
+    for h in x.chunks_mut(head_dim) {
+        for (i, &(c, s)) in factors.iter().enumerate().take(half) {
+            let x0 = h[i];
+            let x1 = h[i + half];
+            h[i] = x0 * c - x1 * s;
+            h[i + half] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/// Softmax in place (max subtracted; sum in f64; scaled by 1/sum as in ggml).
+pub fn softmax(x: &mut [f32]) {
+    if x.is_empty() {
+        return;
+    }
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// `out = silu(gate) * up` with silu(g) = g / (1 + exp(-g)).
+pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for i in 0..out.len() {
+        let g = gate[i];
+        out[i] = g / (1.0 + (-g).exp()) * up[i];
+    }
+}
+
+/// `x += y`.
+pub fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y.iter()) {
+        *a += *b;
+    }
+}
+
+/// Stores `src` into `dst` as f32 (kv_type 0) or f16 (kv_type 1, round to nearest even), little-endian.
+pub fn store_kv(src: &[f32], dst: &mut [u8], kv_type: u32) {
+    if kv_type == 0 {
+        for (i, v) in src.iter().enumerate() {
+            dst[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    } else {
+        for (i, v) in src.iter().enumerate() {
+            dst[2 * i..2 * i + 2].copy_from_slice(&f32_to_f16(*v).to_le_bytes());
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Weight tensors: `ne1` rows of `ne0` weights in one format, either borrowed from a mapping (no copy)
+//! or owning a copy of caller bytes.
+
+use crate::formats::Format;
+use crate::map::{Map, MapInner};
+use std::sync::Arc;
+
+enum Storage {
+    Mapped(Arc<MapInner>),
+    Owned(Vec<u8>),
+}
+
+pub struct Tensor {
+    pub fmt: Format,
+    pub ne0: usize,
+    pub ne1: usize,
+    pub row_bytes: usize,
+    offset: usize,
+    storage: Storage,
+}
+
+/// Format from an API code, with an error naming the code and the known ones.
+pub fn format_from_code(code: u32) -> Result<Format, String> {
+    Format::from_code(code).ok_or_else(|| {
+        format!("unknown weight format code {} (known: 0 F32, 1 F16, 8 Q8_0, 41 Q1_0, 42 Q2_0, 242 Q2_0_g64)", code)
+    })
+}
+
+fn check_shape(fmt: Format, ne0: u64, ne1: u64) -> Result<usize, String> {
+    if ne0 == 0 || ne1 == 0 {
+        return Err(format!("tensor shape [{} x {}] is empty", ne0, ne1));
+    }
+    if ne0 % fmt.block_len() as u64 != 0 {
+        return Err(format!("ne0 = {} is not a multiple of the {} block size {}", ne0, fmt.name(), fmt.block_len()));
+    }
+    let bytes = (ne0 / fmt.block_len() as u64)
+        .checked_mul(fmt.block_bytes() as u64)
+        .and_then(|rb| rb.checked_mul(ne1))
+        .filter(|&b| b <= usize::MAX as u64 / 2)
+        .ok_or_else(|| format!("tensor shape [{} x {}] of {} is too large", ne0, ne1, fmt.name()))?;
+    Ok(bytes as usize)
+}
+
+impl Tensor {
+    /// A tensor over `map` bytes `[offset, offset + size)`.
+    pub fn from_map(map: &Map, offset: u64, code: u32, ne0: u64, ne1: u64) -> Result<Tensor, String> {
+        let fmt = format_from_code(code)?;
+        let bytes = check_shape(fmt, ne0, ne1)?;
+        let end = offset.checked_add(bytes as u64);
+        if end.map_or(true, |e| e > map.0.len() as u64) {
+            return Err(format!(
+                "{} tensor [{} x {}] at offset {} needs {} bytes, beyond the end of {:?} ({} bytes)",
+                fmt.name(),
+                ne0,
+                ne1,
+                offset,
+                bytes,
+                map.0.path(),
+                map.0.len()
+            ));
+        }
+        Ok(Tensor {
+            fmt,
+            ne0: ne0 as usize,
+            ne1: ne1 as usize,
+            row_bytes: fmt.row_bytes(ne0 as usize),
+            offset: offset as usize,
+            storage: Storage::Mapped(map.0.clone()),
+        })
+    }
+
+    /// A tensor owning a copy of `bytes` (which must be exactly the tensor's size).
+    pub fn from_bytes(bytes: &[u8], code: u32, ne0: u64, ne1: u64) -> Result<Tensor, String> {
+        let fmt = format_from_code(code)?;
+        let need = check_shape(fmt, ne0, ne1)?;
+        if bytes.len() != need {
+            return Err(format!("{} tensor [{} x {}] needs {} bytes, got {}", fmt.name(), ne0, ne1, need, bytes.len()));
+        }
+        Ok(Tensor {
+            fmt,
+            ne0: ne0 as usize,
+            ne1: ne1 as usize,
+            row_bytes: fmt.row_bytes(ne0 as usize),
+            offset: 0,
+            storage: Storage::Owned(bytes.to_vec()),
+        })
+    }
+
+    /// All of the tensor's bytes.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let all = match &self.storage {
+            Storage::Mapped(m) => m.bytes(),
+            Storage::Owned(v) => &v[..],
+        };
+        &all[self.offset..self.offset + self.row_bytes * self.ne1]
+    }
+
+    /// Bytes of row `r`.
+    #[inline]
+    pub fn row(&self, r: usize) -> &[u8] {
+        &self.data()[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+}
