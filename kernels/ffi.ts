@@ -1,0 +1,390 @@
+/**
+ * TypeScript binding of the Rust kernel library (`kernels/src/ffi.rs`) through `Deno.dlopen`.
+ * Every library error becomes a thrown {@link KernelError} carrying the library's message; buffer
+ * sizes are checked here before each call (the C side trusts them).
+ * @module
+ */
+
+import { findKernelLibrary } from "./locate.ts";
+
+/** Weight format codes of the C ABI. */
+export const Format = { F32: 0, F16: 1, Q8_0: 8, Q1_0: 41, Q2_0: 42, Q2_0_G64: 242 } as const;
+/** A weight format code. */
+export type FormatCode = (typeof Format)[keyof typeof Format];
+
+/** KV cache element types of the C ABI. */
+export const KvType = { F32: 0, F16: 1 } as const;
+
+/** ISA names, in bit order of `bk_isa_available`. */
+export const ISA_NAMES = ["avx2", "avx512", "avx512_vnni", "neon", "neon_dotprod", "f16c"] as const;
+/** An instruction-set name. */
+export type IsaName = (typeof ISA_NAMES)[number];
+
+/** An error reported by the kernel library (or a bad argument caught before the call). */
+export class KernelError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "KernelError";
+  }
+}
+
+const SYMBOLS = {
+  bk_version: { parameters: [], result: "u32" },
+  bk_isa_available: { parameters: [], result: "u32" },
+  bk_isa_active: { parameters: [], result: "u32" },
+  bk_force_isa: { parameters: ["u32"], result: "i32" },
+  bk_set_threads: { parameters: ["u32"], result: "u32" },
+  bk_threads: { parameters: [], result: "u32" },
+  bk_last_error: { parameters: ["buffer", "usize"], result: "usize" },
+  bk_map_open: { parameters: ["buffer", "usize"], result: "pointer" },
+  bk_map_size: { parameters: ["pointer"], result: "u64" },
+  bk_map_close: { parameters: ["pointer"], result: "void" },
+  bk_tensor_new: { parameters: ["pointer", "u64", "u32", "u64", "u64"], result: "pointer" },
+  bk_tensor_from_bytes: { parameters: ["buffer", "usize", "u32", "u64", "u64"], result: "pointer" },
+  bk_tensor_free: { parameters: ["pointer"], result: "void" },
+  bk_act_bytes: { parameters: ["u64"], result: "usize" },
+  bk_quantize_act: { parameters: ["buffer", "u64", "buffer"], result: "i32" },
+  bk_matvec: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
+  bk_matvec_ref: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
+  bk_matvec_multi: { parameters: ["buffer", "u32", "buffer", "buffer"], result: "i32" },
+  bk_matmul: { parameters: ["pointer", "buffer", "u32", "usize", "buffer", "usize"], result: "i32" },
+  bk_dequant_row: { parameters: ["pointer", "u64", "buffer"], result: "i32" },
+  bk_rmsnorm: { parameters: ["buffer", "buffer", "buffer", "u32", "f32"], result: "i32" },
+  bk_rmsnorm_heads: { parameters: ["buffer", "buffer", "u32", "u32", "f32"], result: "i32" },
+  bk_rope_neox: { parameters: ["buffer", "u32", "u32", "u32", "u32", "f32", "f32", "u32"], result: "i32" },
+  bk_softmax: { parameters: ["buffer", "u32"], result: "i32" },
+  bk_silu_mul: { parameters: ["buffer", "buffer", "buffer", "u32"], result: "i32" },
+  bk_add: { parameters: ["buffer", "buffer", "u32"], result: "i32" },
+  bk_store_kv: { parameters: ["buffer", "buffer", "u32", "u32"], result: "i32" },
+  bk_attention: {
+    parameters: ["buffer", "buffer", "buffer", "u32", "u32", "u32", "u32", "u32", "u32", "buffer", "buffer"],
+    result: "i32",
+  },
+} as const;
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+/** Bytes of an act buffer for `n` elements (mirrors `act_layout` in `src/act.rs`). */
+export function actBytes(n: number): number {
+  const nb = Math.ceil(n / 32);
+  const align32 = (x: number) => Math.ceil(x / 32) * 32;
+  return align32(nb * 4) + nb * 32 + align32(nb * 4);
+}
+
+const BLOCK: Record<number, [number, number]> = {
+  0: [1, 4],
+  1: [1, 2],
+  8: [32, 34],
+  41: [128, 18],
+  42: [128, 34],
+  242: [64, 18],
+};
+
+function need(ok: boolean, msg: () => string): void {
+  if (!ok) throw new KernelError(msg());
+}
+
+/** A memory-mapped file (read-only). Tensors made from it keep the mapping alive after `close()`. */
+export class MappedFile {
+  #k: Kernels;
+  #ptr: Deno.PointerValue;
+  /** File size in bytes. */
+  readonly size: number;
+  /** The mapped path. */
+  readonly path: string;
+
+  constructor(k: Kernels, ptr: Deno.PointerObject, size: number, path: string) {
+    this.#k = k;
+    this.#ptr = ptr;
+    this.size = size;
+    this.path = path;
+  }
+
+  /** The native handle (throws once closed). */
+  get handle(): Deno.PointerObject {
+    if (this.#ptr === null) throw new KernelError(`mapping of ${this.path} is closed`);
+    return this.#ptr;
+  }
+
+  /** Releases this handle (idempotent). */
+  close(): void {
+    if (this.#ptr !== null) {
+      this.#k.lib.bk_map_close(this.#ptr);
+      this.#ptr = null;
+    }
+  }
+}
+
+/** A weight tensor of `ne1` rows of `ne0` weights. */
+export class KTensor {
+  #k: Kernels;
+  #ptr: Deno.PointerValue;
+  readonly format: FormatCode;
+  readonly ne0: number;
+  readonly ne1: number;
+  /** Bytes of an act buffer that fits this tensor's rows. */
+  readonly actBytes: number;
+
+  constructor(k: Kernels, ptr: Deno.PointerObject, format: FormatCode, ne0: number, ne1: number) {
+    this.#k = k;
+    this.#ptr = ptr;
+    this.format = format;
+    this.ne0 = ne0;
+    this.ne1 = ne1;
+    this.actBytes = actBytes(ne0);
+  }
+
+  /** The native handle (throws once freed). */
+  get handle(): Deno.PointerObject {
+    if (this.#ptr === null) throw new KernelError("tensor was freed");
+    return this.#ptr;
+  }
+
+  /** Frees the tensor (idempotent). */
+  free(): void {
+    if (this.#ptr !== null) {
+      this.#k.lib.bk_tensor_free(this.#ptr);
+      this.#ptr = null;
+    }
+  }
+}
+
+function checkFormat(format: number, ne0: number): void {
+  need(Number.isInteger(ne0) && ne0 > 0, () => `ne0 must be a positive integer, got ${ne0}`);
+  // unknown formats are left to the library, whose message lists the known ones
+  if (BLOCK[format] === undefined) return;
+}
+
+/** The loaded kernel library. Create with {@link Kernels.load}. */
+export class Kernels {
+  /** Raw symbols (for callers that need an unlisted entry point). */
+  readonly lib: Lib;
+  /** Path the library was loaded from. */
+  readonly path: string;
+  #dl: Deno.DynamicLibrary<typeof SYMBOLS>;
+  #errBuf = new Uint8Array(1024);
+
+  private constructor(path: string) {
+    this.path = path;
+    try {
+      this.#dl = Deno.dlopen(path, SYMBOLS);
+    } catch (e) {
+      throw new KernelError(`cannot load kernel library ${path}: ${(e as Error).message}`);
+    }
+    this.lib = this.#dl.symbols;
+  }
+
+  /** Loads the library from `path` or from {@link findKernelLibrary}'s search. */
+  static load(path?: string): Kernels {
+    return new Kernels(path ?? findKernelLibrary());
+  }
+
+  /** Unloads the library (all handles become invalid). */
+  close(): void {
+    this.#dl.close();
+  }
+
+  /** The library's last error message on this thread. */
+  lastError(): string {
+    let n = Number(this.lib.bk_last_error(this.#errBuf, BigInt(this.#errBuf.length)));
+    if (n > this.#errBuf.length) {
+      this.#errBuf = new Uint8Array(n);
+      n = Number(this.lib.bk_last_error(this.#errBuf, BigInt(this.#errBuf.length)));
+    }
+    return new TextDecoder().decode(this.#errBuf.subarray(0, n));
+  }
+
+  #check(rc: number): void {
+    if (rc !== 0) throw new KernelError(this.lastError() || "kernel call failed");
+  }
+
+  version(): number {
+    return this.lib.bk_version();
+  }
+
+  /** ISAs the CPU (and this build) offer, e.g. `["avx2", "f16c"]`. */
+  isaAvailable(): IsaName[] {
+    return isaNames(this.lib.bk_isa_available());
+  }
+
+  /** ISAs the active kernels use (`[]` = scalar reference). */
+  isaActive(): IsaName[] {
+    return isaNames(this.lib.bk_isa_active());
+  }
+
+  /** Restricts dispatch to `names` (`[]` = scalar reference); throws if one is unavailable. */
+  forceIsa(names: readonly string[]): void {
+    let mask = 0;
+    for (const n of names) {
+      const i = (ISA_NAMES as readonly string[]).indexOf(n);
+      need(i >= 0, () => `unknown ISA name ${JSON.stringify(n)} (known: ${ISA_NAMES.join(", ")})`);
+      mask |= 1 << i;
+    }
+    this.#check(this.lib.bk_force_isa(mask));
+  }
+
+  /** (Re)starts the thread pool with `n` threads (0 = one per CPU); returns the count. */
+  setThreads(n: number): number {
+    return this.lib.bk_set_threads(n);
+  }
+
+  /** Threads in use. */
+  threads(): number {
+    return this.lib.bk_threads();
+  }
+
+  /** Maps `path` read-only. */
+  openMap(path: string): MappedFile {
+    const bytes = new TextEncoder().encode(path);
+    const p = this.lib.bk_map_open(bytes, BigInt(bytes.length));
+    if (p === null) throw new KernelError(this.lastError());
+    return new MappedFile(this, p, Number(this.lib.bk_map_size(p)), path);
+  }
+
+  /** A tensor over `map` bytes starting at `offsetBytes` (no copy). */
+  tensor(map: MappedFile, offsetBytes: number, format: FormatCode | number, ne0: number, ne1: number): KTensor {
+    checkFormat(format, ne0);
+    need(Number.isInteger(offsetBytes) && offsetBytes >= 0, () => `offset must be a non-negative integer, got ${offsetBytes}`);
+    const p = this.lib.bk_tensor_new(map.handle, BigInt(offsetBytes), format, BigInt(ne0), BigInt(ne1));
+    if (p === null) throw new KernelError(this.lastError());
+    return new KTensor(this, p, format as FormatCode, ne0, ne1);
+  }
+
+  /** A tensor owning a copy of `bytes` (exactly the tensor's size). */
+  tensorFromBytes(bytes: Uint8Array, format: FormatCode | number, ne0: number, ne1: number): KTensor {
+    checkFormat(format, ne0);
+    const p = this.lib.bk_tensor_from_bytes(bytes, BigInt(bytes.byteLength), format, BigInt(ne0), BigInt(ne1));
+    if (p === null) throw new KernelError(this.lastError());
+    return new KTensor(this, p, format as FormatCode, ne0, ne1);
+  }
+
+  /** Bytes of an act buffer for `n` elements. */
+  actBytes(n: number): number {
+    return actBytes(n);
+  }
+
+  /** Quantises all of `x` into `act` (at least `actBytes(x.length)` bytes). */
+  quantizeAct(x: Float32Array, act: Uint8Array): void {
+    need(act.byteLength >= actBytes(x.length), () => `act buffer has ${act.byteLength} bytes, ${x.length} elements need ${actBytes(x.length)}`);
+    this.#check(this.lib.bk_quantize_act(x, BigInt(x.length), act));
+  }
+
+  #mv(t: KTensor, act: Uint8Array, out: Float32Array): void {
+    need(act.byteLength >= t.actBytes, () => `act buffer has ${act.byteLength} bytes, tensor rows of ${t.ne0} need ${t.actBytes}`);
+    need(out.length >= t.ne1, () => `output has ${out.length} floats, tensor has ${t.ne1} rows`);
+  }
+
+  /** `out[r] = row_r · act` with the active kernels on the thread pool. */
+  matvec(t: KTensor, act: Uint8Array, out: Float32Array): void {
+    this.#mv(t, act, out);
+    this.#check(this.lib.bk_matvec(t.handle, act, out));
+  }
+
+  /** Scalar reference matvec on the calling thread (for tests). */
+  matvecRef(t: KTensor, act: Uint8Array, out: Float32Array): void {
+    this.#mv(t, act, out);
+    this.#check(this.lib.bk_matvec_ref(t.handle, act, out));
+  }
+
+  /** Several matvecs sharing one activation (same `ne0`) in a single pool dispatch. */
+  matvecMulti(ts: readonly KTensor[], act: Uint8Array, outs: readonly Float32Array[]): void {
+    need(ts.length === outs.length, () => `${ts.length} tensors but ${outs.length} outputs`);
+    const tp = new BigUint64Array(ts.length);
+    const op = new BigUint64Array(ts.length);
+    for (let i = 0; i < ts.length; i++) {
+      this.#mv(ts[i], act, outs[i]);
+      tp[i] = BigInt(Deno.UnsafePointer.value(ts[i].handle));
+      op[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(outs[i])));
+    }
+    this.#check(this.lib.bk_matvec_multi(tp, ts.length, act, op));
+  }
+
+  /** `out[tok * outStride + r] = row_r · act_tok` for `nTok` acts `actStride` bytes apart. */
+  matmul(t: KTensor, act: Uint8Array, nTok: number, actStride: number, out: Float32Array, outStride: number): void {
+    if (nTok === 0) return;
+    need(actStride >= t.actBytes, () => `act stride ${actStride} is smaller than one act (${t.actBytes} bytes)`);
+    need(act.byteLength >= actStride * (nTok - 1) + t.actBytes, () => `act buffer has ${act.byteLength} bytes, ${nTok} tokens need ${actStride * (nTok - 1) + t.actBytes}`);
+    need(outStride >= t.ne1, () => `output stride ${outStride} is smaller than the ${t.ne1} rows`);
+    need(out.length >= outStride * (nTok - 1) + t.ne1, () => `output has ${out.length} floats, ${nTok} tokens need ${outStride * (nTok - 1) + t.ne1}`);
+    this.#check(this.lib.bk_matmul(t.handle, act, nTok, BigInt(actStride), out, BigInt(outStride)));
+  }
+
+  /** Dequantises row `row` into `out` (`ne0` floats), e.g. an embedding lookup. */
+  dequantRow(t: KTensor, row: number, out: Float32Array): void {
+    need(out.length >= t.ne0, () => `output has ${out.length} floats, a row has ${t.ne0}`);
+    need(Number.isInteger(row) && row >= 0, () => `row must be a non-negative integer, got ${row}`);
+    this.#check(this.lib.bk_dequant_row(t.handle, BigInt(row), out));
+  }
+
+  /** `out = x / sqrt(mean(x²) + eps) * w` over `x.length` elements (`w` null = no weight). */
+  rmsnorm(x: Float32Array, w: Float32Array | null, out: Float32Array, eps: number): void {
+    need(out.length >= x.length && (w === null || w.length >= x.length), () => "rmsnorm: w and out must be at least as long as x");
+    this.#check(this.lib.bk_rmsnorm(x, w, out, x.length, eps));
+  }
+
+  /** Per-head RMS norm in place over `nHeads` heads of `headDim`, times `w[headDim]`. */
+  rmsnormHeads(x: Float32Array, w: Float32Array, nHeads: number, headDim: number, eps: number): void {
+    need(x.length >= nHeads * headDim && w.length >= headDim, () => `rmsnormHeads: x needs ${nHeads * headDim} floats and w ${headDim}`);
+    this.#check(this.lib.bk_rmsnorm_heads(x, w, nHeads, headDim, eps));
+  }
+
+  /** NEOX RoPE in place at position `pos`; `yarnFactor` > 1 enables YaRN with `yarnOrigCtx`. */
+  ropeNeox(x: Float32Array, nHeads: number, headDim: number, nRot: number, pos: number, base: number, yarnFactor = 1, yarnOrigCtx = 0): void {
+    need(x.length >= nHeads * headDim, () => `ropeNeox: x needs ${nHeads * headDim} floats, has ${x.length}`);
+    this.#check(this.lib.bk_rope_neox(x, nHeads, headDim, nRot, pos, base, yarnFactor, yarnOrigCtx));
+  }
+
+  /** Softmax in place over the first `n` elements (default all). */
+  softmax(x: Float32Array, n: number = x.length): void {
+    need(n <= x.length, () => `softmax of ${n} elements on an array of ${x.length}`);
+    this.#check(this.lib.bk_softmax(x, n));
+  }
+
+  /** `out = silu(g) * u` over `out.length` elements. */
+  siluMul(g: Float32Array, u: Float32Array, out: Float32Array): void {
+    need(g.length >= out.length && u.length >= out.length, () => "siluMul: gate and up must be at least as long as out");
+    this.#check(this.lib.bk_silu_mul(g, u, out, out.length));
+  }
+
+  /** `x += y` over `x.length` elements. */
+  add(x: Float32Array, y: Float32Array): void {
+    need(y.length >= x.length, () => `add: y has ${y.length} floats, x has ${x.length}`);
+    this.#check(this.lib.bk_add(x, y, x.length));
+  }
+
+  /** Stores `src` into `dst` as f32 (kvType 0) or f16 (kvType 1) at `dst`'s start. */
+  storeKv(src: Float32Array, dst: Uint8Array, kvType: number): void {
+    const es = kvType === 0 ? 4 : 2;
+    need(dst.byteLength >= src.length * es, () => `storeKv: dst has ${dst.byteLength} bytes, needs ${src.length * es}`);
+    this.#check(this.lib.bk_store_kv(src, dst, kvType, src.length));
+  }
+
+  /**
+   * Attention of one query (all heads) over positions 0..nKv-1 of the K/V caches (`kvStride`
+   * elements between positions); grouped-query. `scratch` holds nKv floats.
+   */
+  attention(
+    q: Float32Array,
+    k: Uint8Array,
+    v: Uint8Array,
+    kvType: number,
+    nHead: number,
+    nHeadKv: number,
+    headDim: number,
+    nKv: number,
+    kvStride: number,
+    out: Float32Array,
+    scratch: Float32Array,
+  ): void {
+    const es = kvType === 0 ? 4 : 2;
+    const kvLen = ((nKv - 1) * kvStride + nHeadKv * headDim) * es;
+    need(q.length >= nHead * headDim && out.length >= nHead * headDim, () => `attention: q and out need ${nHead * headDim} floats`);
+    need(nKv <= 0 || (k.byteLength >= kvLen && v.byteLength >= kvLen), () => `attention: k and v caches need ${kvLen} bytes for ${nKv} positions`);
+    need(scratch.length >= nKv, () => `attention: scratch needs ${nKv} floats, has ${scratch.length}`);
+    this.#check(this.lib.bk_attention(q, k, v, kvType, nHead, nHeadKv, headDim, nKv, kvStride, out, scratch));
+  }
+}
+
+function isaNames(mask: number): IsaName[] {
+  return ISA_NAMES.filter((_, i) => (mask & (1 << i)) !== 0);
+}

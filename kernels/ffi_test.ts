@@ -1,0 +1,215 @@
+import assert from "node:assert/strict";
+import { actBytes, Format, KernelError, Kernels } from "./ffi.ts";
+import { findKernelLibrary, kernelLibraryCandidates } from "./locate.ts";
+
+const k = Kernels.load();
+
+/** Deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** Random Q1_0 rows with scales 0x2000..0x2fff (about 0.008..0.1). */
+function randomQ1(ne0: number, ne1: number, r: () => number): Uint8Array {
+  const bytes = new Uint8Array((ne0 / 128) * 18 * ne1);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
+  for (let b = 0; b < bytes.length / 18; b++) {
+    const h = 0x2000 + Math.floor(r() * 0x1000);
+    bytes[b * 18] = h & 0xff;
+    bytes[b * 18 + 1] = h >> 8;
+  }
+  return bytes;
+}
+
+/** Reads the dequantised activation back out of an act buffer (layout documented in src/act.rs). */
+function actValues(act: Uint8Array, n: number): Float64Array {
+  const nb = Math.ceil(n / 32);
+  const view = new DataView(act.buffer, act.byteOffset, act.byteLength);
+  const offQ = Math.ceil((nb * 4) / 32) * 32;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const d = view.getFloat32(Math.floor(i / 32) * 4, true);
+    out[i] = d * view.getInt8(offQ + i);
+  }
+  return out;
+}
+
+Deno.test("library loads and reports its ISAs", () => {
+  assert.equal(k.version(), 1);
+  const avail = k.isaAvailable();
+  for (const isa of k.isaActive()) assert.ok(avail.includes(isa), `${isa} active but not available`);
+  assert.ok(k.threads() >= 1);
+});
+
+Deno.test("act layout size agrees with the library", () => {
+  for (const n of [1, 31, 32, 33, 128, 2048, 2560, 9728, 12288]) {
+    assert.equal(actBytes(n), Number(k.lib.bk_act_bytes(BigInt(n))), `n=${n}`);
+  }
+});
+
+Deno.test("Q1_0 matvec matches a TypeScript reference", () => {
+  const r = rng(42);
+  const [ne0, ne1] = [512, 37];
+  const bytes = randomQ1(ne0, ne1, r);
+  const t = k.tensorFromBytes(bytes, Format.Q1_0, ne0, ne1);
+  const x = new Float32Array(ne0).map(() => r() * 2 - 1);
+  const act = new Uint8Array(k.actBytes(ne0));
+  k.quantizeAct(x, act);
+  const xq = actValues(act, ne0);
+  for (let i = 0; i < ne0; i++) assert.ok(Math.abs(xq[i] - x[i]) < 0.01, "activation quantisation error too large");
+  const out = new Float32Array(ne1);
+  const ref = new Float32Array(ne1);
+  k.matvec(t, act, out);
+  k.matvecRef(t, act, ref);
+  assert.deepEqual(out, ref, "SIMD/threaded matvec must equal the scalar reference bit for bit");
+  for (let row = 0; row < ne1; row++) {
+    let want = 0, mag = 0;
+    for (let j = 0; j < ne0; j++) {
+      const blk = row * (ne0 / 128) * 18 + Math.floor(j / 128) * 18;
+      const d = halfToFloat(bytes[blk] | (bytes[blk + 1] << 8));
+      const bit = (bytes[blk + 2 + Math.floor((j % 128) / 8)] >> (j % 8)) & 1;
+      const p = (bit ? d : -d) * xq[j];
+      want += p;
+      mag += Math.abs(p);
+    }
+    assert.ok(Math.abs(out[row] - want) <= 1e-5 * mag + 1e-6, `row ${row}: ${out[row]} vs ${want}`);
+  }
+  // the scalar path, forced, gives the same bits; then restore the best ISA
+  const best = k.isaAvailable();
+  k.forceIsa([]);
+  assert.deepEqual(k.isaActive(), []);
+  const scalar = new Float32Array(ne1);
+  k.matvec(t, act, scalar);
+  k.forceIsa(best);
+  assert.deepEqual(scalar, ref);
+  // matmul of two tokens == two matvecs; matvecMulti == separate matvecs
+  const acts = new Uint8Array(2 * t.actBytes);
+  acts.set(act, 0);
+  acts.set(act, t.actBytes);
+  const mm = new Float32Array(2 * ne1);
+  k.matmul(t, acts, 2, t.actBytes, mm, ne1);
+  assert.deepEqual(mm.subarray(0, ne1), ref);
+  assert.deepEqual(mm.subarray(ne1), ref);
+  const a = new Float32Array(ne1), b = new Float32Array(ne1);
+  k.matvecMulti([t, t], act, [a, b]);
+  assert.deepEqual(a, ref);
+  assert.deepEqual(b, ref);
+  // embedding lookup
+  const row0 = new Float32Array(ne0);
+  k.dequantRow(t, 0, row0);
+  assert.equal(Math.abs(row0[0]), halfToFloat(bytes[0] | (bytes[1] << 8)));
+  t.free();
+  assert.throws(() => k.matvec(t, act, out), KernelError);
+});
+
+Deno.test("bad format and bad shape give KernelErrors naming the problem", () => {
+  assert.throws(
+    () => k.tensorFromBytes(new Uint8Array(18), 7, 128, 1),
+    (e: unknown) => e instanceof KernelError && /format code 7/.test(e.message),
+  );
+  assert.throws(
+    () => k.tensorFromBytes(new Uint8Array(18), Format.Q1_0, 100, 1),
+    (e: unknown) => e instanceof KernelError && /multiple of the Q1_0 block size 128/.test(e.message),
+  );
+  assert.throws(() => k.forceIsa(["sse9"]), KernelError);
+  assert.throws(() => k.ropeNeox(new Float32Array(8), 1, 8, 3, 0, 1e6), (e: unknown) => e instanceof KernelError && /n_rot/.test(e.message));
+});
+
+Deno.test("mapping a file; a tensor beyond its end is a clear error", () => {
+  const path = Deno.makeTempFileSync({ suffix: ".bin" });
+  try {
+    const data = randomQ1(256, 4, rng(5));
+    const file = new Uint8Array(64 + data.length);
+    file.set(data, 64);
+    Deno.writeFileSync(path, file);
+    const map = k.openMap(path);
+    assert.equal(map.size, file.length);
+    const t = k.tensor(map, 64, Format.Q1_0, 256, 4);
+    const copy = k.tensorFromBytes(data, Format.Q1_0, 256, 4);
+    const x = new Float32Array(256).map((_, i) => Math.sin(i));
+    const act = new Uint8Array(actBytes(256));
+    k.quantizeAct(x, act);
+    const o1 = new Float32Array(4), o2 = new Float32Array(4);
+    k.matvec(t, act, o1);
+    k.matvec(copy, act, o2);
+    assert.deepEqual(o1, o2);
+    assert.throws(
+      () => k.tensor(map, 65, Format.Q1_0, 256, 4),
+      (e: unknown) => e instanceof KernelError && /beyond the end/.test(e.message) && e.message.includes(path),
+    );
+    map.close();
+    k.matvec(t, act, o1); // the tensor keeps the mapping alive
+    assert.deepEqual(o1, o2);
+    t.free();
+    copy.free();
+  } finally {
+    Deno.removeSync(path);
+  }
+  assert.throws(
+    () => k.openMap("/nonexistent/dir/model.gguf"),
+    (e: unknown) => e instanceof KernelError && e.message.includes("/nonexistent/dir/model.gguf"),
+  );
+});
+
+Deno.test("small ops", () => {
+  const x = new Float32Array([1, -2, 3, 4]);
+  const out = new Float32Array(4);
+  k.rmsnorm(x, null, out, 0);
+  const rms = Math.sqrt((1 + 4 + 9 + 16) / 4);
+  out.forEach((v, i) => assert.ok(Math.abs(v - x[i] / rms) < 1e-6));
+  const s = new Float32Array([0, Math.log(3)]);
+  k.softmax(s);
+  assert.ok(Math.abs(s[0] - 0.25) < 1e-6 && Math.abs(s[1] - 0.75) < 1e-6);
+  const sum = new Float32Array([1, 2]);
+  k.add(sum, new Float32Array([3, 4]));
+  assert.deepEqual(sum, new Float32Array([4, 6]));
+  // one position: attention returns v exactly (softmax weight 1)
+  const q = new Float32Array(8).fill(0.5);
+  const kv = new Uint8Array(8 * 4);
+  k.storeKv(new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]), kv, 0);
+  const att = new Float32Array(8);
+  k.attention(q, kv, kv, 0, 1, 1, 8, 1, 8, att, new Float32Array(1));
+  assert.deepEqual(att, new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]));
+  // 2 heads of 8 need 16 floats of q and out: the size check must refuse this call
+  assert.throws(() => k.attention(q, kv, kv, 0, 2, 1, 8, 1, 8, att, new Float32Array(1)), KernelError);
+  // n_head not a multiple of n_head_kv: the library's own check
+  assert.throws(() => k.attention(new Float32Array(24), new Uint8Array(64), new Uint8Array(64), 0, 3, 2, 8, 1, 16, new Float32Array(24), new Float32Array(1)), /n_head_kv/);
+});
+
+Deno.test("kernelLibraryCandidates order and findKernelLibrary error", () => {
+  const c = kernelLibraryCandidates({
+    execPath: "/opt/bonsai/bin/bonsai",
+    moduleUrl: "file:///src/repo/kernels/ffi.ts",
+    env: { BONSAI_KERNELS: "/custom/libk.so" },
+    os: "linux",
+  });
+  assert.deepEqual(c, [
+    "/custom/libk.so",
+    "/opt/bonsai/bin/libbonsai_kernels.so",
+    "/src/repo/kernels/target/release/libbonsai_kernels.so",
+  ]);
+  const mac = kernelLibraryCandidates({ execPath: "/a/b", moduleUrl: "file:///r/kernels/locate.ts", env: {}, os: "darwin" });
+  assert.deepEqual(mac, ["/a/libbonsai_kernels.dylib", "/r/kernels/target/release/libbonsai_kernels.dylib"]);
+  assert.throws(
+    () => findKernelLibrary({ execPath: "/nowhere/x", moduleUrl: "file:///nowhere/kernels/locate.ts", env: {} }),
+    (e: unknown) => e instanceof Error && e.message.includes("/nowhere/libbonsai_kernels.so") && e.message.includes("deno task build"),
+  );
+  assert.throws(() => findKernelLibrary({ env: { BONSAI_KERNELS: "/nope.so" } }), /BONSAI_KERNELS names \/nope.so/);
+  assert.ok(findKernelLibrary().endsWith("libbonsai_kernels.so"));
+});
