@@ -1,5 +1,5 @@
-//! Enables the AVX-512 kernels only when the compiler can build them: the AVX-512 intrinsics and
-//! target features became stable in Rust 1.89, and the crate must still build with Debian's 1.63.
+//! Enables SIMD code only when the compiler can build it: F16C intrinsics became stable in Rust 1.68,
+//! AVX-512 intrinsics and target features in 1.89, and the crate must still build with Debian's 1.63.
 
 use std::env;
 use std::process::Command;
@@ -18,8 +18,13 @@ fn main() {
     let minor = rustc_minor().unwrap_or(0);
     if minor >= 80 {
         println!("cargo:rustc-check-cfg=cfg(bk_avx512)");
+        println!("cargo:rustc-check-cfg=cfg(bk_f16c)");
     }
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    // F16C intrinsics are stable since 1.68; older compilers convert fp16 in software on the AVX2 path.
+    if arch == "x86_64" && minor >= 68 {
+        println!("cargo:rustc-cfg=bk_f16c");
+    }
     if arch == "x86_64" && minor >= 89 {
         println!("cargo:rustc-cfg=bk_avx512");
     }

@@ -68,7 +68,7 @@ type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 export function actBytes(n: number): number {
   const nb = Math.ceil(n / 32);
   const align32 = (x: number) => Math.ceil(x / 32) * 32;
-  return align32(nb * 4) + nb * 32 + align32(nb * 4);
+  return align32(nb * 4) + nb * 32 + align32(nb * 4) + nb * 32;
 }
 
 const BLOCK: Record<number, [number, number]> = {

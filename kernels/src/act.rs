@@ -7,6 +7,9 @@
 //! f32 d[nb]      (padded to 32 bytes)
 //! i8  q[nb*32]
 //! i32 qsum[nb]   (padded to 32 bytes)  sum of q per block: sum(±q) = 2*sum(q where bit=1) - qsum
+//! i8  q1p[nb*32] the same q, reordered per block for the AVX2 Q1_0 kernel: position 4a+c holds
+//!                q[8c+a]; then byte 4a+c of a broadcast 32-bit weight word, ANDed with 1<<a, tests
+//!                exactly that element's bit, so expanding bits needs no byte shuffle.
 //! ```
 
 /// Elements per activation block.
@@ -19,6 +22,7 @@ pub struct ActLayout {
     pub nb: usize,
     pub off_q: usize,
     pub off_qsum: usize,
+    pub off_q1p: usize,
     pub total: usize,
 }
 
@@ -32,8 +36,9 @@ pub fn act_layout(n: usize) -> ActLayout {
     let nb = (n + QK - 1) / QK;
     let off_q = align32(nb * 4);
     let off_qsum = off_q + nb * QK;
-    let total = off_qsum + align32(nb * 4);
-    ActLayout { n, nb, off_q, off_qsum, total }
+    let off_q1p = off_qsum + align32(nb * 4);
+    let total = off_q1p + nb * QK;
+    ActLayout { n, nb, off_q, off_qsum, off_q1p, total }
 }
 
 /// Borrowed view of a quantised activation.
@@ -42,6 +47,8 @@ pub struct Act<'a> {
     pub d: &'a [f32],
     pub q: &'a [i8],
     pub qsum: &'a [i32],
+    /// `q` in the Q1_0 shuffle-free order (see the module docs).
+    pub q1p: &'a [i8],
 }
 
 impl<'a> Act<'a> {
@@ -66,6 +73,7 @@ impl<'a> Act<'a> {
             d: std::slice::from_raw_parts(p as *const f32, l.nb),
             q: std::slice::from_raw_parts(p.add(l.off_q) as *const i8, l.nb * QK),
             qsum: std::slice::from_raw_parts(p.add(l.off_qsum) as *const i32, l.nb),
+            q1p: std::slice::from_raw_parts(p.add(l.off_q1p) as *const i8, l.nb * QK),
         }
     }
 }
@@ -91,6 +99,7 @@ pub fn quantize_act(x: &[f32], out: &mut [u8]) -> Result<(), String> {
             let q = if d == 0.0 { 0.0 } else { (v / d).round() };
             let q = q.max(-127.0).min(127.0) as i8;
             out[l.off_q + b * QK + i] = q as u8;
+            out[l.off_q1p + b * QK + 4 * (i % 8) + i / 8] = q as u8;
             sum += q as i32;
         }
         out[b * 4..b * 4 + 4].copy_from_slice(&d.to_ne_bytes());
@@ -111,7 +120,7 @@ mod tests {
             assert_eq!(l.off_q % 32, 0);
             assert_eq!(l.off_qsum % 32, 0);
             assert_eq!(l.total % 32, 0);
-            assert!(l.off_q >= l.nb * 4 && l.total >= l.off_qsum + l.nb * 4);
+            assert!(l.off_q >= l.nb * 4 && l.off_q1p >= l.off_qsum + l.nb * 4 && l.total == l.off_q1p + l.nb * QK);
         }
     }
 
@@ -136,6 +145,9 @@ mod tests {
                 }
             }
             assert_eq!(s, a.qsum[b]);
+            for p in 0..QK {
+                assert_eq!(a.q1p[b * QK + p], a.q[b * QK + 8 * (p % 4) + p / 4]);
+            }
             assert!(a.q[b * QK..(b + 1) * QK].iter().any(|q| q.abs() == 127) || a.d[b] == 0.0);
         }
     }

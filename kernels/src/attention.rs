@@ -59,17 +59,19 @@ fn axpy_scalar(out: &mut [f32], w: f32, row: &[u8], kv_type: u32) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx2,f16c")]
+    #[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+    #[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
     #[inline]
     unsafe fn load8(row: *const u8, kv_type: u32, i: usize) -> __m256 {
         if kv_type == 0 {
             _mm256_loadu_ps((row as *const f32).add(i))
         } else {
-            _mm256_cvtph_ps(_mm_loadu_si128((row as *const u16).add(i) as *const __m128i))
+            crate::dot_avx2::cvt_ph8(_mm_loadu_si128((row as *const u16).add(i) as *const __m128i))
         }
     }
 
-    #[target_feature(enable = "avx2,f16c")]
+    #[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+    #[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
     pub unsafe fn dot(q: &[f32], row: &[u8], kv_type: u32) -> f32 {
         let n = q.len();
         let full = n / 8 * 8;
@@ -87,7 +89,8 @@ mod avx2 {
         super::reduce8(&lane)
     }
 
-    #[target_feature(enable = "avx2,f16c")]
+    #[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+    #[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
     pub unsafe fn axpy(out: &mut [f32], w: f32, row: &[u8], kv_type: u32) {
         let n = out.len();
         let full = n / 8 * 8;

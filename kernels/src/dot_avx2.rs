@@ -27,12 +27,50 @@ unsafe fn dot_u8i8(u: __m256i, s: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
 
-/// Broadcasts the fp16 at `p` (unaligned) as f32 to four lanes.
+/// Converts the low four halves of `v` to f32 (F16C when the compiler supports it, else software;
+/// both exact, so results do not depend on which).
+#[cfg(bk_f16c)]
 #[target_feature(enable = "avx2,f16c")]
+#[inline]
+pub unsafe fn cvt_ph4(v: __m128i) -> __m128 {
+    _mm_cvtph_ps(v)
+}
+
+/// Converts the eight halves of `v` to f32.
+#[cfg(bk_f16c)]
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+pub unsafe fn cvt_ph8(v: __m128i) -> __m256 {
+    _mm256_cvtph_ps(v)
+}
+
+#[cfg(not(bk_f16c))]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn cvt_ph4(v: __m128i) -> __m128 {
+    let mut h = [0u16; 8];
+    _mm_storeu_si128(h.as_mut_ptr() as *mut __m128i, v);
+    let f = crate::f16::f16_to_f32;
+    _mm_setr_ps(f(h[0]), f(h[1]), f(h[2]), f(h[3]))
+}
+
+#[cfg(not(bk_f16c))]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn cvt_ph8(v: __m128i) -> __m256 {
+    let mut h = [0u16; 8];
+    _mm_storeu_si128(h.as_mut_ptr() as *mut __m128i, v);
+    let f = crate::f16::f16_to_f32;
+    _mm256_setr_ps(f(h[0]), f(h[1]), f(h[2]), f(h[3]), f(h[4]), f(h[5]), f(h[6]), f(h[7]))
+}
+
+/// Broadcasts the fp16 at `p` (unaligned) as f32 to four lanes.
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 #[inline]
 unsafe fn half_bcast(p: *const u8) -> __m128 {
     let h = (p as *const u16).read_unaligned();
-    _mm_cvtph_ps(_mm_set1_epi16(h as i16))
+    cvt_ph4(_mm_set1_epi16(h as i16))
 }
 
 /// `acc + (dw * dx) * isum` lane-wise: one step of the shared accumulation order for 4 blocks.
@@ -52,19 +90,36 @@ unsafe fn to_array(acc: __m128) -> [f32; 4] {
 
 // ---- Q1_0 ----
 
-/// Sum of the 32 q bytes at `q` whose bit is set in `bits` (bit i <-> byte i), as eight i32 lanes.
+/// [sum(v0), sum(v1), sum(v2), sum(v3)] of the sixteen i16 lanes of each vector (exact while every
+/// partial fits in i16: here pairs of bytes summed by maddubs, at most 32 * 127 per vector).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn hsum4_epi16(v0: __m256i, v1: __m256i, v2: __m256i, v3: __m256i) -> __m128i {
+    let h01 = _mm256_hadd_epi16(v0, v1);
+    let h23 = _mm256_hadd_epi16(v2, v3);
+    let h = _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), _mm256_set1_epi16(1));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+/// Sum of the 32 q bytes whose bit is set in `bits`, as sixteen i16 lanes. `q` points at the
+/// block in `q1p` order (position 4a+c holds element 8c+a), so a broadcast of `bits` ANDed with
+/// 1<<a in dword a isolates each element's bit without a byte shuffle.
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn q1_on_sub(bits: u32, q: *const i8) -> __m256i {
-    // byte i of the expanded vector holds byte i/8 of `bits`, tested against 1 << (i % 8)
-    let shuf = _mm256_setr_epi8(
-        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+    let bit = _mm256_setr_epi32(
+        0x0101_0101,
+        0x0202_0202,
+        0x0404_0404,
+        0x0808_0808,
+        0x1010_1010,
+        0x2020_2020,
+        0x4040_4040,
+        0x8080_8080u32 as i32,
     );
-    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    let v = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
-    let mask = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    let mask = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_set1_epi32(bits as i32), bit), bit);
     let sel = _mm256_and_si256(mask, _mm256_loadu_si256(q as *const __m256i));
-    dot_u8i8(_mm256_set1_epi8(1), sel)
+    _mm256_maddubs_epi16(_mm256_set1_epi8(1), sel)
 }
 
 /// Integer sums of ±q for the four activation blocks met by one Q1_0 block (`blk` -> 18 bytes).
@@ -72,7 +127,7 @@ unsafe fn q1_on_sub(bits: u32, q: *const i8) -> __m256i {
 #[inline]
 unsafe fn q1_isum4(blk: *const u8, q: *const i8, qsum: *const i32) -> __m128i {
     let w = blk.add(2) as *const u32;
-    let on = hsum4_epi32(
+    let on = hsum4_epi16(
         q1_on_sub(w.read_unaligned(), q),
         q1_on_sub(w.add(1).read_unaligned(), q.add(32)),
         q1_on_sub(w.add(2).read_unaligned(), q.add(64)),
@@ -86,11 +141,13 @@ fn check(row: &[u8], act: &Act, row_bytes: usize, nb: usize) {
     assert!(row.len() >= row_bytes && act.d.len() >= nb && act.q.len() >= nb * QK && act.qsum.len() >= nb);
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn dot_q1_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     let nw = ne0 / 128;
     check(row, act, nw * 18, nw * 4);
-    let (rp, qp, dp, sp) = (row.as_ptr(), act.q.as_ptr(), act.d.as_ptr(), act.qsum.as_ptr());
+    assert!(act.q1p.len() >= nw * 128);
+    let (rp, qp, dp, sp) = (row.as_ptr(), act.q1p.as_ptr(), act.d.as_ptr(), act.qsum.as_ptr());
     let mut acc = _mm_setzero_ps();
     for b in 0..nw {
         let blk = rp.add(18 * b);
@@ -100,13 +157,14 @@ pub unsafe fn dot_q1_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     dot_scalar::finish(to_array(acc))
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn isums_q1_0(row: &[u8], act: &Act, ne0: usize, out: &mut [i32]) {
     let nw = ne0 / 128;
     check(row, act, nw * 18, nw * 4);
-    assert!(out.len() >= nw * 4);
+    assert!(out.len() >= nw * 4 && act.q1p.len() >= nw * 128);
     for b in 0..nw {
-        let v = q1_isum4(row.as_ptr().add(18 * b), act.q.as_ptr().add(128 * b), act.qsum.as_ptr().add(4 * b));
+        let v = q1_isum4(row.as_ptr().add(18 * b), act.q1p.as_ptr().add(128 * b), act.qsum.as_ptr().add(4 * b));
         _mm_storeu_si128(out.as_mut_ptr().add(4 * b) as *mut __m128i, v);
     }
 }
@@ -175,7 +233,8 @@ unsafe fn load_pair_g64(blk: *const u8) -> __m256i {
     _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi)
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn dot_q2_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     let nw = ne0 / 128;
     check(row, act, nw * 34, nw * 4);
@@ -189,7 +248,8 @@ pub unsafe fn dot_q2_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     dot_scalar::finish(to_array(acc))
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn dot_q2_0_g64(row: &[u8], act: &Act, ne0: usize) -> f32 {
     let nw = ne0 / 64;
     check(row, act, nw * 18, nw * 2);
@@ -201,7 +261,7 @@ pub unsafe fn dot_q2_0_g64(row: &[u8], act: &Act, ne0: usize) -> f32 {
         let isum = q2_isum4(load_pair_g64(blk), qp.add(128 * p), sp.add(4 * p));
         let ha = (blk as *const u16).read_unaligned() as i16;
         let hb = (blk.add(18) as *const u16).read_unaligned() as i16;
-        let dw = _mm_cvtph_ps(_mm_setr_epi16(ha, ha, hb, hb, 0, 0, 0, 0));
+        let dw = cvt_ph4(_mm_setr_epi16(ha, ha, hb, hb, 0, 0, 0, 0));
         acc = acc_step(acc, dw, _mm_loadu_ps(dp.add(4 * p)), isum);
     }
     let mut a = to_array(acc);
@@ -219,7 +279,8 @@ pub unsafe fn dot_q2_0_g64(row: &[u8], act: &Act, ne0: usize) -> f32 {
 }
 
 /// Integer sums for Q2_0 rows of either block size (`block` 128 or 64).
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn isums_q2(row: &[u8], act: &Act, ne0: usize, block: usize, out: &mut [i32]) {
     let nb = ne0 / QK;
     check(row, act, ne0 / block * (2 + block / 4), nb);
@@ -272,7 +333,8 @@ unsafe fn q8_one(rp: *const u8, qp: *const i8, j: usize) -> i32 {
     _mm_cvtsi128_si32(hsum4_epi32(q8_block(rp.add(34 * j + 2), qp.add(QK * j)), z, z, z))
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn dot_q8_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     let nb = ne0 / QK;
     check(row, act, nb * 34, nb);
@@ -281,7 +343,7 @@ pub unsafe fn dot_q8_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     let mut j = 0;
     while j + 4 <= nb {
         let h = |k: usize| (rp.add(34 * (j + k)) as *const u16).read_unaligned() as i16;
-        let dw = _mm_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0));
+        let dw = cvt_ph4(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0));
         acc = acc_step(acc, dw, _mm_loadu_ps(dp.add(j)), q8_isum4(rp, qp, j));
         j += 4;
     }
@@ -294,7 +356,8 @@ pub unsafe fn dot_q8_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     dot_scalar::finish(a)
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn isums_q8_0(row: &[u8], act: &Act, ne0: usize, out: &mut [i32]) {
     let nb = ne0 / QK;
     check(row, act, nb * 34, nb);
@@ -307,7 +370,8 @@ pub unsafe fn isums_q8_0(row: &[u8], act: &Act, ne0: usize, out: &mut [i32]) {
 // ---- F32 / F16 weights ----
 
 /// `fsum` of one full block: eight lanes over four steps, then the fixed reduction tree.
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 #[inline]
 unsafe fn fsum_full(w: [__m256; 4], q: *const i8) -> f32 {
     let mut lanes = _mm256_setzero_ps();
@@ -320,7 +384,8 @@ unsafe fn fsum_full(w: [__m256; 4], q: *const i8) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps::<1>(u, u)))
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn dot_f32(row: &[u8], act: &Act, ne0: usize) -> f32 {
     let nb = (ne0 + QK - 1) / QK;
     check(row, act, ne0 * 4, nb);
@@ -340,7 +405,8 @@ pub unsafe fn dot_f32(row: &[u8], act: &Act, ne0: usize) -> f32 {
     dot_scalar::finish(acc)
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn dot_f16(row: &[u8], act: &Act, ne0: usize) -> f32 {
     let nb = (ne0 + QK - 1) / QK;
     check(row, act, ne0 * 2, nb);
@@ -350,7 +416,7 @@ pub unsafe fn dot_f16(row: &[u8], act: &Act, ne0: usize) -> f32 {
         let s = if (j + 1) * QK <= ne0 {
             let p = rp.add(QK * j);
             let h = |c: usize| _mm_loadu_si128(p.add(8 * c) as *const __m128i);
-            let w = [_mm256_cvtph_ps(h(0)), _mm256_cvtph_ps(h(1)), _mm256_cvtph_ps(h(2)), _mm256_cvtph_ps(h(3))];
+            let w = [cvt_ph8(h(0)), cvt_ph8(h(1)), cvt_ph8(h(2)), cvt_ph8(h(3))];
             fsum_full(w, act.q.as_ptr().add(QK * j))
         } else {
             let w = |i: usize| crate::f16::f16_to_f32(rp.add(QK * j + i).read_unaligned());

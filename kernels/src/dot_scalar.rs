@@ -92,7 +92,7 @@ pub fn dot_q1_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     let mut is = [0i32; 4];
     for b in 0..ne0 / 128 {
         let blk = &row[b * 18..b * 18 + 18];
-        let sub = Act { d: &act.d[4 * b..4 * b + 4], q: &act.q[128 * b..128 * b + 128], qsum: &act.qsum[4 * b..4 * b + 4] };
+        let sub = Act { d: &act.d[4 * b..4 * b + 4], q: &act.q[128 * b..128 * b + 128], qsum: &act.qsum[4 * b..4 * b + 4], q1p: &[] };
         isums_q1_0(blk, &sub, 128, &mut is);
         let dw = f16_to_f32(read_u16(blk, 0));
         for k in 0..4 {
@@ -110,7 +110,7 @@ fn dot_q2(row: &[u8], act: &Act, ne0: usize, block: usize) -> f32 {
     for b in 0..ne0 / block {
         let blk = &row[b * bbytes..(b + 1) * bbytes];
         let j0 = subs * b;
-        let sub = Act { d: &act.d[j0..j0 + subs], q: &act.q[QK * j0..QK * (j0 + subs)], qsum: &act.qsum[j0..j0 + subs] };
+        let sub = Act { d: &act.d[j0..j0 + subs], q: &act.q[QK * j0..QK * (j0 + subs)], qsum: &act.qsum[j0..j0 + subs], q1p: &[] };
         isums_q2(blk, &sub, block, block, &mut is);
         let dw = f16_to_f32(read_u16(blk, 0));
         for k in 0..subs {
@@ -133,7 +133,7 @@ pub fn dot_q8_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     let mut is = [0i32; 1];
     for j in 0..ne0 / QK {
         let blk = &row[j * 34..j * 34 + 34];
-        let sub = Act { d: &act.d[j..j + 1], q: &act.q[QK * j..QK * j + QK], qsum: &act.qsum[j..j + 1] };
+        let sub = Act { d: &act.d[j..j + 1], q: &act.q[QK * j..QK * j + QK], qsum: &act.qsum[j..j + 1], q1p: &[] };
         isums_q8_0(blk, &sub, QK, &mut is);
         acc_q(&mut acc, j, f16_to_f32(read_u16(blk, 0)), act.d[j], is[0]);
     }

@@ -153,7 +153,7 @@ fn simd_equals_scalar_bit_for_bit() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(bk_f16c)]
 #[test]
 fn f16c_matches_software_for_all_halves() {
     if !is_x86_feature_detected!("f16c") {

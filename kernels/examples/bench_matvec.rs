@@ -1,0 +1,45 @@
+//! Quick matvec throughput check: `cargo run --release --example bench_matvec [threads]`.
+//! Shapes of Bonsai 1.7B (Q1_0): attention/FFN projections and the tied LM head.
+
+use bonsai_kernels::formats::Format;
+use bonsai_kernels::testutil::{as_bytes, random_act, random_rows, Rng};
+use bonsai_kernels::{dispatch, matmul, pool, tensor::Tensor};
+use std::time::Instant;
+
+fn main() {
+    let threads: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let n = pool::set_threads(threads);
+    println!("threads {}, kernels {}", n, dispatch::table().name);
+    let mut rng = Rng::new(1);
+    for &(fmt, ne0, ne1) in [
+        (Format::Q1_0, 2048usize, 6144usize),
+        (Format::Q1_0, 6144, 2048),
+        (Format::Q1_0, 2048, 151669),
+        (Format::Q2_0, 2048, 6144),
+        (Format::Q2_0G64, 2048, 6144),
+        (Format::Q8_0, 2048, 2048),
+    ]
+    .iter()
+    {
+        let bytes = random_rows(&mut rng, fmt, ne0, ne1, false);
+        let t = Tensor::from_bytes(&bytes, fmt.code(), ne0 as u64, ne1 as u64).unwrap();
+        let (_, act) = random_act(&mut rng, ne0);
+        let mut out = vec![0.0f32; ne1];
+        matmul::matvec(&t, as_bytes(&act), &mut out).unwrap();
+        let iters = (2_000_000_000 / bytes.len()).max(3).min(2000);
+        let start = Instant::now();
+        for _ in 0..iters {
+            matmul::matvec(&t, as_bytes(&act), &mut out).unwrap();
+        }
+        let s = start.elapsed().as_secs_f64() / iters as f64;
+        println!(
+            "{:>8} [{:>5} x {:>6}]: {:8.1} us  {:6.2} GB/s  {:6.2} Gweights/s",
+            fmt.name(),
+            ne0,
+            ne1,
+            s * 1e6,
+            bytes.len() as f64 / s / 1e9,
+            (ne0 * ne1) as f64 / s / 1e9
+        );
+    }
+}
