@@ -71,19 +71,6 @@ export function actBytes(n: number): number {
   return align32(nb * 4) + nb * 32 + align32(nb * 4) + nb * 32;
 }
 
-const BLOCK: Record<number, [number, number]> = {
-  0: [1, 4],
-  1: [1, 2],
-  8: [32, 34],
-  41: [128, 18],
-  42: [128, 34],
-  242: [64, 18],
-};
-
-function need(ok: boolean, msg: () => string): void {
-  if (!ok) throw new KernelError(msg());
-}
-
 /** A memory-mapped file (read-only). Tensors made from it keep the mapping alive after `close()`. */
 export class MappedFile {
   #k: Kernels;
@@ -149,10 +136,11 @@ export class KTensor {
   }
 }
 
-function checkFormat(format: number, ne0: number): void {
-  need(Number.isInteger(ne0) && ne0 > 0, () => `ne0 must be a positive integer, got ${ne0}`);
-  // unknown formats are left to the library, whose message lists the known ones
-  if (BLOCK[format] === undefined) return;
+function checkShape(ne0: number, ne1: number): void {
+  // formats and block multiples are checked by the library, whose messages name them
+  if (!(Number.isInteger(ne0) && ne0 > 0 && Number.isInteger(ne1) && ne1 > 0)) {
+    throw new KernelError(`tensor shape must be positive integers, got [${ne0} x ${ne1}]`);
+  }
 }
 
 /** The loaded kernel library. Create with {@link Kernels.load}. */
@@ -217,7 +205,7 @@ export class Kernels {
     let mask = 0;
     for (const n of names) {
       const i = (ISA_NAMES as readonly string[]).indexOf(n);
-      need(i >= 0, () => `unknown ISA name ${JSON.stringify(n)} (known: ${ISA_NAMES.join(", ")})`);
+      if (!(i >= 0)) throw new KernelError(`unknown ISA name ${JSON.stringify(n)} (known: ${ISA_NAMES.join(", ")})`);
       mask |= 1 << i;
     }
     this.#check(this.lib.bk_force_isa(mask));
@@ -243,8 +231,8 @@ export class Kernels {
 
   /** A tensor over `map` bytes starting at `offsetBytes` (no copy). */
   tensor(map: MappedFile, offsetBytes: number, format: FormatCode | number, ne0: number, ne1: number): KTensor {
-    checkFormat(format, ne0);
-    need(Number.isInteger(offsetBytes) && offsetBytes >= 0, () => `offset must be a non-negative integer, got ${offsetBytes}`);
+    checkShape(ne0, ne1);
+    if (!(Number.isInteger(offsetBytes) && offsetBytes >= 0)) throw new KernelError(`offset must be a non-negative integer, got ${offsetBytes}`);
     const p = this.lib.bk_tensor_new(map.handle, BigInt(offsetBytes), format, BigInt(ne0), BigInt(ne1));
     if (p === null) throw new KernelError(this.lastError());
     return new KTensor(this, p, format as FormatCode, ne0, ne1);
@@ -252,7 +240,7 @@ export class Kernels {
 
   /** A tensor owning a copy of `bytes` (exactly the tensor's size). */
   tensorFromBytes(bytes: Uint8Array, format: FormatCode | number, ne0: number, ne1: number): KTensor {
-    checkFormat(format, ne0);
+    checkShape(ne0, ne1);
     const p = this.lib.bk_tensor_from_bytes(bytes, BigInt(bytes.byteLength), format, BigInt(ne0), BigInt(ne1));
     if (p === null) throw new KernelError(this.lastError());
     return new KTensor(this, p, format as FormatCode, ne0, ne1);
@@ -265,13 +253,13 @@ export class Kernels {
 
   /** Quantises all of `x` into `act` (at least `actBytes(x.length)` bytes). */
   quantizeAct(x: Float32Array, act: Uint8Array): void {
-    need(act.byteLength >= actBytes(x.length), () => `act buffer has ${act.byteLength} bytes, ${x.length} elements need ${actBytes(x.length)}`);
+    if (!(act.byteLength >= actBytes(x.length))) throw new KernelError(`act buffer has ${act.byteLength} bytes, ${x.length} elements need ${actBytes(x.length)}`);
     this.#check(this.lib.bk_quantize_act(x, BigInt(x.length), act));
   }
 
   #mv(t: KTensor, act: Uint8Array, out: Float32Array): void {
-    need(act.byteLength >= t.actBytes, () => `act buffer has ${act.byteLength} bytes, tensor rows of ${t.ne0} need ${t.actBytes}`);
-    need(out.length >= t.ne1, () => `output has ${out.length} floats, tensor has ${t.ne1} rows`);
+    if (!(act.byteLength >= t.actBytes)) throw new KernelError(`act buffer has ${act.byteLength} bytes, tensor rows of ${t.ne0} need ${t.actBytes}`);
+    if (!(out.length >= t.ne1)) throw new KernelError(`output has ${out.length} floats, tensor has ${t.ne1} rows`);
   }
 
   /** `out[r] = row_r · act` with the active kernels on the thread pool. */
@@ -288,7 +276,7 @@ export class Kernels {
 
   /** Several matvecs sharing one activation (same `ne0`) in a single pool dispatch. */
   matvecMulti(ts: readonly KTensor[], act: Uint8Array, outs: readonly Float32Array[]): void {
-    need(ts.length === outs.length, () => `${ts.length} tensors but ${outs.length} outputs`);
+    if (!(ts.length === outs.length)) throw new KernelError(`${ts.length} tensors but ${outs.length} outputs`);
     const tp = new BigUint64Array(ts.length);
     const op = new BigUint64Array(ts.length);
     for (let i = 0; i < ts.length; i++) {
@@ -302,60 +290,60 @@ export class Kernels {
   /** `out[tok * outStride + r] = row_r · act_tok` for `nTok` acts `actStride` bytes apart. */
   matmul(t: KTensor, act: Uint8Array, nTok: number, actStride: number, out: Float32Array, outStride: number): void {
     if (nTok === 0) return;
-    need(actStride >= t.actBytes, () => `act stride ${actStride} is smaller than one act (${t.actBytes} bytes)`);
-    need(act.byteLength >= actStride * (nTok - 1) + t.actBytes, () => `act buffer has ${act.byteLength} bytes, ${nTok} tokens need ${actStride * (nTok - 1) + t.actBytes}`);
-    need(outStride >= t.ne1, () => `output stride ${outStride} is smaller than the ${t.ne1} rows`);
-    need(out.length >= outStride * (nTok - 1) + t.ne1, () => `output has ${out.length} floats, ${nTok} tokens need ${outStride * (nTok - 1) + t.ne1}`);
+    if (!(actStride >= t.actBytes)) throw new KernelError(`act stride ${actStride} is smaller than one act (${t.actBytes} bytes)`);
+    if (!(act.byteLength >= actStride * (nTok - 1) + t.actBytes)) throw new KernelError(`act buffer has ${act.byteLength} bytes, ${nTok} tokens need ${actStride * (nTok - 1) + t.actBytes}`);
+    if (!(outStride >= t.ne1)) throw new KernelError(`output stride ${outStride} is smaller than the ${t.ne1} rows`);
+    if (!(out.length >= outStride * (nTok - 1) + t.ne1)) throw new KernelError(`output has ${out.length} floats, ${nTok} tokens need ${outStride * (nTok - 1) + t.ne1}`);
     this.#check(this.lib.bk_matmul(t.handle, act, nTok, BigInt(actStride), out, BigInt(outStride)));
   }
 
   /** Dequantises row `row` into `out` (`ne0` floats), e.g. an embedding lookup. */
   dequantRow(t: KTensor, row: number, out: Float32Array): void {
-    need(out.length >= t.ne0, () => `output has ${out.length} floats, a row has ${t.ne0}`);
-    need(Number.isInteger(row) && row >= 0, () => `row must be a non-negative integer, got ${row}`);
+    if (!(out.length >= t.ne0)) throw new KernelError(`output has ${out.length} floats, a row has ${t.ne0}`);
+    if (!(Number.isInteger(row) && row >= 0)) throw new KernelError(`row must be a non-negative integer, got ${row}`);
     this.#check(this.lib.bk_dequant_row(t.handle, BigInt(row), out));
   }
 
   /** `out = x / sqrt(mean(x²) + eps) * w` over `x.length` elements (`w` null = no weight). */
   rmsnorm(x: Float32Array, w: Float32Array | null, out: Float32Array, eps: number): void {
-    need(out.length >= x.length && (w === null || w.length >= x.length), () => "rmsnorm: w and out must be at least as long as x");
+    if (!(out.length >= x.length && (w === null || w.length >= x.length))) throw new KernelError("rmsnorm: w and out must be at least as long as x");
     this.#check(this.lib.bk_rmsnorm(x, w, out, x.length, eps));
   }
 
   /** Per-head RMS norm in place over `nHeads` heads of `headDim`, times `w[headDim]`. */
   rmsnormHeads(x: Float32Array, w: Float32Array, nHeads: number, headDim: number, eps: number): void {
-    need(x.length >= nHeads * headDim && w.length >= headDim, () => `rmsnormHeads: x needs ${nHeads * headDim} floats and w ${headDim}`);
+    if (!(x.length >= nHeads * headDim && w.length >= headDim)) throw new KernelError(`rmsnormHeads: x needs ${nHeads * headDim} floats and w ${headDim}`);
     this.#check(this.lib.bk_rmsnorm_heads(x, w, nHeads, headDim, eps));
   }
 
   /** NEOX RoPE in place at position `pos`; `yarnFactor` > 1 enables YaRN with `yarnOrigCtx`. */
   ropeNeox(x: Float32Array, nHeads: number, headDim: number, nRot: number, pos: number, base: number, yarnFactor = 1, yarnOrigCtx = 0): void {
-    need(x.length >= nHeads * headDim, () => `ropeNeox: x needs ${nHeads * headDim} floats, has ${x.length}`);
+    if (!(x.length >= nHeads * headDim)) throw new KernelError(`ropeNeox: x needs ${nHeads * headDim} floats, has ${x.length}`);
     this.#check(this.lib.bk_rope_neox(x, nHeads, headDim, nRot, pos, base, yarnFactor, yarnOrigCtx));
   }
 
   /** Softmax in place over the first `n` elements (default all). */
   softmax(x: Float32Array, n: number = x.length): void {
-    need(n <= x.length, () => `softmax of ${n} elements on an array of ${x.length}`);
+    if (!(n <= x.length)) throw new KernelError(`softmax of ${n} elements on an array of ${x.length}`);
     this.#check(this.lib.bk_softmax(x, n));
   }
 
   /** `out = silu(g) * u` over `out.length` elements. */
   siluMul(g: Float32Array, u: Float32Array, out: Float32Array): void {
-    need(g.length >= out.length && u.length >= out.length, () => "siluMul: gate and up must be at least as long as out");
+    if (!(g.length >= out.length && u.length >= out.length)) throw new KernelError("siluMul: gate and up must be at least as long as out");
     this.#check(this.lib.bk_silu_mul(g, u, out, out.length));
   }
 
   /** `x += y` over `x.length` elements. */
   add(x: Float32Array, y: Float32Array): void {
-    need(y.length >= x.length, () => `add: y has ${y.length} floats, x has ${x.length}`);
+    if (!(y.length >= x.length)) throw new KernelError(`add: y has ${y.length} floats, x has ${x.length}`);
     this.#check(this.lib.bk_add(x, y, x.length));
   }
 
   /** Stores `src` into `dst` as f32 (kvType 0) or f16 (kvType 1) at `dst`'s start. */
   storeKv(src: Float32Array, dst: Uint8Array, kvType: number): void {
     const es = kvType === 0 ? 4 : 2;
-    need(dst.byteLength >= src.length * es, () => `storeKv: dst has ${dst.byteLength} bytes, needs ${src.length * es}`);
+    if (!(dst.byteLength >= src.length * es)) throw new KernelError(`storeKv: dst has ${dst.byteLength} bytes, needs ${src.length * es}`);
     this.#check(this.lib.bk_store_kv(src, dst, kvType, src.length));
   }
 
@@ -378,9 +366,9 @@ export class Kernels {
   ): void {
     const es = kvType === 0 ? 4 : 2;
     const kvLen = ((nKv - 1) * kvStride + nHeadKv * headDim) * es;
-    need(q.length >= nHead * headDim && out.length >= nHead * headDim, () => `attention: q and out need ${nHead * headDim} floats`);
-    need(nKv <= 0 || (k.byteLength >= kvLen && v.byteLength >= kvLen), () => `attention: k and v caches need ${kvLen} bytes for ${nKv} positions`);
-    need(scratch.length >= nKv, () => `attention: scratch needs ${nKv} floats, has ${scratch.length}`);
+    if (!(q.length >= nHead * headDim && out.length >= nHead * headDim)) throw new KernelError(`attention: q and out need ${nHead * headDim} floats`);
+    if (!(nKv <= 0 || (k.byteLength >= kvLen && v.byteLength >= kvLen))) throw new KernelError(`attention: k and v caches need ${kvLen} bytes for ${nKv} positions`);
+    if (!(scratch.length >= nKv)) throw new KernelError(`attention: scratch needs ${nKv} floats, has ${scratch.length}`);
     this.#check(this.lib.bk_attention(q, k, v, kvType, nHead, nHeadKv, headDim, nKv, kvStride, out, scratch));
   }
 }

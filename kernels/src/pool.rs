@@ -1,7 +1,10 @@
 //! Persistent thread pool: workers are spawned once (`set_threads`), then each parallel call wakes
-//! them (spin briefly, then sleep on a condvar) and splits the work into fixed contiguous chunks, one
-//! per thread; the calling thread runs chunk 0. Results never depend on the thread count because
-//! each output is computed entirely by one thread.
+//! them (spin briefly, then sleep on a condvar). The work is cut into contiguous chunks (about
+//! eight per thread) that threads, the caller included, claim from an atomic counter. Results never
+//! depend on the thread count or on which thread ran a chunk, because each output is computed
+//! entirely by one thread with the same kernel. Claiming (rather than one fixed chunk per thread)
+//! matters on small, shared machines: a descheduled worker no longer stalls the whole call; the
+//! caller finishes the chunks itself and never waits for a worker that has not started.
 
 use std::cell::UnsafeCell;
 use std::ops::Range;
@@ -16,9 +19,12 @@ const SPIN: Duration = Duration::from_micros(2000);
 
 type Task<'a> = &'a (dyn Fn(usize) + Sync);
 
+/// `Shared::state`: this bit set = job closed; the rest counts workers inside the job.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
 struct Shared {
     generation: AtomicUsize,
-    remaining: AtomicUsize,
+    state: AtomicUsize,
     panicked: AtomicBool,
     quit: AtomicBool,
     /// The current task; written by the caller before bumping `generation`, read by workers after.
@@ -38,7 +44,7 @@ impl Pool {
     fn start(n_threads: usize) -> Pool {
         let shared = Arc::new(Shared {
             generation: AtomicUsize::new(0),
-            remaining: AtomicUsize::new(0),
+            state: AtomicUsize::new(CLOSED),
             panicked: AtomicBool::new(false),
             quit: AtomicBool::new(false),
             task: UnsafeCell::new(None),
@@ -73,27 +79,29 @@ impl Pool {
         }
     }
 
-    /// Runs `f(i)` for i in 0..n_threads, i == 0 on the calling thread; returns when all are done.
+    /// Runs `f(i)` on the calling thread (i = 0) and on every worker that joins before the caller is
+    /// done (i = worker index); returns once no worker is inside `f`. `f` must itself share out the
+    /// work (workers may join late or not at all).
     fn run(&self, f: &(dyn Fn(usize) + Sync)) -> Result<(), String> {
         let s = &*self.shared;
-        let n = self.workers.len();
-        // SAFETY: workers only dereference the task between the generation bump and their
-        // `remaining` decrement, and we wait for remaining == 0 before `f` goes out of scope.
+        // SAFETY: workers only dereference the task while counted in `state` with the job open;
+        // we close the job and wait for the count to reach zero before `f` goes out of scope.
         unsafe {
             *s.task.get() = Some(std::mem::transmute::<Task<'_>, Task<'static>>(f));
         }
         s.panicked.store(false, Ordering::Relaxed);
-        s.remaining.store(n, Ordering::SeqCst);
+        s.state.fetch_and(!CLOSED, Ordering::SeqCst); // open (keeps counts of stale late-comers)
         {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.generation.fetch_add(1, Ordering::SeqCst);
         }
         s.wake.notify_all();
         let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
+        s.state.fetch_or(CLOSED, Ordering::SeqCst);
         let mut spins = 0u32;
-        while s.remaining.load(Ordering::Acquire) != 0 {
+        while s.state.load(Ordering::Acquire) & !CLOSED != 0 {
             spins += 1;
-            if spins < 1 << 14 {
+            if spins < 1 << 12 {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
@@ -133,14 +141,18 @@ fn worker(s: Arc<Shared>, index: usize) {
         if s.quit.load(Ordering::SeqCst) {
             return;
         }
-        // SAFETY: see `Pool::run`.
-        let task = unsafe { *s.task.get() };
-        if let Some(f) = task {
-            if catch_unwind(AssertUnwindSafe(|| f(index))).is_err() {
-                s.panicked.store(true, Ordering::Relaxed);
+        // Enter the job only while it is open; a late worker finds it closed and leaves it alone.
+        let prev = s.state.fetch_add(1, Ordering::AcqRel);
+        if prev & CLOSED == 0 {
+            // SAFETY: see `Pool::run`.
+            let task = unsafe { *s.task.get() };
+            if let Some(f) = task {
+                if catch_unwind(AssertUnwindSafe(|| f(index))).is_err() {
+                    s.panicked.store(true, Ordering::Relaxed);
+                }
             }
         }
-        s.remaining.fetch_sub(1, Ordering::AcqRel);
+        s.state.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -167,12 +179,8 @@ pub fn threads() -> usize {
     g.get_or_insert_with(|| Pool::start(cpu_count())).n_threads()
 }
 
-/// Chunk `t` of `n_items` split into `parts` contiguous ranges.
-pub fn chunk(n_items: usize, parts: usize, t: usize) -> Range<usize> {
-    (n_items * t / parts)..(n_items * (t + 1) / parts)
-}
-
-/// Calls `f(range)` on contiguous chunks covering `0..n_items`, in parallel on the pool. Small jobs
+/// Calls `f(range)` on contiguous chunks covering `0..n_items` (each item exactly once), in parallel
+/// on the pool. Small jobs
 /// (`n_items < min_parallel`) run on the calling thread. One caller at a time (serialised).
 pub fn parallel_for(n_items: usize, min_parallel: usize, f: &(dyn Fn(Range<usize>) + Sync)) -> Result<(), String> {
     let mut g = POOL.lock().unwrap_or_else(|e| e.into_inner());
@@ -182,10 +190,13 @@ pub fn parallel_for(n_items: usize, min_parallel: usize, f: &(dyn Fn(Range<usize
         f(0..n_items);
         return Ok(());
     }
-    pool.run(&|t| {
-        let r = chunk(n_items, parts, t);
-        if !r.is_empty() {
-            f(r)
+    let grain = ((n_items + 8 * parts - 1) / (8 * parts)).max(1);
+    let next = AtomicUsize::new(0);
+    pool.run(&|_| loop {
+        let start = next.fetch_add(grain, Ordering::Relaxed);
+        if start >= n_items {
+            break;
         }
+        f(start..(start + grain).min(n_items));
     })
 }

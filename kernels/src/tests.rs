@@ -405,3 +405,23 @@ fn attention_matches_naive() {
         }
     }
 }
+
+/// parallel_for covers every item exactly once for many sizes and thread counts.
+#[test]
+fn parallel_for_covers_each_item_once() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    for &threads in [1usize, 2, 3].iter() {
+        pool::set_threads(threads);
+        for &n in [0usize, 1, 5, 63, 64, 65, 1000, 4099].iter() {
+            let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+            pool::parallel_for(n, 1, &|r: std::ops::Range<usize>| {
+                for i in r {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .unwrap();
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads {} n {}", threads, n);
+        }
+    }
+    pool::set_threads(0);
+}
