@@ -183,7 +183,12 @@ fn init() {
                 Ok(()) => break,
                 Err(msg) => {
                     eprintln!("bonsai_kernels: disabling {} kernels: {}", t.name, msg);
-                    let drop = if t.isa & ISA_AVX512_VNNI != 0 { ISA_AVX512_VNNI } else { t.isa & !ISA_F16C };
+                    // drop only the table's own top feature, so the next table down is tried
+                    let drop = [ISA_AVX512_VNNI, ISA_AVX512, ISA_AVX2, ISA_NEON_DOTPROD, ISA_NEON]
+                        .iter()
+                        .cloned()
+                        .find(|b| t.isa & b != 0)
+                        .unwrap_or(t.isa);
                     avail &= !drop;
                 }
             }
@@ -193,7 +198,7 @@ fn init() {
     });
 }
 
-/// ISA bits available (detected and passing the self-check).
+/// ISA bits available: detected on the CPU, compiled into this build, and passing the self-check.
 pub fn available() -> u32 {
     init();
     AVAILABLE.load(Ordering::Relaxed)
