@@ -1,4 +1,5 @@
-//! Quick matvec throughput check: `cargo run --release --example bench_matvec [threads]`.
+//! Quick matvec throughput check: `cargo run --release --example bench_matvec [threads]`
+//! (`BK_SCALAR=1` to time the scalar reference kernels).
 //! Shapes of Bonsai 1.7B (Q1_0): attention/FFN projections and the tied LM head.
 
 use bonsai_kernels::formats::Format;
@@ -9,6 +10,9 @@ use std::time::Instant;
 fn main() {
     let threads: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let n = pool::set_threads(threads);
+    if std::env::var("BK_SCALAR").is_ok() {
+        dispatch::force_isa(0).unwrap();
+    }
     println!("threads {}, kernels {}", n, dispatch::table().name);
     let mut rng = Rng::new(1);
     for &(fmt, ne0, ne1) in [

@@ -41,12 +41,11 @@ pub fn isums_q1_0(row: &[u8], act: &Act, ne0: usize, out: &mut [i32]) {
         for k in 0..4 {
             let j = 4 * b + k;
             let q = &act.q[j * QK..(j + 1) * QK];
+            // bit i of `bits` <-> element 32k+i; branch-free so compilers vectorise it (NEON too)
+            let bits = u32::from_le_bytes([qs[4 * k], qs[4 * k + 1], qs[4 * k + 2], qs[4 * k + 3]]);
             let mut on = 0i32; // sum of q where the bit is set
             for i in 0..QK {
-                let e = 32 * k + i;
-                if (qs[e / 8] >> (e % 8)) & 1 == 1 {
-                    on += q[i] as i32;
-                }
+                on += (q[i] as i32) & -(((bits >> i) & 1) as i32);
             }
             out[j] = 2 * on - act.qsum[j];
         }
