@@ -6,7 +6,8 @@
  * reply is one JSON event per line: `token`, `done` or `error`, each carrying the request's id.
  * A bad line gets an error event and the next line is served as usual.
  */
-import type { GenerationEvent, Generator } from "../runtime/generate.ts";
+import type { GenerationEvent } from "../runtime/generate.ts";
+import type { Scheduler } from "../runtime/scheduler.ts";
 import { RequestError } from "../runtime/generate.ts";
 import { readLines } from "./lines.ts";
 import { parseWireRequest, type WireRequest } from "./request.ts";
@@ -38,7 +39,7 @@ export interface StdinSummary {
 }
 
 /** Serves lines until the input ends or `signal` aborts. */
-export async function serveStdin(generator: Generator, opts: StdinAdapterOptions): Promise<StdinSummary> {
+export async function serveStdin(scheduler: Scheduler, opts: StdinAdapterOptions): Promise<StdinSummary> {
   const summary: StdinSummary = { served: 0, failed: 0, cancelled: false };
   const lines = readLines(opts.input, opts.maxLineBytes);
   const aborted = new Promise<"aborted">((resolve) => {
@@ -55,8 +56,8 @@ export async function serveStdin(generator: Generator, opts: StdinAdapterOptions
     const line = next.value;
     if (!line.tooLong && line.text.trim() === "") continue;
     const ok = opts.json
-      ? await serveJsonLine(generator, line.tooLong ? null : line.text, opts)
-      : await serveTextLine(generator, line.tooLong ? null : line.text, opts);
+      ? await serveJsonLine(scheduler, line.tooLong ? null : line.text, opts)
+      : await serveTextLine(scheduler, line.tooLong ? null : line.text, opts);
     if (ok) summary.served++;
     else summary.failed++;
     if (opts.signal?.aborted) {
@@ -69,14 +70,14 @@ export async function serveStdin(generator: Generator, opts: StdinAdapterOptions
   return summary;
 }
 
-async function serveTextLine(generator: Generator, text: string | null, opts: StdinAdapterOptions): Promise<boolean> {
+async function serveTextLine(scheduler: Scheduler, text: string | null, opts: StdinAdapterOptions): Promise<boolean> {
   const log = opts.log ?? (() => {});
   if (text === null) {
     log(`error: line longer than ${opts.maxLineBytes ?? 1 << 20} bytes, skipped\n`);
     return false;
   }
   try {
-    for await (const ev of generator.generate({ ...opts.defaults, prompt: text }, opts.signal)) {
+    for await (const ev of scheduler.submit({ ...opts.defaults, prompt: text }, opts.signal)) {
       if (ev.type === "token") opts.write(ev.text);
       else {
         opts.write("\n");
@@ -94,7 +95,7 @@ async function serveTextLine(generator: Generator, text: string | null, opts: St
   }
 }
 
-async function serveJsonLine(generator: Generator, text: string | null, opts: StdinAdapterOptions): Promise<boolean> {
+async function serveJsonLine(scheduler: Scheduler, text: string | null, opts: StdinAdapterOptions): Promise<boolean> {
   const emit = (obj: Record<string, unknown>) => opts.write(JSON.stringify(obj) + "\n");
   let wire: WireRequest | undefined;
   try {
@@ -109,7 +110,7 @@ async function serveJsonLine(generator: Generator, text: string | null, opts: St
     }
     wire = parseWireRequest(value);
     const request = { ...opts.defaults, ...wire.request, sampling: { ...opts.defaults?.sampling, ...wire.request.sampling } };
-    for await (const ev of generator.generate(request, opts.signal)) {
+    for await (const ev of scheduler.submit(request, opts.signal)) {
       if (ev.type === "token" && wire.stream) emit(tokenEvent(wire.id, ev));
       if (ev.type === "done") emit(doneEvent(wire.id, ev));
     }

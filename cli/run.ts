@@ -3,7 +3,7 @@
  */
 import { numberFlag, parseFlags, UsageError } from "./args.ts";
 import { Model } from "../runtime/model.ts";
-import { Generator } from "../runtime/generate.ts";
+import { Scheduler } from "../runtime/scheduler.ts";
 import type { SamplingOptions } from "../runtime/sampler.ts";
 import { serveStdin } from "../adapters/stdin.ts";
 import type { KvType } from "../runtime/kv_cache.ts";
@@ -90,10 +90,10 @@ export async function runCommand(args: string[]): Promise<number> {
   const c = model.config;
   log(
     `loaded ${c.name}: ${c.nLayer} layers, ${c.nEmbd} wide, vocab ${c.nVocab}, ` +
-      `kernels ${model.kernels.isaActive().join("+") || "scalar"} x${model.kernels.threads} ` +
+      `kernels ${model.kernels.isaActive().join("+") || "scalar"} x${model.kernels.threads()} ` +
       `in ${model.loadMs.toFixed(0)} ms\n`,
   );
-  const generator = new Generator(model, { contextSize, kvType, maxTokens });
+  const scheduler = new Scheduler(model, { contextSize, kvType, maxTokens });
   const encoder = new TextEncoder();
   const write = (s: string) => writeAll(encoder.encode(s));
   const defaults = {
@@ -109,7 +109,7 @@ export async function runCommand(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onSigint);
   try {
     const input = v.prompt !== undefined ? ReadableStream.from([encoder.encode(v.prompt + "\n")]) : Deno.stdin.readable;
-    const summary = await serveStdin(generator, {
+    const summary = await serveStdin(scheduler, {
       json: v.json ?? false,
       input,
       write,

@@ -1,15 +1,27 @@
 /**
- * The Qwen3 forward pass, one token at a time, read top to bottom (llama2.c style).
- * All buffers are allocated once here; each step only calls kernels.
+ * The Qwen3 forward pass, read top to bottom (llama2.c style), over a batch of rows: each row is
+ * one token of one sequence. Rows of several sequences decode together so that each step reads
+ * the weights once (continuous batching); rows of one sequence prefill a prompt chunk at once.
+ * All buffers are allocated once here; a step only calls kernels.
  */
-import type { Kernels } from "../kernels/ffi.ts";
+import type { Kernels, KTensor } from "../kernels/ffi.ts";
 import type { Qwen3Config } from "./config.ts";
 import type { ModelWeights } from "./weights.ts";
 import type { KvCache } from "./kv_cache.ts";
 
-/** Scratch state for running the model on one sequence at a time. */
+/** One token to run: it goes at position `kv.length` of its sequence's cache. */
+export interface BatchRow {
+  token: number;
+  kv: KvCache;
+  /** Compute logits after this token (the last prompt token, or a decode step). */
+  wantLogits: boolean;
+}
+
+/** Scratch state for running the model; reused across calls. */
 export class Forward {
+  /** Logits of the rows that asked for them, in row order: `nVocab` floats each. */
   readonly logits: Float32Array;
+  readonly maxBatch: number;
   private readonly x: Float32Array;
   private readonly h: Float32Array;
   private readonly q: Float32Array;
@@ -23,89 +35,157 @@ export class Forward {
   private readonly actEmbd: Uint8Array;
   private readonly actQ: Uint8Array;
   private readonly actFf: Uint8Array;
+  private readonly actEmbdBytes: number;
+  private readonly actQBytes: number;
+  private readonly actFfBytes: number;
   private readonly yarnFactor: number;
+  private readonly qDim: number;
+  private readonly kvDim: number;
 
   constructor(
     private readonly kernels: Kernels,
     readonly config: Qwen3Config,
     private readonly weights: ModelWeights,
     maxContext: number,
+    opts: { maxBatch?: number; maxLogitRows?: number } = {},
   ) {
     const c = config;
-    const qDim = c.nHead * c.headDim;
-    const kvDim = c.nHeadKv * c.headDim;
-    this.x = new Float32Array(c.nEmbd);
-    this.h = new Float32Array(c.nEmbd);
-    this.q = new Float32Array(qDim);
-    this.k = new Float32Array(kvDim);
-    this.v = new Float32Array(kvDim);
-    this.attnOut = new Float32Array(qDim);
-    this.proj = new Float32Array(c.nEmbd);
-    this.gate = new Float32Array(c.nFf);
-    this.up = new Float32Array(c.nFf);
+    const B = this.maxBatch = opts.maxBatch ?? 1;
+    this.qDim = c.nHead * c.headDim;
+    this.kvDim = c.nHeadKv * c.headDim;
+    this.x = new Float32Array(B * c.nEmbd);
+    this.h = new Float32Array(B * c.nEmbd);
+    this.q = new Float32Array(B * this.qDim);
+    this.k = new Float32Array(B * this.kvDim);
+    this.v = new Float32Array(B * this.kvDim);
+    this.attnOut = new Float32Array(B * this.qDim);
+    this.proj = new Float32Array(B * c.nEmbd);
+    this.gate = new Float32Array(B * c.nFf);
+    this.up = new Float32Array(B * c.nFf);
     this.scores = new Float32Array(maxContext);
-    this.logits = new Float32Array(c.nVocab);
-    this.actEmbd = new Uint8Array(kernels.actBytes(c.nEmbd));
-    this.actQ = new Uint8Array(kernels.actBytes(qDim));
-    this.actFf = new Uint8Array(kernels.actBytes(c.nFf));
+    this.logits = new Float32Array((opts.maxLogitRows ?? B) * c.nVocab);
+    this.actEmbdBytes = kernels.actBytes(c.nEmbd);
+    this.actQBytes = kernels.actBytes(this.qDim);
+    this.actFfBytes = kernels.actBytes(c.nFf);
+    this.actEmbd = new Uint8Array(B * this.actEmbdBytes);
+    this.actQ = new Uint8Array(B * this.actQBytes);
+    this.actFf = new Uint8Array(B * this.actFfBytes);
     this.yarnFactor = c.ropeScaling.type === "yarn" ? c.ropeScaling.factor : 1;
   }
 
-  /**
-   * Runs one token at position `kv.length`, appends its keys and values to `kv`, and (unless
-   * `computeLogits` is false, as for all but the last prompt token) fills {@link logits}.
-   */
+  /** Runs one token of one sequence; returns its logits (unless `computeLogits` is false). */
   step(token: number, kv: KvCache, computeLogits = true): Float32Array {
+    this.run([{ token, kv, wantLogits: computeLogits }]);
+    return this.logits.subarray(0, this.config.nVocab);
+  }
+
+  /**
+   * Runs a batch of rows; appends each row's keys and values to its cache. Rows of one sequence
+   * must be in position order. Logits of the rows with `wantLogits` land in {@link logits}.
+   */
+  run(rows: readonly BatchRow[]): void {
     const { kernels: K, config: c, weights: w } = this;
-    if (!Number.isInteger(token) || token < 0 || token >= c.nVocab) {
-      throw new RangeError(`token id ${token} outside the vocabulary (0..${c.nVocab - 1})`);
-    }
-    kv.ensureRoom(1);
-    const pos = kv.length;
-    const { x, h, q, k, v, attnOut, proj, gate, up } = this;
-    K.dequantRow(w.tokenEmbd, token, x);
+    const n = rows.length;
+    if (n === 0) return;
+    if (n > this.maxBatch) throw new RangeError(`batch of ${n} rows exceeds maxBatch ${this.maxBatch}`);
+    const positions = this.placeRows(rows);
+    for (let r = 0; r < n; r++) K.dequantRow(w.tokenEmbd, rows[r].token, this.rowOf(this.x, r, c.nEmbd));
 
     for (let l = 0; l < c.nLayer; l++) {
       const L = w.layers[l];
-      // Attention block.
-      K.rmsnorm(x, L.attnNorm, h, c.rmsEps);
-      K.quantizeAct(h, this.actEmbd);
-      K.matvec(L.wq, this.actEmbd, q);
-      K.matvec(L.wk, this.actEmbd, k);
-      K.matvec(L.wv, this.actEmbd, v);
-      K.rmsnormHeads(q, L.qNorm, c.nHead, c.headDim, c.rmsEps);
-      K.rmsnormHeads(k, L.kNorm, c.nHeadKv, c.headDim, c.rmsEps);
-      this.rope(q, c.nHead, pos);
-      this.rope(k, c.nHeadKv, pos);
-      K.storeKv(k, kv.slot(kv.keys[l], pos), kv.typeCode);
-      K.storeKv(v, kv.slot(kv.values[l], pos), kv.typeCode);
-      K.attention(
-        q, kv.keys[l], kv.values[l], kv.typeCode,
-        c.nHead, c.nHeadKv, c.headDim, pos + 1, kv.kvDim,
-        attnOut, this.scores,
-      );
-      K.quantizeAct(attnOut, this.actQ);
-      K.matvec(L.wo, this.actQ, proj);
-      K.add(x, proj);
+      // Attention block: every row's K and V are stored before any row attends, so a prompt
+      // chunk sees its own earlier tokens (causal by position).
+      this.normAndQuantize(n, L.attnNorm, this.actEmbd, this.actEmbdBytes, c.nEmbd);
+      this.matmul(L.wq, this.actEmbd, this.actEmbdBytes, n, this.q, this.qDim);
+      this.matmul(L.wk, this.actEmbd, this.actEmbdBytes, n, this.k, this.kvDim);
+      this.matmul(L.wv, this.actEmbd, this.actEmbdBytes, n, this.v, this.kvDim);
+      for (let r = 0; r < n; r++) {
+        const q = this.rowOf(this.q, r, this.qDim);
+        const k = this.rowOf(this.k, r, this.kvDim);
+        K.rmsnormHeads(q, L.qNorm, c.nHead, c.headDim, c.rmsEps);
+        K.rmsnormHeads(k, L.kNorm, c.nHeadKv, c.headDim, c.rmsEps);
+        this.rope(q, c.nHead, positions[r]);
+        this.rope(k, c.nHeadKv, positions[r]);
+        const kv = rows[r].kv;
+        K.storeKv(k, kv.slot(kv.keys[l], positions[r]), kv.typeCode);
+        K.storeKv(this.rowOf(this.v, r, this.kvDim), kv.slot(kv.values[l], positions[r]), kv.typeCode);
+      }
+      for (let r = 0; r < n; r++) {
+        const kv = rows[r].kv;
+        K.attention(
+          this.rowOf(this.q, r, this.qDim), kv.keys[l], kv.values[l], kv.typeCode,
+          c.nHead, c.nHeadKv, c.headDim, positions[r] + 1, kv.kvDim,
+          this.rowOf(this.attnOut, r, this.qDim), this.scores,
+        );
+        K.quantizeAct(this.rowOf(this.attnOut, r, this.qDim), this.rowBytes(this.actQ, r, this.actQBytes));
+      }
+      this.matmul(L.wo, this.actQ, this.actQBytes, n, this.proj, c.nEmbd);
+      K.add(this.x.subarray(0, n * c.nEmbd), this.proj.subarray(0, n * c.nEmbd));
 
       // Feed-forward block (SwiGLU).
-      K.rmsnorm(x, L.ffnNorm, h, c.rmsEps);
-      K.quantizeAct(h, this.actEmbd);
-      K.matvec(L.wGate, this.actEmbd, gate);
-      K.matvec(L.wUp, this.actEmbd, up);
-      K.siluMul(gate, up, gate);
-      K.quantizeAct(gate, this.actFf);
-      K.matvec(L.wDown, this.actFf, proj);
-      K.add(x, proj);
+      this.normAndQuantize(n, L.ffnNorm, this.actEmbd, this.actEmbdBytes, c.nEmbd);
+      this.matmul(L.wGate, this.actEmbd, this.actEmbdBytes, n, this.gate, c.nFf);
+      this.matmul(L.wUp, this.actEmbd, this.actEmbdBytes, n, this.up, c.nFf);
+      const gate = this.gate.subarray(0, n * c.nFf);
+      K.siluMul(gate, this.up.subarray(0, n * c.nFf), gate);
+      for (let r = 0; r < n; r++) {
+        K.quantizeAct(this.rowOf(this.gate, r, c.nFf), this.rowBytes(this.actFf, r, this.actFfBytes));
+      }
+      this.matmul(L.wDown, this.actFf, this.actFfBytes, n, this.proj, c.nEmbd);
+      K.add(this.x.subarray(0, n * c.nEmbd), this.proj.subarray(0, n * c.nEmbd));
     }
-    kv.length = pos + 1;
+    for (const row of rows) row.kv.length++;
 
-    if (computeLogits) {
-      K.rmsnorm(x, w.outputNorm, h, c.rmsEps);
-      K.quantizeAct(h, this.actEmbd);
-      K.matvec(w.output, this.actEmbd, this.logits);
+    // LM head, only for the rows that need logits (packed to the front of the act buffer).
+    let m = 0;
+    for (let r = 0; r < n; r++) {
+      if (!rows[r].wantLogits) continue;
+      const h = this.rowOf(this.h, m, c.nEmbd);
+      K.rmsnorm(this.rowOf(this.x, r, c.nEmbd), w.outputNorm, h, c.rmsEps);
+      K.quantizeAct(h, this.rowBytes(this.actEmbd, m, this.actEmbdBytes));
+      m++;
     }
-    return this.logits;
+    if (m * c.nVocab > this.logits.length) {
+      throw new RangeError(`${m} rows want logits; room for ${this.logits.length / c.nVocab}`);
+    }
+    this.matmul(w.output, this.actEmbd, this.actEmbdBytes, m, this.logits, c.nVocab);
+  }
+
+  /** Checks rows and returns each row's position (rows of one sequence take consecutive ones). */
+  private placeRows(rows: readonly BatchRow[]): number[] {
+    const next = new Map<KvCache, number>();
+    return rows.map((row) => {
+      const { token, kv } = row;
+      if (!Number.isInteger(token) || token < 0 || token >= this.config.nVocab) {
+        throw new RangeError(`token id ${token} outside the vocabulary (0..${this.config.nVocab - 1})`);
+      }
+      const pos = next.get(kv) ?? kv.length;
+      kv.ensureRoom(pos - kv.length + 1);
+      next.set(kv, pos + 1);
+      return pos;
+    });
+  }
+
+  private normAndQuantize(n: number, weight: Float32Array, act: Uint8Array, actBytes: number, dim: number): void {
+    for (let r = 0; r < n; r++) {
+      const h = this.rowOf(this.h, r, dim);
+      this.kernels.rmsnorm(this.rowOf(this.x, r, dim), weight, h, this.config.rmsEps);
+      this.kernels.quantizeAct(h, this.rowBytes(act, r, actBytes));
+    }
+  }
+
+  private matmul(t: KTensor, act: Uint8Array, actBytes: number, n: number, out: Float32Array, outDim: number): void {
+    if (n === 0) return;
+    if (n === 1) this.kernels.matvec(t, act, out);
+    else this.kernels.matmul(t, act, n, actBytes, out, outDim);
+  }
+
+  private rowOf(buf: Float32Array, r: number, dim: number): Float32Array {
+    return buf.subarray(r * dim, (r + 1) * dim);
+  }
+
+  private rowBytes(buf: Uint8Array, r: number, size: number): Uint8Array {
+    return buf.subarray(r * size, (r + 1) * size);
   }
 
   private rope(vec: Float32Array, nHeads: number, pos: number): void {

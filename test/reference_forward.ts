@@ -97,7 +97,7 @@ export class ReferenceModel {
   step(token: number): Float64Array {
     const c = this.config;
     const pos = this.keys[0].length;
-    let x = Float64Array.from(this.embd.data.subarray(token * c.nEmbd, (token + 1) * c.nEmbd));
+    let x: Float64Array = Float64Array.from(this.embd.data.subarray(token * c.nEmbd, (token + 1) * c.nEmbd));
     for (let l = 0; l < c.nLayer; l++) {
       const L = this.layers[l];
       let h = rmsnorm(x, L.attnNorm, c.rmsEps);
@@ -169,7 +169,7 @@ export function roundThroughQ8(x: Float64Array): Float64Array {
     let amax = 0;
     for (let i = b; i < end; i++) amax = Math.max(amax, Math.abs(x[i]));
     const d = Math.fround(amax / 127);
-    for (let i = b; i < end; i++) out[i] = d === 0 ? 0 : Math.round(x[i] / d) * d;
+    for (let i = b; i < end; i++) out[i] = d === 0 ? 0 : roundHalfAway(Math.fround(Math.fround(x[i]) / d)) * d;
   }
   return out;
 }
@@ -219,4 +219,9 @@ function ropeNeox(x: Float64Array, off: number, c: Qwen3Config, pos: number): vo
 
 function add(a: Float64Array, b: Float64Array): Float64Array {
   return a.map((v, i) => v + b[i]);
+}
+
+/** Rounds half away from zero, as Rust's `f32::round` (the kernels' quantizer) does. */
+function roundHalfAway(v: number): number {
+  return Math.sign(v) * Math.round(Math.abs(v));
 }

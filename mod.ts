@@ -1,0 +1,39 @@
+/**
+ * Bonsai edge runtime: run PrismML's Bonsai 1-bit language models (Qwen3 architecture, GGUF
+ * Q1_0 / Q2_0 weights) on small CPUs, with a deterministic, bounded-memory decode loop.
+ *
+ * ```ts
+ * import { Model, Scheduler } from "./mod.ts";
+ * const model = await Model.load("bonsai-1.7b.gguf");
+ * const scheduler = new Scheduler(model, { contextSize: 2048, parallel: 4 });
+ * for await (const ev of scheduler.submit({ prompt: "Which way is north?", maxTokens: 64 })) {
+ *   if (ev.type === "token") console.log(ev.text);
+ * }
+ * model.close();
+ * ```
+ * @module
+ */
+export { Model, type LoadOptions } from "./runtime/model.ts";
+export {
+  type FinishReason,
+  type GenerationEvent,
+  type GenerationRequest,
+  type GenerationStats,
+  RequestError,
+} from "./runtime/generate.ts";
+export { Scheduler, type SchedulerOptions } from "./runtime/scheduler.ts";
+export { promptTokens, Sequence, type TokenConstraint } from "./runtime/sequence.ts";
+export { type BatchRow, Forward } from "./runtime/forward.ts";
+export { ModelConfigError, type Qwen3Config, qwen3ConfigFromGguf, type RopeScaling } from "./runtime/config.ts";
+export { type GgufFile, GgufError, type GgufTensorInfo, type GgufValue, parseGguf, readGguf } from "./runtime/gguf.ts";
+export { GgufWriter } from "./runtime/gguf_writer.ts";
+export { FORMATS, GgmlType, type WeightFormat } from "./runtime/ggml_types.ts";
+export { StreamDecoder, Tokenizer, type TokenizerSpec, tokenizerSpecFromMetadata } from "./runtime/tokenizer.ts";
+export { type ChatMessage, type ChatOptions, encodeChat, renderChat } from "./runtime/chat.ts";
+export { DEFAULT_SAMPLING, type ResolvedSampling, Sampler, type SamplingOptions } from "./runtime/sampler.ts";
+export { KvCache, KvCacheFullError, type KvType } from "./runtime/kv_cache.ts";
+export { Rng } from "./runtime/rng.ts";
+export { Kernels } from "./kernels/ffi.ts";
+export { serveStdin, type StdinAdapterOptions } from "./adapters/stdin.ts";
+export { parseWireRequest, type WireRequest } from "./adapters/request.ts";
+export { synthesize, type SynthOptions } from "./tools/synth.ts";

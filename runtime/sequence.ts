@@ -1,0 +1,155 @@
+/**
+ * One request's decoding state: its prompt, sampler, stop strings, streaming detokenizer and
+ * optional output constraint. The scheduler feeds it logits; it answers with events and the
+ * next token to run.
+ */
+import type { Model } from "./model.ts";
+import { type ChatMessage, encodeChat } from "./chat.ts";
+import { Sampler } from "./sampler.ts";
+import { StopMatcher } from "./stop.ts";
+import { StreamDecoder, type Tokenizer } from "./tokenizer.ts";
+import {
+  type FinishReason,
+  type GenerationEvent,
+  type GenerationRequest,
+  RequestError,
+} from "./generate.ts";
+
+/**
+ * Restricts which tokens may come next (structured output). Built per sequence from the
+ * request's `constraint` factory.
+ */
+export interface TokenConstraint {
+  /** Whether `id` (never an end-of-generation token) may come next. */
+  allows(id: number): boolean;
+  /** Whether the output is complete enough to end here. */
+  canEnd(): boolean;
+  /** Records the chosen token. */
+  accept(id: number): void;
+  /** True when nothing more may follow: generation ends. */
+  isComplete(): boolean;
+}
+
+/** Turns a request into prompt token ids; throws RequestError on a bad request. */
+export function promptTokens(tok: Tokenizer, req: GenerationRequest): number[] {
+  if (req.messages !== undefined && req.prompt !== undefined) {
+    throw new RequestError("BAD_REQUEST", "give either prompt or messages, not both");
+  }
+  if (req.raw) {
+    if (typeof req.prompt !== "string") throw new RequestError("BAD_REQUEST", "raw mode needs a prompt string");
+    return tok.encode(req.prompt, { parseSpecial: true });
+  }
+  let messages: ChatMessage[];
+  if (req.messages !== undefined) {
+    messages = req.messages;
+  } else if (typeof req.prompt === "string") {
+    messages = [{ role: "user", content: req.prompt }];
+    if (req.system) messages.unshift({ role: "system", content: req.system });
+  } else {
+    throw new RequestError("BAD_REQUEST", "request has no prompt (give prompt or messages)");
+  }
+  if (messages.length === 0) throw new RequestError("BAD_REQUEST", "messages is empty");
+  return encodeChat(tok, messages, { enableThinking: req.enableThinking ?? false });
+}
+
+/** Decoding state of one request. */
+export class Sequence {
+  readonly prompt: number[];
+  readonly maxTokens: number;
+  /** Prompt and generated tokens (read by the repetition penalties). */
+  readonly history: number[];
+  /** Prompt tokens already in the KV cache. */
+  prefilled = 0;
+  generated = 0;
+  text = "";
+  finishReason?: FinishReason;
+  readonly startedAt = performance.now();
+  prefillDoneAt = 0;
+  private readonly sampler: Sampler;
+  private readonly stop: StopMatcher;
+  private readonly decoder: StreamDecoder;
+  private readonly constraint?: TokenConstraint;
+  private readonly tok: Tokenizer;
+
+  /** Validates the request against a cache of `capacity` tokens; throws RequestError. */
+  constructor(model: Model, req: GenerationRequest, opts: { capacity: number; defaultMaxTokens: number }) {
+    this.tok = model.tokenizer;
+    this.prompt = promptTokens(this.tok, req);
+    this.maxTokens = req.maxTokens ?? opts.defaultMaxTokens;
+    if (!Number.isInteger(this.maxTokens) || this.maxTokens < 1) {
+      throw new RequestError("BAD_REQUEST", `max_tokens must be a positive integer, got ${this.maxTokens}`);
+    }
+    if (this.prompt.length === 0) throw new RequestError("BAD_REQUEST", "prompt is empty");
+    if (this.prompt.length >= opts.capacity) {
+      throw new RequestError(
+        "PROMPT_TOO_LONG",
+        `prompt has ${this.prompt.length} tokens; the context holds ${opts.capacity} (raise --ctx or shorten the prompt)`,
+      );
+    }
+    try {
+      this.sampler = new Sampler(req.sampling ?? {}, model.samplingDefaults);
+      this.stop = new StopMatcher(req.stop ?? []);
+    } catch (e) {
+      throw new RequestError("BAD_REQUEST", (e as Error).message);
+    }
+    this.constraint = req.constraint?.(this.tok);
+    this.decoder = new StreamDecoder(this.tok, { skipSpecial: true });
+    this.history = [...this.prompt];
+  }
+
+  /**
+   * Picks the next token from the logits of the last token run. Returns the events to stream
+   * and, unless the sequence has finished, the token to run next.
+   */
+  advance(logits: Float32Array): { events: GenerationEvent[]; next?: number } {
+    const events: GenerationEvent[] = [];
+    const c = this.constraint;
+    const allowed = c
+      ? (id: number) => this.tok.isEndOfGeneration(id) ? c.canEnd() : c.allows(id)
+      : undefined;
+    const next = this.sampler.sample(logits, this.history, allowed);
+    this.generated++;
+    if (this.tok.isEndOfGeneration(next)) return this.finish("stop", events);
+    c?.accept(next);
+    this.history.push(next);
+    const { emit, stopped } = this.stop.push(this.decoder.push(next));
+    if (emit) {
+      this.text += emit;
+      events.push({ type: "token", token: next, text: emit });
+    }
+    if (stopped || c?.isComplete()) return this.finish("stop", events);
+    if (this.generated >= this.maxTokens) return this.finish("length", events);
+    return { events, next };
+  }
+
+  /** Ends the sequence now (cancelled, or out of context); returns the final events. */
+  finish(reason: FinishReason, events: GenerationEvent[] = []): { events: GenerationEvent[] } {
+    this.finishReason = reason;
+    if (!this.stop.stopped) {
+      const rest = this.stop.flush(this.decoder.flush());
+      if (rest) {
+        this.text += rest;
+        events.push({ type: "token", token: -1, text: rest });
+      }
+    }
+    const now = performance.now();
+    const prefillDone = this.prefillDoneAt || now;
+    const prefillMs = prefillDone - this.startedAt;
+    const decodeMs = now - prefillDone;
+    const decodeSteps = Math.max(0, this.generated - 1);
+    events.push({
+      type: "done",
+      text: this.text,
+      finishReason: reason,
+      stats: {
+        promptTokens: this.prompt.length,
+        completionTokens: this.generated,
+        prefillMs,
+        decodeMs,
+        prefillTokensPerSecond: prefillMs > 0 ? this.prefilled / (prefillMs / 1000) : 0,
+        decodeTokensPerSecond: decodeSteps > 0 && decodeMs > 0 ? decodeSteps / (decodeMs / 1000) : 0,
+      },
+    });
+    return { events };
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * End-to-end: the `bonsai` CLI as a user runs it, in a child process, on a synthetic model.
+ */
+import assert from "node:assert/strict";
+import { tinyModel } from "./fixtures.ts";
+
+const CLI = new URL("../cli/main.ts", import.meta.url).pathname;
+
+function bonsai(args: string[], stdin: "piped" | "null" = "piped") {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", CLI, ...args],
+    stdin,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+}
+
+async function runWithInput(args: string[], input: string) {
+  const child = bonsai(args);
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(input));
+  await w.close();
+  const out = await child.output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+type Event = { event: string; id?: unknown; text?: string; finish_reason?: string; error?: { code: string; message: string }; usage?: { prompt_tokens: number; completion_tokens: number } };
+
+Deno.test("json mode: good, bad and over-long requests each get their answer, in order", async () => {
+  const model = await tinyModel();
+  const lines = [
+    JSON.stringify({ id: 1, prompt: "Hello", max_tokens: 3, temperature: 0 }),
+    "{not json",
+    JSON.stringify({ id: 2, prompt: "x", colour: "red" }),
+    JSON.stringify({ id: 3, prompt: "word ".repeat(200) }),
+    JSON.stringify({ id: 4, prompt: "Hello", max_tokens: 3, temperature: 0, stream: false }),
+  ];
+  const r = await runWithInput(["run", "--model", model, "--json", "--ctx", "128"], lines.join("\n") + "\n");
+  assert.equal(r.code, 0, r.stderr);
+  const events: Event[] = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  const finals = events.filter((e) => e.event !== "token");
+  assert.deepEqual(finals.map((e) => [e.id, e.event]), [[1, "done"], [undefined, "error"], [undefined, "error"], [3, "error"], [4, "done"]]);
+  assert.equal(finals[1].error?.code, "BAD_JSON");
+  assert.match(finals[2].error!.message, /unknown field: colour/);
+  assert.equal(finals[3].error?.code, "PROMPT_TOO_LONG");
+  assert.match(finals[3].error!.message, /context holds 128/);
+  // Streaming: the token texts of request 1 add up to its final text; request 4 streamed nothing.
+  const tokens1 = events.filter((e) => e.event === "token" && e.id === 1).map((e) => e.text).join("");
+  assert.equal(tokens1, finals[0].text);
+  assert.equal(events.filter((e) => e.event === "token" && e.id === 4).length, 0);
+  assert.ok(finals[0].usage!.completion_tokens >= 1 && finals[0].usage!.completion_tokens <= 3);
+  // Same request, same settings: same answer.
+  assert.equal(finals[0].text, finals[4].text);
+});
+
+Deno.test("text mode: one answer line per prompt line, then a clean exit at end of input", async () => {
+  const model = await tinyModel();
+  const r = await runWithInput(["run", "-m", model, "-n", "4", "--temp", "0", "--quiet"], "Hi there\n\nWhat is 2+2?\n");
+  assert.equal(r.code, 0, r.stderr);
+  const answers = r.stdout.split("\n");
+  assert.equal(answers.length, 3, JSON.stringify(r.stdout)); // two answers, each ended by "\n"
+  assert.equal(answers[2], "");
+});
+
+Deno.test("Ctrl-C cancels the answer in progress and exits with 130", async () => {
+  const model = await tinyModel();
+  const child = bonsai(["run", "-m", model, "--json", "--ctx", "2048"]);
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(JSON.stringify({ id: "long", prompt: "Go on", max_tokens: 1500, temperature: 0 }) + "\n"));
+  // Wait for the first streamed token, then interrupt.
+  const reader = child.stdout.getReader();
+  let seen = "";
+  while (!seen.includes('"event":"token"')) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += new TextDecoder().decode(value);
+  }
+  child.kill("SIGINT");
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += new TextDecoder().decode(value);
+  }
+  const status = await child.status;
+  await child.stderr.cancel();
+  await w.close().catch(() => {});
+  const last: Event = JSON.parse(seen.trim().split("\n").at(-1)!);
+  assert.equal(last.event, "done");
+  assert.equal(last.finish_reason, "cancelled");
+  assert.equal(status.code, 130);
+});
+
+Deno.test("usage errors exit 2 and name the flag; a bad model file exits 1 and names the problem", async () => {
+  const r1 = await runWithInput(["run"], "");
+  assert.equal(r1.code, 2);
+  assert.match(r1.stderr, /--model FILE is required/);
+  const r2 = await runWithInput(["run", "-m", "x.gguf", "--temp", "hot"], "");
+  assert.equal(r2.code, 2);
+  assert.match(r2.stderr, /--temp expects a number/);
+  const bogus = await Deno.makeTempFile({ suffix: ".gguf" });
+  await Deno.writeTextFile(bogus, "this is not a model file at all");
+  const r3 = await runWithInput(["run", "-m", bogus], "");
+  assert.equal(r3.code, 1);
+  assert.match(r3.stderr, /magic/i);
+  await Deno.remove(bogus);
+});
