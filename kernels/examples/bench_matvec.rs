@@ -45,5 +45,22 @@ fn main() {
             bytes.len() as f64 / s / 1e9,
             (ne0 * ne1) as f64 / s / 1e9
         );
+        if fmt == Format::Q1_0 && ne1 <= 6144 {
+            // prefill: 16 tokens in one matmul
+            let n_tok = 16;
+            let stride = act.len() * 4;
+            let mut acts = vec![0u32; act.len() * n_tok];
+            for k in 0..n_tok {
+                acts[k * act.len()..(k + 1) * act.len()].copy_from_slice(&act);
+            }
+            let mut outm = vec![0.0f32; ne1 * n_tok];
+            let reps = (iters / n_tok).max(2);
+            let start = Instant::now();
+            for _ in 0..reps {
+                matmul::matmul(&t, as_bytes(&acts), n_tok, stride, &mut outm, ne1).unwrap();
+            }
+            let s = start.elapsed().as_secs_f64() / reps as f64;
+            println!("{:>8}   matmul x{} tokens: {:8.1} us/token {:6.2} Gweights/s", "", n_tok, s * 1e6 / n_tok as f64, (ne0 * ne1 * n_tok) as f64 / s / 1e9);
+        }
     }
 }

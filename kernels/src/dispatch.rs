@@ -22,6 +22,8 @@ pub const ISA_F16C: u32 = 32;
 pub type DotFn = fn(&[u8], &Act, usize) -> f32;
 /// Exact integer sums per activation block (quantised formats only; for tests).
 pub type IsumFn = fn(&[u8], &Act, usize, &mut [i32]);
+/// One row against up to 8 activations: `out[t]` must equal `dot(row, acts[t], ne0)` bit for bit.
+pub type DotMultiFn = fn(&[u8], &[Act], usize, &mut [f32]);
 
 /// One kernel set. `dot` and `isums` are indexed by [`Format::index`].
 pub struct Table {
@@ -30,6 +32,8 @@ pub struct Table {
     pub isa: u32,
     pub dot: [DotFn; 6],
     pub isums: [Option<IsumFn>; 6],
+    /// Optional multi-activation kernels (prefill), by format; absent ones fall back to `dot`.
+    pub dot_multi: [Option<DotMultiFn>; 6],
 }
 
 impl Table {
@@ -51,6 +55,7 @@ pub static SCALAR: Table = Table {
     isa: 0,
     dot: [sc::dot_f32, sc::dot_f16, sc::dot_q8_0, sc::dot_q1_0, sc::dot_q2_0, sc::dot_q2_0_g64],
     isums: [None, None, Some(sc::isums_q8_0), Some(sc::isums_q1_0), Some(sc_isums_q2_0), Some(sc_isums_q2_g64)],
+    dot_multi: [None; 6],
 };
 
 /// NEON slot: scalar kernels until the NEON kernels land (a later task); keeps the table shape ready.
@@ -60,6 +65,7 @@ pub static NEON: Table = Table {
     isa: ISA_NEON,
     dot: [sc::dot_f32, sc::dot_f16, sc::dot_q8_0, sc::dot_q1_0, sc::dot_q2_0, sc::dot_q2_0_g64],
     isums: [None, None, Some(sc::isums_q8_0), Some(sc::isums_q1_0), Some(sc_isums_q2_0), Some(sc_isums_q2_g64)],
+    dot_multi: [None; 6],
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -77,6 +83,7 @@ pub(crate) mod avx2_entry {
     pub fn isums_q1_0(r: &[u8], a: &Act, n: usize, o: &mut [i32]) { unsafe { k::isums_q1_0(r, a, n, o) } }
     pub fn isums_q2_0(r: &[u8], a: &Act, n: usize, o: &mut [i32]) { unsafe { k::isums_q2(r, a, n, 128, o) } }
     pub fn isums_q2_g64(r: &[u8], a: &Act, n: usize, o: &mut [i32]) { unsafe { k::isums_q2(r, a, n, 64, o) } }
+    pub fn dot_q1_0_multi(r: &[u8], a: &[Act], n: usize, o: &mut [f32]) { unsafe { k::dot_q1_0_multi(r, a, n, o) } }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -99,6 +106,7 @@ pub static AVX2: Table = Table {
         Some(avx2_entry::isums_q2_0),
         Some(avx2_entry::isums_q2_g64),
     ],
+    dot_multi: [None, None, None, Some(avx2_entry::dot_q1_0_multi), None, None],
 };
 
 #[cfg(bk_avx512)]

@@ -157,6 +157,63 @@ pub unsafe fn dot_q1_0(row: &[u8], act: &Act, ne0: usize) -> f32 {
     dot_scalar::finish(to_array(acc))
 }
 
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn q1_mask(w: *const u32, bit: __m256i) -> __m256i {
+    let v = _mm256_set1_epi32(w.read_unaligned() as i32);
+    _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit)
+}
+
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn q1_sel(mask: __m256i, q: *const i8, ones: __m256i) -> __m256i {
+    _mm256_maddubs_epi16(ones, _mm256_and_si256(mask, ld(q)))
+}
+
+/// One Q1_0 row against up to 8 activations (prefill): the bit masks of each block are built once
+/// and reused for every token. Each result is bit-identical to [`dot_q1_0`] on that activation
+/// (same integer sums, same float steps in the same order).
+#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
+#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
+pub unsafe fn dot_q1_0_multi(row: &[u8], acts: &[Act], ne0: usize, out: &mut [f32]) {
+    let nw = ne0 / 128;
+    let nt = acts.len();
+    assert!(nt <= 8 && out.len() >= nt);
+    for a in acts {
+        check(row, a, nw * 18, nw * 4);
+        assert!(a.q1p.len() >= nw * 128);
+    }
+    let bit = _mm256_setr_epi32(
+        0x0101_0101,
+        0x0202_0202,
+        0x0404_0404,
+        0x0808_0808,
+        0x1010_1010,
+        0x2020_2020,
+        0x4040_4040,
+        0x8080_8080u32 as i32,
+    );
+    let ones = _mm256_set1_epi8(1);
+    let rp = row.as_ptr();
+    let mut acc = [_mm_setzero_ps(); 8];
+    for b in 0..nw {
+        let blk = rp.add(18 * b);
+        let w = blk.add(2) as *const u32;
+        let (m0, m1, m2, m3) = (q1_mask(w, bit), q1_mask(w.add(1), bit), q1_mask(w.add(2), bit), q1_mask(w.add(3), bit));
+        let dw = half_bcast(blk);
+        for t in 0..nt {
+            let a = &acts[t];
+            let q = a.q1p.as_ptr().add(128 * b);
+            let on = hsum4_epi16(q1_sel(m0, q, ones), q1_sel(m1, q.add(32), ones), q1_sel(m2, q.add(64), ones), q1_sel(m3, q.add(96), ones));
+            let isum = _mm_sub_epi32(_mm_slli_epi32::<1>(on), _mm_loadu_si128(a.qsum.as_ptr().add(4 * b) as *const __m128i));
+            acc[t] = acc_step(acc[t], dw, _mm_loadu_ps(a.d.as_ptr().add(4 * b)), isum);
+        }
+    }
+    for t in 0..nt {
+        out[t] = dot_scalar::finish(to_array(acc[t]));
+    }
+}
+
 #[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
 #[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn isums_q1_0(row: &[u8], act: &Act, ne0: usize, out: &mut [i32]) {

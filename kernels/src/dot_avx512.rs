@@ -95,6 +95,7 @@ pub static AVX512: Table = Table {
     isa: ISA_AVX512 | ISA_AVX2 | ISA_F16C,
     dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, dot_q1_0, a2::dot_q2_0, a2::dot_q2_0_g64],
     isums: [None, None, Some(a2::isums_q8_0), Some(isums_q1_0), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
+    dot_multi: [None; 6],
 };
 
 pub static AVX512_VNNI: Table = Table {
@@ -102,4 +103,5 @@ pub static AVX512_VNNI: Table = Table {
     isa: ISA_AVX512 | ISA_AVX512_VNNI | ISA_AVX2 | ISA_F16C,
     dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, dot_q1_0_vnni, a2::dot_q2_0, a2::dot_q2_0_g64],
     isums: [None, None, Some(a2::isums_q8_0), Some(isums_q1_0_vnni), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
+    dot_multi: [None; 6],
 };

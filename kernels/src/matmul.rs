@@ -122,14 +122,29 @@ pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut
     }
     let acts: Vec<Act> =
         (0..n_tok).map(|k| Act::from_bytes(&act[k * act_stride..k * act_stride + one], t.ne0)).collect::<Result<_, _>>()?;
-    let dot = dispatch::table().dot_fn(t.fmt);
+    let table = dispatch::table();
+    let dot = table.dot_fn(t.fmt);
+    let multi = table.dot_multi[t.fmt.index()];
     let o = OutPtr(out.as_mut_ptr());
     let body = |rows: std::ops::Range<usize>| {
         let o = o;
+        let mut res = [0.0f32; 8];
         for r in rows {
             let row = t.row(r);
-            for (k, a) in acts.iter().enumerate() {
-                unsafe { *o.0.add(k * out_stride + r) = dot(row, a, t.ne0) };
+            match multi {
+                Some(m) => {
+                    for (g, group) in acts.chunks(8).enumerate() {
+                        m(row, group, t.ne0, &mut res);
+                        for (i, v) in res.iter().take(group.len()).enumerate() {
+                            unsafe { *o.0.add((8 * g + i) * out_stride + r) = *v };
+                        }
+                    }
+                }
+                None => {
+                    for (k, a) in acts.iter().enumerate() {
+                        unsafe { *o.0.add(k * out_stride + r) = dot(row, a, t.ne0) };
+                    }
+                }
             }
         }
     };

@@ -206,8 +206,8 @@ fn matvec_matmul_threads() {
                 matmul::matvec(&t, ab, &mut out).unwrap();
                 assert_eq!(bits(&out), bits(&per_row), "{} [{}x{}] threads {}", fmt.name(), ne0, ne1, n);
             }
-            // matmul over 3 tokens with padded strides
-            let n_tok = 3;
+            // matmul over 11 tokens (a group of 8 and a partial group) with padded strides
+            let n_tok = 11;
             let one = act_layout(ne0).total;
             let stride = one + 32;
             let mut acts = vec![0u32; stride * n_tok / 4];
