@@ -8,7 +8,14 @@
 import { findKernelLibrary } from "./locate.ts";
 
 /** Weight format codes of the C ABI. */
-export const Format = { F32: 0, F16: 1, Q8_0: 8, Q1_0: 41, Q2_0: 42, Q2_0_G64: 242 } as const;
+export const Format = {
+  F32: 0,
+  F16: 1,
+  Q8_0: 8,
+  Q1_0: 41,
+  Q2_0: 42,
+  Q2_0_G64: 242,
+} as const;
 /** A weight format code. */
 export type FormatCode = (typeof Format)[keyof typeof Format];
 
@@ -16,7 +23,14 @@ export type FormatCode = (typeof Format)[keyof typeof Format];
 export const KvType = { F32: 0, F16: 1 } as const;
 
 /** ISA names, in bit order of `bk_isa_available`. */
-export const ISA_NAMES = ["avx2", "avx512", "avx512_vnni", "neon", "neon_dotprod", "f16c"] as const;
+export const ISA_NAMES = [
+  "avx2",
+  "avx512",
+  "avx512_vnni",
+  "neon",
+  "neon_dotprod",
+  "f16c",
+] as const;
 /** An instruction-set name. */
 export type IsaName = (typeof ISA_NAMES)[number];
 
@@ -39,25 +53,64 @@ const SYMBOLS = {
   bk_map_open: { parameters: ["buffer", "usize"], result: "pointer" },
   bk_map_size: { parameters: ["pointer"], result: "u64" },
   bk_map_close: { parameters: ["pointer"], result: "void" },
-  bk_tensor_new: { parameters: ["pointer", "u64", "u32", "u64", "u64"], result: "pointer" },
-  bk_tensor_from_bytes: { parameters: ["buffer", "usize", "u32", "u64", "u64"], result: "pointer" },
+  bk_tensor_new: {
+    parameters: ["pointer", "u64", "u32", "u64", "u64"],
+    result: "pointer",
+  },
+  bk_tensor_from_bytes: {
+    parameters: ["buffer", "usize", "u32", "u64", "u64"],
+    result: "pointer",
+  },
   bk_tensor_free: { parameters: ["pointer"], result: "void" },
   bk_act_bytes: { parameters: ["u64"], result: "usize" },
   bk_quantize_act: { parameters: ["buffer", "u64", "buffer"], result: "i32" },
   bk_matvec: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   bk_matvec_ref: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
-  bk_matvec_multi: { parameters: ["buffer", "u32", "buffer", "buffer"], result: "i32" },
-  bk_matmul: { parameters: ["pointer", "buffer", "u32", "usize", "buffer", "usize"], result: "i32" },
+  bk_matvec_multi: {
+    parameters: ["buffer", "u32", "buffer", "buffer"],
+    result: "i32",
+  },
+  bk_matmul: {
+    parameters: ["pointer", "buffer", "u32", "usize", "buffer", "usize"],
+    result: "i32",
+  },
   bk_dequant_row: { parameters: ["pointer", "u64", "buffer"], result: "i32" },
-  bk_rmsnorm: { parameters: ["buffer", "buffer", "buffer", "u32", "f32"], result: "i32" },
-  bk_rmsnorm_heads: { parameters: ["buffer", "buffer", "u32", "u32", "f32"], result: "i32" },
-  bk_rope_neox: { parameters: ["buffer", "u32", "u32", "u32", "u32", "f32", "f32", "u32"], result: "i32" },
+  bk_rmsnorm: {
+    parameters: ["buffer", "buffer", "buffer", "u32", "f32"],
+    result: "i32",
+  },
+  bk_rmsnorm_heads: {
+    parameters: ["buffer", "buffer", "u32", "u32", "f32"],
+    result: "i32",
+  },
+  bk_rope_neox: {
+    parameters: ["buffer", "u32", "u32", "u32", "u32", "f32", "f32", "u32"],
+    result: "i32",
+  },
   bk_softmax: { parameters: ["buffer", "u32"], result: "i32" },
-  bk_silu_mul: { parameters: ["buffer", "buffer", "buffer", "u32"], result: "i32" },
+  bk_silu_mul: {
+    parameters: ["buffer", "buffer", "buffer", "u32"],
+    result: "i32",
+  },
   bk_add: { parameters: ["buffer", "buffer", "u32"], result: "i32" },
-  bk_store_kv: { parameters: ["buffer", "buffer", "u32", "u32"], result: "i32" },
+  bk_store_kv: {
+    parameters: ["buffer", "buffer", "u32", "u32"],
+    result: "i32",
+  },
   bk_attention: {
-    parameters: ["buffer", "buffer", "buffer", "u32", "u32", "u32", "u32", "u32", "u32", "buffer", "buffer"],
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "buffer",
+      "buffer",
+    ],
     result: "i32",
   },
 } as const;
@@ -89,7 +142,9 @@ export class MappedFile {
 
   /** The native handle (throws once closed). */
   get handle(): Deno.PointerObject {
-    if (this.#ptr === null) throw new KernelError(`mapping of ${this.path} is closed`);
+    if (this.#ptr === null) {
+      throw new KernelError(`mapping of ${this.path} is closed`);
+    }
     return this.#ptr;
   }
 
@@ -112,7 +167,13 @@ export class KTensor {
   /** Bytes of an act buffer that fits this tensor's rows. */
   readonly actBytes: number;
 
-  constructor(k: Kernels, ptr: Deno.PointerObject, format: FormatCode, ne0: number, ne1: number) {
+  constructor(
+    k: Kernels,
+    ptr: Deno.PointerObject,
+    format: FormatCode,
+    ne0: number,
+    ne1: number,
+  ) {
     this.#k = k;
     this.#ptr = ptr;
     this.format = format;
@@ -139,7 +200,9 @@ export class KTensor {
 function checkShape(ne0: number, ne1: number): void {
   // formats and block multiples are checked by the library, whose messages name them
   if (!(Number.isInteger(ne0) && ne0 > 0 && Number.isInteger(ne1) && ne1 > 0)) {
-    throw new KernelError(`tensor shape must be positive integers, got [${ne0} x ${ne1}]`);
+    throw new KernelError(
+      `tensor shape must be positive integers, got [${ne0} x ${ne1}]`,
+    );
   }
 }
 
@@ -157,7 +220,9 @@ export class Kernels {
     try {
       this.#dl = Deno.dlopen(path, SYMBOLS);
     } catch (e) {
-      throw new KernelError(`cannot load kernel library ${path}: ${(e as Error).message}`);
+      throw new KernelError(
+        `cannot load kernel library ${path}: ${(e as Error).message}`,
+      );
     }
     this.lib = this.#dl.symbols;
   }
@@ -174,16 +239,22 @@ export class Kernels {
 
   /** The library's last error message on this thread. */
   lastError(): string {
-    let n = Number(this.lib.bk_last_error(this.#errBuf, BigInt(this.#errBuf.length)));
+    let n = Number(
+      this.lib.bk_last_error(this.#errBuf, BigInt(this.#errBuf.length)),
+    );
     if (n > this.#errBuf.length) {
       this.#errBuf = new Uint8Array(n);
-      n = Number(this.lib.bk_last_error(this.#errBuf, BigInt(this.#errBuf.length)));
+      n = Number(
+        this.lib.bk_last_error(this.#errBuf, BigInt(this.#errBuf.length)),
+      );
     }
     return new TextDecoder().decode(this.#errBuf.subarray(0, n));
   }
 
   #check(rc: number): void {
-    if (rc !== 0) throw new KernelError(this.lastError() || "kernel call failed");
+    if (rc !== 0) {
+      throw new KernelError(this.lastError() || "kernel call failed");
+    }
   }
 
   version(): number {
@@ -205,7 +276,13 @@ export class Kernels {
     let mask = 0;
     for (const n of names) {
       const i = (ISA_NAMES as readonly string[]).indexOf(n);
-      if (!(i >= 0)) throw new KernelError(`unknown ISA name ${JSON.stringify(n)} (known: ${ISA_NAMES.join(", ")})`);
+      if (!(i >= 0)) {
+        throw new KernelError(
+          `unknown ISA name ${JSON.stringify(n)} (known: ${
+            ISA_NAMES.join(", ")
+          })`,
+        );
+      }
       mask |= 1 << i;
     }
     this.#check(this.lib.bk_force_isa(mask));
@@ -230,18 +307,45 @@ export class Kernels {
   }
 
   /** A tensor over `map` bytes starting at `offsetBytes` (no copy). */
-  tensor(map: MappedFile, offsetBytes: number, format: FormatCode | number, ne0: number, ne1: number): KTensor {
+  tensor(
+    map: MappedFile,
+    offsetBytes: number,
+    format: FormatCode | number,
+    ne0: number,
+    ne1: number,
+  ): KTensor {
     checkShape(ne0, ne1);
-    if (!(Number.isInteger(offsetBytes) && offsetBytes >= 0)) throw new KernelError(`offset must be a non-negative integer, got ${offsetBytes}`);
-    const p = this.lib.bk_tensor_new(map.handle, BigInt(offsetBytes), format, BigInt(ne0), BigInt(ne1));
+    if (!(Number.isInteger(offsetBytes) && offsetBytes >= 0)) {
+      throw new KernelError(
+        `offset must be a non-negative integer, got ${offsetBytes}`,
+      );
+    }
+    const p = this.lib.bk_tensor_new(
+      map.handle,
+      BigInt(offsetBytes),
+      format,
+      BigInt(ne0),
+      BigInt(ne1),
+    );
     if (p === null) throw new KernelError(this.lastError());
     return new KTensor(this, p, format as FormatCode, ne0, ne1);
   }
 
   /** A tensor owning a copy of `bytes` (exactly the tensor's size). */
-  tensorFromBytes(bytes: Uint8Array, format: FormatCode | number, ne0: number, ne1: number): KTensor {
+  tensorFromBytes(
+    bytes: Uint8Array,
+    format: FormatCode | number,
+    ne0: number,
+    ne1: number,
+  ): KTensor {
     checkShape(ne0, ne1);
-    const p = this.lib.bk_tensor_from_bytes(bytes, BigInt(bytes.byteLength), format, BigInt(ne0), BigInt(ne1));
+    const p = this.lib.bk_tensor_from_bytes(
+      bytes,
+      BigInt(bytes.byteLength),
+      format,
+      BigInt(ne0),
+      BigInt(ne1),
+    );
     if (p === null) throw new KernelError(this.lastError());
     return new KTensor(this, p, format as FormatCode, ne0, ne1);
   }
@@ -253,13 +357,27 @@ export class Kernels {
 
   /** Quantises all of `x` into `act` (at least `actBytes(x.length)` bytes). */
   quantizeAct(x: Float32Array, act: Uint8Array): void {
-    if (!(act.byteLength >= actBytes(x.length))) throw new KernelError(`act buffer has ${act.byteLength} bytes, ${x.length} elements need ${actBytes(x.length)}`);
+    if (!(act.byteLength >= actBytes(x.length))) {
+      throw new KernelError(
+        `act buffer has ${act.byteLength} bytes, ${x.length} elements need ${
+          actBytes(x.length)
+        }`,
+      );
+    }
     this.#check(this.lib.bk_quantize_act(x, BigInt(x.length), act));
   }
 
   #mv(t: KTensor, act: Uint8Array, out: Float32Array): void {
-    if (!(act.byteLength >= t.actBytes)) throw new KernelError(`act buffer has ${act.byteLength} bytes, tensor rows of ${t.ne0} need ${t.actBytes}`);
-    if (!(out.length >= t.ne1)) throw new KernelError(`output has ${out.length} floats, tensor has ${t.ne1} rows`);
+    if (!(act.byteLength >= t.actBytes)) {
+      throw new KernelError(
+        `act buffer has ${act.byteLength} bytes, tensor rows of ${t.ne0} need ${t.actBytes}`,
+      );
+    }
+    if (!(out.length >= t.ne1)) {
+      throw new KernelError(
+        `output has ${out.length} floats, tensor has ${t.ne1} rows`,
+      );
+    }
   }
 
   /** `out[r] = row_r · act` with the active kernels on the thread pool. */
@@ -275,8 +393,14 @@ export class Kernels {
   }
 
   /** Several matvecs sharing one activation (same `ne0`) in a single pool dispatch. */
-  matvecMulti(ts: readonly KTensor[], act: Uint8Array, outs: readonly Float32Array[]): void {
-    if (!(ts.length === outs.length)) throw new KernelError(`${ts.length} tensors but ${outs.length} outputs`);
+  matvecMulti(
+    ts: readonly KTensor[],
+    act: Uint8Array,
+    outs: readonly Float32Array[],
+  ): void {
+    if (!(ts.length === outs.length)) {
+      throw new KernelError(`${ts.length} tensors but ${outs.length} outputs`);
+    }
     const tp = new BigUint64Array(ts.length);
     const op = new BigUint64Array(ts.length);
     for (let i = 0; i < ts.length; i++) {
@@ -288,62 +412,159 @@ export class Kernels {
   }
 
   /** `out[tok * outStride + r] = row_r · act_tok` for `nTok` acts `actStride` bytes apart. */
-  matmul(t: KTensor, act: Uint8Array, nTok: number, actStride: number, out: Float32Array, outStride: number): void {
+  matmul(
+    t: KTensor,
+    act: Uint8Array,
+    nTok: number,
+    actStride: number,
+    out: Float32Array,
+    outStride: number,
+  ): void {
     if (nTok === 0) return;
-    if (!(actStride >= t.actBytes)) throw new KernelError(`act stride ${actStride} is smaller than one act (${t.actBytes} bytes)`);
-    if (!(act.byteLength >= actStride * (nTok - 1) + t.actBytes)) throw new KernelError(`act buffer has ${act.byteLength} bytes, ${nTok} tokens need ${actStride * (nTok - 1) + t.actBytes}`);
-    if (!(outStride >= t.ne1)) throw new KernelError(`output stride ${outStride} is smaller than the ${t.ne1} rows`);
-    if (!(out.length >= outStride * (nTok - 1) + t.ne1)) throw new KernelError(`output has ${out.length} floats, ${nTok} tokens need ${outStride * (nTok - 1) + t.ne1}`);
-    this.#check(this.lib.bk_matmul(t.handle, act, nTok, BigInt(actStride), out, BigInt(outStride)));
+    if (!(actStride >= t.actBytes)) {
+      throw new KernelError(
+        `act stride ${actStride} is smaller than one act (${t.actBytes} bytes)`,
+      );
+    }
+    if (!(act.byteLength >= actStride * (nTok - 1) + t.actBytes)) {
+      throw new KernelError(
+        `act buffer has ${act.byteLength} bytes, ${nTok} tokens need ${
+          actStride * (nTok - 1) + t.actBytes
+        }`,
+      );
+    }
+    if (!(outStride >= t.ne1)) {
+      throw new KernelError(
+        `output stride ${outStride} is smaller than the ${t.ne1} rows`,
+      );
+    }
+    if (!(out.length >= outStride * (nTok - 1) + t.ne1)) {
+      throw new KernelError(
+        `output has ${out.length} floats, ${nTok} tokens need ${
+          outStride * (nTok - 1) + t.ne1
+        }`,
+      );
+    }
+    this.#check(
+      this.lib.bk_matmul(
+        t.handle,
+        act,
+        nTok,
+        BigInt(actStride),
+        out,
+        BigInt(outStride),
+      ),
+    );
   }
 
   /** Dequantises row `row` into `out` (`ne0` floats), e.g. an embedding lookup. */
   dequantRow(t: KTensor, row: number, out: Float32Array): void {
-    if (!(out.length >= t.ne0)) throw new KernelError(`output has ${out.length} floats, a row has ${t.ne0}`);
-    if (!(Number.isInteger(row) && row >= 0)) throw new KernelError(`row must be a non-negative integer, got ${row}`);
+    if (!(out.length >= t.ne0)) {
+      throw new KernelError(
+        `output has ${out.length} floats, a row has ${t.ne0}`,
+      );
+    }
+    if (!(Number.isInteger(row) && row >= 0)) {
+      throw new KernelError(`row must be a non-negative integer, got ${row}`);
+    }
     this.#check(this.lib.bk_dequant_row(t.handle, BigInt(row), out));
   }
 
   /** `out = x / sqrt(mean(x²) + eps) * w` over `x.length` elements (`w` null = no weight). */
-  rmsnorm(x: Float32Array, w: Float32Array | null, out: Float32Array, eps: number): void {
-    if (!(out.length >= x.length && (w === null || w.length >= x.length))) throw new KernelError("rmsnorm: w and out must be at least as long as x");
+  rmsnorm(
+    x: Float32Array,
+    w: Float32Array | null,
+    out: Float32Array,
+    eps: number,
+  ): void {
+    if (!(out.length >= x.length && (w === null || w.length >= x.length))) {
+      throw new KernelError("rmsnorm: w and out must be at least as long as x");
+    }
     this.#check(this.lib.bk_rmsnorm(x, w, out, x.length, eps));
   }
 
   /** Per-head RMS norm in place over `nHeads` heads of `headDim`, times `w[headDim]`. */
-  rmsnormHeads(x: Float32Array, w: Float32Array, nHeads: number, headDim: number, eps: number): void {
-    if (!(x.length >= nHeads * headDim && w.length >= headDim)) throw new KernelError(`rmsnormHeads: x needs ${nHeads * headDim} floats and w ${headDim}`);
+  rmsnormHeads(
+    x: Float32Array,
+    w: Float32Array,
+    nHeads: number,
+    headDim: number,
+    eps: number,
+  ): void {
+    if (!(x.length >= nHeads * headDim && w.length >= headDim)) {
+      throw new KernelError(
+        `rmsnormHeads: x needs ${nHeads * headDim} floats and w ${headDim}`,
+      );
+    }
     this.#check(this.lib.bk_rmsnorm_heads(x, w, nHeads, headDim, eps));
   }
 
   /** NEOX RoPE in place at position `pos`; `yarnFactor` > 1 enables YaRN with `yarnOrigCtx`. */
-  ropeNeox(x: Float32Array, nHeads: number, headDim: number, nRot: number, pos: number, base: number, yarnFactor = 1, yarnOrigCtx = 0): void {
-    if (!(x.length >= nHeads * headDim)) throw new KernelError(`ropeNeox: x needs ${nHeads * headDim} floats, has ${x.length}`);
-    this.#check(this.lib.bk_rope_neox(x, nHeads, headDim, nRot, pos, base, yarnFactor, yarnOrigCtx));
+  ropeNeox(
+    x: Float32Array,
+    nHeads: number,
+    headDim: number,
+    nRot: number,
+    pos: number,
+    base: number,
+    yarnFactor = 1,
+    yarnOrigCtx = 0,
+  ): void {
+    if (!(x.length >= nHeads * headDim)) {
+      throw new KernelError(
+        `ropeNeox: x needs ${nHeads * headDim} floats, has ${x.length}`,
+      );
+    }
+    this.#check(
+      this.lib.bk_rope_neox(
+        x,
+        nHeads,
+        headDim,
+        nRot,
+        pos,
+        base,
+        yarnFactor,
+        yarnOrigCtx,
+      ),
+    );
   }
 
   /** Softmax in place over the first `n` elements (default all). */
   softmax(x: Float32Array, n: number = x.length): void {
-    if (!(n <= x.length)) throw new KernelError(`softmax of ${n} elements on an array of ${x.length}`);
+    if (!(n <= x.length)) {
+      throw new KernelError(
+        `softmax of ${n} elements on an array of ${x.length}`,
+      );
+    }
     this.#check(this.lib.bk_softmax(x, n));
   }
 
   /** `out = silu(g) * u` over `out.length` elements. */
   siluMul(g: Float32Array, u: Float32Array, out: Float32Array): void {
-    if (!(g.length >= out.length && u.length >= out.length)) throw new KernelError("siluMul: gate and up must be at least as long as out");
+    if (!(g.length >= out.length && u.length >= out.length)) {
+      throw new KernelError(
+        "siluMul: gate and up must be at least as long as out",
+      );
+    }
     this.#check(this.lib.bk_silu_mul(g, u, out, out.length));
   }
 
   /** `x += y` over `x.length` elements. */
   add(x: Float32Array, y: Float32Array): void {
-    if (!(y.length >= x.length)) throw new KernelError(`add: y has ${y.length} floats, x has ${x.length}`);
+    if (!(y.length >= x.length)) {
+      throw new KernelError(`add: y has ${y.length} floats, x has ${x.length}`);
+    }
     this.#check(this.lib.bk_add(x, y, x.length));
   }
 
   /** Stores `src` into `dst` as f32 (kvType 0) or f16 (kvType 1) at `dst`'s start. */
   storeKv(src: Float32Array, dst: Uint8Array, kvType: number): void {
     const es = kvType === 0 ? 4 : 2;
-    if (!(dst.byteLength >= src.length * es)) throw new KernelError(`storeKv: dst has ${dst.byteLength} bytes, needs ${src.length * es}`);
+    if (!(dst.byteLength >= src.length * es)) {
+      throw new KernelError(
+        `storeKv: dst has ${dst.byteLength} bytes, needs ${src.length * es}`,
+      );
+    }
     this.#check(this.lib.bk_store_kv(src, dst, kvType, src.length));
   }
 
@@ -366,10 +587,36 @@ export class Kernels {
   ): void {
     const es = kvType === 0 ? 4 : 2;
     const kvLen = ((nKv - 1) * kvStride + nHeadKv * headDim) * es;
-    if (!(q.length >= nHead * headDim && out.length >= nHead * headDim)) throw new KernelError(`attention: q and out need ${nHead * headDim} floats`);
-    if (!(nKv <= 0 || (k.byteLength >= kvLen && v.byteLength >= kvLen))) throw new KernelError(`attention: k and v caches need ${kvLen} bytes for ${nKv} positions`);
-    if (!(scratch.length >= nKv)) throw new KernelError(`attention: scratch needs ${nKv} floats, has ${scratch.length}`);
-    this.#check(this.lib.bk_attention(q, k, v, kvType, nHead, nHeadKv, headDim, nKv, kvStride, out, scratch));
+    if (!(q.length >= nHead * headDim && out.length >= nHead * headDim)) {
+      throw new KernelError(
+        `attention: q and out need ${nHead * headDim} floats`,
+      );
+    }
+    if (!(nKv <= 0 || (k.byteLength >= kvLen && v.byteLength >= kvLen))) {
+      throw new KernelError(
+        `attention: k and v caches need ${kvLen} bytes for ${nKv} positions`,
+      );
+    }
+    if (!(scratch.length >= nKv)) {
+      throw new KernelError(
+        `attention: scratch needs ${nKv} floats, has ${scratch.length}`,
+      );
+    }
+    this.#check(
+      this.lib.bk_attention(
+        q,
+        k,
+        v,
+        kvType,
+        nHead,
+        nHeadKv,
+        headDim,
+        nKv,
+        kvStride,
+        out,
+        scratch,
+      ),
+    );
   }
 }
 

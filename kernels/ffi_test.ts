@@ -53,7 +53,9 @@ function actValues(act: Uint8Array, n: number): Float64Array {
 Deno.test("library loads and reports its ISAs", () => {
   assert.equal(k.version(), 1);
   const avail = k.isaAvailable();
-  for (const isa of k.isaActive()) assert.ok(avail.includes(isa), `${isa} active but not available`);
+  for (const isa of k.isaActive()) {
+    assert.ok(avail.includes(isa), `${isa} active but not available`);
+  }
   assert.ok(k.threads() >= 1);
 });
 
@@ -72,12 +74,21 @@ Deno.test("Q1_0 matvec matches a TypeScript reference", () => {
   const act = new Uint8Array(k.actBytes(ne0));
   k.quantizeAct(x, act);
   const xq = actValues(act, ne0);
-  for (let i = 0; i < ne0; i++) assert.ok(Math.abs(xq[i] - x[i]) < 0.01, "activation quantisation error too large");
+  for (let i = 0; i < ne0; i++) {
+    assert.ok(
+      Math.abs(xq[i] - x[i]) < 0.01,
+      "activation quantisation error too large",
+    );
+  }
   const out = new Float32Array(ne1);
   const ref = new Float32Array(ne1);
   k.matvec(t, act, out);
   k.matvecRef(t, act, ref);
-  assert.deepEqual(out, ref, "SIMD/threaded matvec must equal the scalar reference bit for bit");
+  assert.deepEqual(
+    out,
+    ref,
+    "SIMD/threaded matvec must equal the scalar reference bit for bit",
+  );
   for (let row = 0; row < ne1; row++) {
     let want = 0, mag = 0;
     for (let j = 0; j < ne0; j++) {
@@ -88,7 +99,10 @@ Deno.test("Q1_0 matvec matches a TypeScript reference", () => {
       want += p;
       mag += Math.abs(p);
     }
-    assert.ok(Math.abs(out[row] - want) <= 1e-5 * mag + 1e-6, `row ${row}: ${out[row]} vs ${want}`);
+    assert.ok(
+      Math.abs(out[row] - want) <= 1e-5 * mag + 1e-6,
+      `row ${row}: ${out[row]} vs ${want}`,
+    );
   }
   // the scalar path, forced, gives the same bits; then restore the best ISA
   const best = k.isaAvailable();
@@ -125,10 +139,15 @@ Deno.test("bad format and bad shape give KernelErrors naming the problem", () =>
   );
   assert.throws(
     () => k.tensorFromBytes(new Uint8Array(18), Format.Q1_0, 100, 1),
-    (e: unknown) => e instanceof KernelError && /multiple of the Q1_0 block size 128/.test(e.message),
+    (e: unknown) =>
+      e instanceof KernelError &&
+      /multiple of the Q1_0 block size 128/.test(e.message),
   );
   assert.throws(() => k.forceIsa(["sse9"]), KernelError);
-  assert.throws(() => k.ropeNeox(new Float32Array(8), 1, 8, 3, 0, 1e6), (e: unknown) => e instanceof KernelError && /n_rot/.test(e.message));
+  assert.throws(
+    () => k.ropeNeox(new Float32Array(8), 1, 8, 3, 0, 1e6),
+    (e: unknown) => e instanceof KernelError && /n_rot/.test(e.message),
+  );
 });
 
 Deno.test("mapping a file; a tensor beyond its end is a clear error", () => {
@@ -151,7 +170,9 @@ Deno.test("mapping a file; a tensor beyond its end is a clear error", () => {
     assert.deepEqual(o1, o2);
     assert.throws(
       () => k.tensor(map, 65, Format.Q1_0, 256, 4),
-      (e: unknown) => e instanceof KernelError && /beyond the end/.test(e.message) && e.message.includes(path),
+      (e: unknown) =>
+        e instanceof KernelError && /beyond the end/.test(e.message) &&
+        e.message.includes(path),
     );
     map.close();
     k.matvec(t, act, o1); // the tensor keeps the mapping alive
@@ -163,7 +184,9 @@ Deno.test("mapping a file; a tensor beyond its end is a clear error", () => {
   }
   assert.throws(
     () => k.openMap("/nonexistent/dir/model.gguf"),
-    (e: unknown) => e instanceof KernelError && e.message.includes("/nonexistent/dir/model.gguf"),
+    (e: unknown) =>
+      e instanceof KernelError &&
+      e.message.includes("/nonexistent/dir/model.gguf"),
   );
 });
 
@@ -187,9 +210,28 @@ Deno.test("small ops", () => {
   k.attention(q, kv, kv, 0, 1, 1, 8, 1, 8, att, new Float32Array(1));
   assert.deepEqual(att, new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]));
   // 2 heads of 8 need 16 floats of q and out: the size check must refuse this call
-  assert.throws(() => k.attention(q, kv, kv, 0, 2, 1, 8, 1, 8, att, new Float32Array(1)), KernelError);
+  assert.throws(
+    () => k.attention(q, kv, kv, 0, 2, 1, 8, 1, 8, att, new Float32Array(1)),
+    KernelError,
+  );
   // n_head not a multiple of n_head_kv: the library's own check
-  assert.throws(() => k.attention(new Float32Array(24), new Uint8Array(64), new Uint8Array(64), 0, 3, 2, 8, 1, 16, new Float32Array(24), new Float32Array(1)), /n_head_kv/);
+  assert.throws(
+    () =>
+      k.attention(
+        new Float32Array(24),
+        new Uint8Array(64),
+        new Uint8Array(64),
+        0,
+        3,
+        2,
+        8,
+        1,
+        16,
+        new Float32Array(24),
+        new Float32Array(1),
+      ),
+    /n_head_kv/,
+  );
 });
 
 Deno.test("kernelLibraryCandidates order and findKernelLibrary error", () => {
@@ -204,12 +246,31 @@ Deno.test("kernelLibraryCandidates order and findKernelLibrary error", () => {
     "/opt/bonsai/bin/libbonsai_kernels.so",
     "/src/repo/kernels/target/release/libbonsai_kernels.so",
   ]);
-  const mac = kernelLibraryCandidates({ execPath: "/a/b", moduleUrl: "file:///r/kernels/locate.ts", env: {}, os: "darwin" });
-  assert.deepEqual(mac, ["/a/libbonsai_kernels.dylib", "/r/kernels/target/release/libbonsai_kernels.dylib"]);
+  const mac = kernelLibraryCandidates({
+    execPath: "/a/b",
+    moduleUrl: "file:///r/kernels/locate.ts",
+    env: {},
+    os: "darwin",
+  });
+  assert.deepEqual(mac, [
+    "/a/libbonsai_kernels.dylib",
+    "/r/kernels/target/release/libbonsai_kernels.dylib",
+  ]);
   assert.throws(
-    () => findKernelLibrary({ execPath: "/nowhere/x", moduleUrl: "file:///nowhere/kernels/locate.ts", env: {} }),
-    (e: unknown) => e instanceof Error && e.message.includes("/nowhere/libbonsai_kernels.so") && e.message.includes("deno task build"),
+    () =>
+      findKernelLibrary({
+        execPath: "/nowhere/x",
+        moduleUrl: "file:///nowhere/kernels/locate.ts",
+        env: {},
+      }),
+    (e: unknown) =>
+      e instanceof Error &&
+      e.message.includes("/nowhere/libbonsai_kernels.so") &&
+      e.message.includes("deno task build"),
   );
-  assert.throws(() => findKernelLibrary({ env: { BONSAI_KERNELS: "/nope.so" } }), /BONSAI_KERNELS names \/nope.so/);
+  assert.throws(
+    () => findKernelLibrary({ env: { BONSAI_KERNELS: "/nope.so" } }),
+    /BONSAI_KERNELS names \/nope.so/,
+  );
   assert.ok(findKernelLibrary().endsWith("libbonsai_kernels.so"));
 });

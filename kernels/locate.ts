@@ -19,7 +19,9 @@ export interface LocateOptions {
 }
 
 /** The library's file name on `os`. */
-export function kernelLibraryFileName(os: typeof Deno.build.os = Deno.build.os): string {
+export function kernelLibraryFileName(
+  os: typeof Deno.build.os = Deno.build.os,
+): string {
   if (os === "darwin") return "libbonsai_kernels.dylib";
   if (os === "windows") return "bonsai_kernels.dll";
   return "libbonsai_kernels.so";
