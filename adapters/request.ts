@@ -29,7 +29,7 @@ const SAMPLING_FIELDS: Record<string, keyof SamplingOptions> = {
 };
 
 const OTHER_FIELDS = new Set([
-  "id", "prompt", "messages", "system", "max_tokens", "stop", "raw", "think", "stream",
+  "id", "prompt", "messages", "system", "max_tokens", "stop", "stop_tokens", "raw", "think", "stream",
 ]);
 
 const ROLES = new Set(["system", "user", "assistant", "tool"]);
@@ -83,6 +83,13 @@ export function parseWireRequest(value: unknown): WireRequest {
       throw bad("stop must be a non-empty string or an array of them");
     }
     request.stop = stop as string[];
+  }
+  if (obj.stop_tokens !== undefined) {
+    const ids = obj.stop_tokens;
+    if (!Array.isArray(ids) || ids.some((t) => typeof t !== "number" || !Number.isInteger(t) || t < 0)) {
+      throw bad("stop_tokens must be an array of token ids");
+    }
+    request.stopTokens = ids as number[];
   }
   const sampling: SamplingOptions = {};
   for (const [wire, field] of Object.entries(SAMPLING_FIELDS)) {

@@ -137,7 +137,11 @@ export function doneEvent(id: string | number | undefined, ev: Extract<Generatio
     ...(id !== undefined ? { id } : {}),
     text: ev.text,
     finish_reason: ev.finishReason,
-    usage: { prompt_tokens: s.promptTokens, completion_tokens: s.completionTokens },
+    usage: {
+      prompt_tokens: s.promptTokens,
+      completion_tokens: s.completionTokens,
+      cached_prompt_tokens: s.cachedPromptTokens,
+    },
     timings: {
       prompt_ms: round(s.prefillMs),
       predicted_ms: round(s.decodeMs),

@@ -21,6 +21,10 @@ Options:
   -c, --ctx N             KV cache size in tokens (default: model context, at most 4096)
   -t, --threads N         kernel threads (default: all CPUs)
       --kv-type f16|f32   KV cache element type (default f16)
+      --overflow error|slide
+                          when the context fills: end the answer with CONTEXT_FULL (default), or
+                          keep the first --keep tokens, drop the older half of the rest, go on
+      --keep N            tokens kept when sliding (default: the whole prompt, at most half the context)
       --temp X            temperature; 0 = greedy (default: the model file's, else 0)
       --top-k N           (default: the model file's, else 20)
       --top-p X           (default: the model file's, else 0.85)
@@ -47,6 +51,8 @@ const OPTIONS = {
   ctx: { type: "string", short: "c" },
   threads: { type: "string", short: "t" },
   "kv-type": { type: "string" },
+  overflow: { type: "string" },
+  keep: { type: "string" },
   temp: { type: "string" },
   "top-k": { type: "string" },
   "top-p": { type: "string" },
@@ -70,6 +76,9 @@ export async function runCommand(args: string[]): Promise<number> {
   if (!v.model) throw new UsageError("--model FILE is required");
   const kvType = (v["kv-type"] ?? "f16") as KvType;
   if (kvType !== "f16" && kvType !== "f32") throw new UsageError(`--kv-type must be f16 or f32, got '${kvType}'`);
+  const overflow = v.overflow ?? "error";
+  if (overflow !== "error" && overflow !== "slide") throw new UsageError(`--overflow must be error or slide, got '${overflow}'`);
+  const keep = numberFlag("keep", v.keep, { integer: true, min: 0 });
   const sampling: SamplingOptions = {
     temperature: numberFlag("temp", v.temp, { min: 0 }),
     topK: numberFlag("top-k", v["top-k"], { integer: true, min: 0 }),
@@ -93,7 +102,7 @@ export async function runCommand(args: string[]): Promise<number> {
       `kernels ${model.kernels.isaActive().join("+") || "scalar"} x${model.kernels.threads()} ` +
       `in ${model.loadMs.toFixed(0)} ms\n`,
   );
-  const scheduler = new Scheduler(model, { contextSize, kvType, maxTokens });
+  const scheduler = new Scheduler(model, { contextSize, kvType, maxTokens, overflow, keep });
   const encoder = new TextEncoder();
   const write = (s: string) => writeAll(encoder.encode(s));
   const defaults = {

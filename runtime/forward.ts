@@ -134,7 +134,10 @@ export class Forward {
       this.matmul(L.wDown, this.actFf, this.actFfBytes, n, this.proj, c.nEmbd);
       K.add(this.x.subarray(0, n * c.nEmbd), this.proj.subarray(0, n * c.nEmbd));
     }
-    for (const row of rows) row.kv.length++;
+    for (let r = 0; r < n; r++) {
+      rows[r].kv.tokens[positions[r]] = rows[r].token;
+      rows[r].kv.length++;
+    }
 
     // LM head, only for the rows that need logits (packed to the front of the act buffer).
     let m = 0;

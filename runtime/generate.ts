@@ -23,6 +23,8 @@ export interface GenerationRequest {
   maxTokens?: number;
   /** Generation ends when the text produces one of these (it is not included in the output). */
   stop?: string[];
+  /** Generation ends when one of these token ids is sampled (it is not included). */
+  stopTokens?: number[];
   sampling?: SamplingOptions;
   /** Builds the output constraint of this request (structured output), if any. */
   constraint?: (tokenizer: Tokenizer) => TokenConstraint;
@@ -34,6 +36,8 @@ export type FinishReason = "stop" | "length" | "cancelled";
 /** Counts and timings of one generation. */
 export interface GenerationStats {
   promptTokens: number;
+  /** Prompt tokens reused from the KV cache (prefix cache) instead of being run. */
+  cachedPromptTokens: number;
   completionTokens: number;
   prefillMs: number;
   decodeMs: number;

@@ -29,6 +29,8 @@ export class KvCache {
   readonly elementBytes: number;
   /** Positions filled so far. */
   length = 0;
+  /** The token at each filled position (what the prefix cache matches against). */
+  readonly tokens: Int32Array;
 
   constructor(config: Qwen3Config, readonly capacity: number, readonly type: KvType = "f16") {
     if (!Number.isInteger(capacity) || capacity <= 0) {
@@ -37,6 +39,7 @@ export class KvCache {
     this.kvDim = config.nHeadKv * config.headDim;
     this.typeCode = KV_TYPE_CODE[type];
     this.elementBytes = KV_TYPE_BYTES[type];
+    this.tokens = new Int32Array(capacity);
     const layerBytes = capacity * this.kvDim * this.elementBytes;
     for (let l = 0; l < config.nLayer; l++) {
       this.keys.push(new Uint8Array(layerBytes));
@@ -68,5 +71,18 @@ export class KvCache {
   /** Forgets every position (the memory stays allocated). */
   clear(): void {
     this.length = 0;
+  }
+
+  /** How many leading positions hold exactly `prompt`'s first tokens. */
+  commonPrefix(prompt: ArrayLike<number>): number {
+    const n = Math.min(this.length, prompt.length);
+    let i = 0;
+    while (i < n && this.tokens[i] === prompt[i]) i++;
+    return i;
+  }
+
+  /** Keeps only the first `n` positions. */
+  truncate(n: number): void {
+    this.length = Math.min(this.length, Math.max(0, n));
   }
 }

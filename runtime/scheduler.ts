@@ -2,7 +2,9 @@
  * Continuous batching: requests wait in a bounded queue, run in one of `parallel` KV slots, and
  * every step runs one token of each decoding sequence plus a chunk of prompt tokens, so that
  * the weights are read once per step for all of them. A sequence's tokens do not depend on what
- * it is batched with (each row's arithmetic is the same as alone).
+ * it is batched with (each row's arithmetic is the same as alone). A free slot keeps what it
+ * last held, so a request that starts with the same tokens (a repeated system prompt) skips
+ * prefilling them.
  */
 import type { Model } from "./model.ts";
 import { type BatchRow, Forward } from "./forward.ts";
@@ -10,6 +12,7 @@ import { KvCache, type KvType } from "./kv_cache.ts";
 import { Sequence } from "./sequence.ts";
 import { EventChannel } from "./event_channel.ts";
 import { Yielder } from "./yielder.ts";
+import { slideKv } from "./kv_shift.ts";
 import { type GenerationEvent, type GenerationRequest, RequestError } from "./generate.ts";
 
 /** Settings of a scheduler. */
@@ -25,6 +28,13 @@ export interface SchedulerOptions {
   maxTokens?: number;
   /** Most rows (tokens) in one step; prompt chunks fill what decoding leaves. */
   maxBatch?: number;
+  /**
+   * What a full KV slot does: `error` ends the request with CONTEXT_FULL (default); `slide`
+   * keeps the first `keep` tokens, drops the older half of the rest and goes on.
+   */
+  overflow?: "error" | "slide";
+  /** Tokens kept at the start when sliding; -1 (default) keeps the whole prompt, at most half the slot. */
+  keep?: number;
 }
 
 interface Job {
@@ -43,6 +53,8 @@ export class Scheduler {
   readonly parallel: number;
   readonly contextSize: number;
   readonly maxQueue: number;
+  readonly overflow: "error" | "slide";
+  readonly keep: number;
   private readonly free: KvCache[] = [];
   private readonly queue: Job[] = [];
   private readonly active: Job[] = [];
@@ -58,6 +70,11 @@ export class Scheduler {
     this.contextSize = opts.contextSize ?? Math.min(c.contextLength, 4096);
     this.maxQueue = opts.maxQueue ?? 64;
     this.defaultMaxTokens = opts.maxTokens ?? 512;
+    this.overflow = opts.overflow ?? "error";
+    this.keep = opts.keep ?? -1;
+    if (this.overflow !== "error" && this.overflow !== "slide") {
+      throw new RangeError(`overflow policy must be error or slide, got ${this.overflow}`);
+    }
     if (!Number.isInteger(this.parallel) || this.parallel < 1) {
       throw new RangeError(`parallel must be a positive integer, got ${this.parallel}`);
     }
@@ -172,8 +189,7 @@ export class Scheduler {
         job.channel.end(e);
         continue;
       }
-      job.slot = this.free.pop()!;
-      job.slot.clear();
+      job.slot = this.takeSlot(job.seq);
       this.active.push(job);
     }
   }
@@ -185,13 +201,7 @@ export class Scheduler {
     // Decoding sequences first: one row each.
     for (const job of this.active) {
       if (job.next === undefined) continue;
-      if (job.slot!.length >= job.slot!.capacity) {
-        this.fail(job, new RequestError(
-          "CONTEXT_FULL",
-          `context full after ${job.seq!.generated} generated tokens: the KV cache holds ${job.slot!.capacity} tokens (raise --ctx)`,
-        ));
-        continue;
-      }
+      if (job.slot!.length >= job.slot!.capacity && !this.makeRoom(job)) continue;
       rows.push({ token: job.next, kv: job.slot!, wantLogits: true });
       owners.push(job);
     }
@@ -238,6 +248,45 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Picks the free slot that already holds the longest prefix of the prompt (a repeated system
+   * prompt is then not prefilled again) and keeps that prefix; at least the last prompt token is
+   * always run, since its logits are needed.
+   */
+  private takeSlot(seq: Sequence): KvCache {
+    let best = 0;
+    let bestLen = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const len = this.free[i].commonPrefix(seq.prompt);
+      if (len > bestLen) {
+        best = i;
+        bestLen = len;
+      }
+    }
+    const slot = this.free.splice(best, 1)[0];
+    const reuse = Math.min(bestLen, seq.prompt.length - 1);
+    slot.truncate(reuse);
+    seq.prefilled = reuse;
+    seq.cachedPromptTokens = reuse;
+    return slot;
+  }
+
+  /** A decoding job's slot is full: slide it (policy `slide`) or fail the job. */
+  private makeRoom(job: Job): boolean {
+    const slot = job.slot!;
+    const seq = job.seq!;
+    if (this.overflow === "slide") {
+      const keep = Math.min(this.keep < 0 ? seq.prompt.length : this.keep, Math.floor(slot.capacity / 2));
+      const discard = Math.max(1, Math.floor((slot.length - keep) / 2));
+      if (slideKv(slot, this.model.config, keep, discard) > 0) return true;
+    }
+    this.fail(job, new RequestError(
+      "CONTEXT_FULL",
+      `context full after ${seq.generated} generated tokens: the KV cache holds ${slot.capacity} tokens (raise --ctx, or use --overflow slide)`,
+    ));
+    return false;
+  }
+
   private fail(job: Job, e: unknown): void {
     const error = e instanceof RequestError ? e : new RequestError("INTERNAL", e instanceof Error ? e.message : String(e));
     this.release(job);
@@ -255,7 +304,7 @@ export class Scheduler {
     const i = this.active.indexOf(job);
     if (i >= 0) this.active.splice(i, 1);
     if (job.slot) {
-      job.slot.clear();
+      // The slot keeps its tokens so that a later request with the same prefix can reuse them.
       this.free.push(job.slot);
       job.slot = undefined;
     }
@@ -269,6 +318,7 @@ function cancelledBeforeStart(): GenerationEvent {
     finishReason: "cancelled",
     stats: {
       promptTokens: 0,
+      cachedPromptTokens: 0,
       completionTokens: 0,
       prefillMs: 0,
       decodeMs: 0,

@@ -60,6 +60,8 @@ export class Sequence {
   readonly history: number[];
   /** Prompt tokens already in the KV cache. */
   prefilled = 0;
+  /** Prompt tokens found in the KV cache from an earlier request (not run again). */
+  cachedPromptTokens = 0;
   generated = 0;
   text = "";
   finishReason?: FinishReason;
@@ -70,6 +72,7 @@ export class Sequence {
   private readonly decoder: StreamDecoder;
   private readonly constraint?: TokenConstraint;
   private readonly tok: Tokenizer;
+  private readonly stopTokens: Set<number>;
 
   /** Validates the request against a cache of `capacity` tokens; throws RequestError. */
   constructor(model: Model, req: GenerationRequest, opts: { capacity: number; defaultMaxTokens: number }) {
@@ -92,6 +95,12 @@ export class Sequence {
     } catch (e) {
       throw new RequestError("BAD_REQUEST", (e as Error).message);
     }
+    this.stopTokens = new Set(req.stopTokens ?? []);
+    for (const id of this.stopTokens) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.tok.vocabSize) {
+        throw new RequestError("BAD_REQUEST", `stop token ${id} is not a token id (0..${this.tok.vocabSize - 1})`);
+      }
+    }
     this.constraint = req.constraint?.(this.tok);
     this.decoder = new StreamDecoder(this.tok, { skipSpecial: true });
     this.history = [...this.prompt];
@@ -109,7 +118,7 @@ export class Sequence {
       : undefined;
     const next = this.sampler.sample(logits, this.history, allowed);
     this.generated++;
-    if (this.tok.isEndOfGeneration(next)) return this.finish("stop", events);
+    if (this.tok.isEndOfGeneration(next) || this.stopTokens.has(next)) return this.finish("stop", events);
     c?.accept(next);
     this.history.push(next);
     const { emit, stopped } = this.stop.push(this.decoder.push(next));
@@ -146,7 +155,8 @@ export class Sequence {
         completionTokens: this.generated,
         prefillMs,
         decodeMs,
-        prefillTokensPerSecond: prefillMs > 0 ? this.prefilled / (prefillMs / 1000) : 0,
+        cachedPromptTokens: this.cachedPromptTokens,
+        prefillTokensPerSecond: prefillMs > 0 ? (this.prefilled - this.cachedPromptTokens) / (prefillMs / 1000) : 0,
         decodeTokensPerSecond: decodeSteps > 0 && decodeMs > 0 ? decodeSteps / (decodeMs / 1000) : 0,
       },
     });

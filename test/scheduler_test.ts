@@ -94,3 +94,37 @@ Deno.test("a full context ends that request with CONTEXT_FULL; a bad request fai
     model.close();
   }
 });
+
+Deno.test("a repeated system prompt is taken from the cache, with the same answer as a fresh run", async () => {
+  const model = await Model.load(await tinyModel(), { threads: 1 });
+  try {
+    const system = "You are the controller of a warehouse robot. Answer in one short sentence. ".repeat(4);
+    const ask = (prompt: string): GenerationRequest => ({ system, prompt, maxTokens: 6, sampling: { temperature: 0 } });
+    const cached = new Scheduler(model, { parallel: 1, contextSize: 256 });
+    const first = await collect(cached.submit(ask("Where is bay 4?")));
+    const second = await collect(cached.submit(ask("Is the dock free?")));
+    assert.equal(first.done.type === "done" && first.done.stats.cachedPromptTokens, 0);
+    const reused = second.done.type === "done" ? second.done.stats.cachedPromptTokens : 0;
+    assert.ok(reused > 40, `reused ${reused} tokens`);
+    const fresh = await collect(new Scheduler(model, { parallel: 1, contextSize: 256 }).submit(ask("Is the dock free?")));
+    assert.equal(second.done.text, fresh.done.text);
+    // An identical request reuses all but the last prompt token.
+    const again = await collect(cached.submit(ask("Is the dock free?")));
+    assert.ok(again.done.type === "done" && again.done.stats.cachedPromptTokens === again.done.stats.promptTokens - 1);
+    assert.equal(again.done.text, fresh.done.text);
+  } finally {
+    model.close();
+  }
+});
+
+Deno.test("overflow 'slide' keeps generating past the context size", async () => {
+  const model = await Model.load(await tinyModel(), { threads: 1 });
+  try {
+    const s = new Scheduler(model, { parallel: 1, contextSize: 48, overflow: "slide" });
+    const r = await collect(s.submit({ prompt: "Count", maxTokens: 120, sampling: { temperature: 0.7, seed: 3 }, stopTokens: [] }));
+    assert.equal(r.done.type === "done" && r.done.finishReason, "length");
+    assert.equal(r.done.type === "done" && r.done.stats.completionTokens, 120);
+  } finally {
+    model.close();
+  }
+});
