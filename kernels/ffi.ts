@@ -19,8 +19,27 @@ export const Format = {
 /** A weight format code. */
 export type FormatCode = (typeof Format)[keyof typeof Format];
 
-/** KV cache element types of the C ABI. */
-export const KvType = { F32: 0, F16: 1 } as const;
+/**
+ * KV cache element types of the C ABI. Q8: blocks of 32 elements, each an f16 scale
+ * `d = amax/127` then 32 int8 `round(x/d)` (34 bytes per 32 elements; rows, strides and head_dim
+ * must be multiples of 32). See {@link kvRowBytes}.
+ */
+export const KvType = { F32: 0, F16: 1, Q8: 2 } as const;
+
+/** Bytes of `n` KV elements of `kvType` (q8: `n/32*34`, `n` a multiple of 32). */
+export function kvRowBytes(kvType: number, n: number): number {
+  if (kvType === KvType.F32) return 4 * n;
+  if (kvType === KvType.F16) return 2 * n;
+  if (kvType === KvType.Q8) {
+    if (n % 32 !== 0) {
+      throw new KernelError(
+        `q8 KV rows need a multiple of 32 elements, got ${n}`,
+      );
+    }
+    return (n / 32) * 34;
+  }
+  throw new KernelError(`unknown kv type ${kvType} (0 = f32, 1 = f16, 2 = q8)`);
+}
 
 /** ISA names, in bit order of `bk_isa_available`. */
 export const ISA_NAMES = [
@@ -93,6 +112,7 @@ const SYMBOLS = {
     result: "i32",
   },
   bk_add: { parameters: ["buffer", "buffer", "u32"], result: "i32" },
+  bk_read_bandwidth: { parameters: ["u64", "u32"], result: "f64" },
   bk_store_kv: {
     parameters: ["buffer", "buffer", "u32", "u32"],
     result: "i32",
@@ -411,6 +431,58 @@ export class Kernels {
     this.#check(this.lib.bk_matvec_multi(tp, ts.length, act, op));
   }
 
+  /**
+   * Prepares {@link matvecMulti} for fixed tensors and outputs: the pointer arrays are built once,
+   * so each `run(act)` is one FFI call without allocation (the decode hot path).
+   */
+  prepareMatvecMulti(
+    ts: readonly KTensor[],
+    outs: readonly Float32Array[],
+  ): (act: Uint8Array) => void {
+    if (!(ts.length === outs.length && ts.length > 0)) {
+      throw new KernelError(`${ts.length} tensors but ${outs.length} outputs`);
+    }
+    const tp = new BigUint64Array(ts.length);
+    const op = new BigUint64Array(ts.length);
+    const ne0 = ts[0].ne0;
+    for (let i = 0; i < ts.length; i++) {
+      if (ts[i].ne0 !== ne0) {
+        throw new KernelError(
+          `tensor ${i} has ne0 ${ts[i].ne0}, tensor 0 has ${ne0}`,
+        );
+      }
+      if (!(outs[i].length >= ts[i].ne1)) {
+        throw new KernelError(
+          `output ${i} has ${outs[i].length} floats, tensor has ${
+            ts[i].ne1
+          } rows`,
+        );
+      }
+      tp[i] = BigInt(Deno.UnsafePointer.value(ts[i].handle));
+      op[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(outs[i])));
+    }
+    const need = ts[0].actBytes;
+    const n = ts.length;
+    return (act: Uint8Array) => {
+      if (!(act.byteLength >= need)) {
+        throw new KernelError(
+          `act buffer has ${act.byteLength} bytes, needs ${need}`,
+        );
+      }
+      this.#check(this.lib.bk_matvec_multi(tp, n, act, op));
+    };
+  }
+
+  /**
+   * Best memory read bandwidth of this machine in GB/s (1e9 B/s): `reps` passes over a `bytes`
+   * buffer on the current thread pool.
+   */
+  readBandwidth(bytes = 256 * 1024 * 1024, reps = 5): number {
+    const v = this.lib.bk_read_bandwidth(BigInt(bytes), reps);
+    if (v < 0) throw new KernelError(this.lastError());
+    return v;
+  }
+
   /** `out[tok * outStride + r] = row_r · act_tok` for `nTok` acts `actStride` bytes apart. */
   matmul(
     t: KTensor,
@@ -557,12 +629,12 @@ export class Kernels {
     this.#check(this.lib.bk_add(x, y, x.length));
   }
 
-  /** Stores `src` into `dst` as f32 (kvType 0) or f16 (kvType 1) at `dst`'s start. */
+  /** Stores `src` into `dst` as f32 (kvType 0), f16 (1) or q8 (2) at `dst`'s start. */
   storeKv(src: Float32Array, dst: Uint8Array, kvType: number): void {
-    const es = kvType === 0 ? 4 : 2;
-    if (!(dst.byteLength >= src.length * es)) {
+    const need = kvRowBytes(kvType, src.length);
+    if (!(dst.byteLength >= need)) {
       throw new KernelError(
-        `storeKv: dst has ${dst.byteLength} bytes, needs ${src.length * es}`,
+        `storeKv: dst has ${dst.byteLength} bytes, needs ${need}`,
       );
     }
     this.#check(this.lib.bk_store_kv(src, dst, kvType, src.length));
@@ -585,8 +657,14 @@ export class Kernels {
     out: Float32Array,
     scratch: Float32Array,
   ): void {
-    const es = kvType === 0 ? 4 : 2;
-    const kvLen = ((nKv - 1) * kvStride + nHeadKv * headDim) * es;
+    if (kvType === KvType.Q8 && (headDim % 32 !== 0 || kvStride % 32 !== 0)) {
+      throw new KernelError(
+        `attention: q8 KV needs head_dim (${headDim}) and kvStride (${kvStride}) multiples of 32`,
+      );
+    }
+    const kvLen = nKv <= 0
+      ? 0
+      : kvRowBytes(kvType, (nKv - 1) * kvStride + nHeadKv * headDim);
     if (!(q.length >= nHead * headDim && out.length >= nHead * headDim)) {
       throw new KernelError(
         `attention: q and out need ${nHead * headDim} floats`,

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { actBytes, Format, KernelError, Kernels } from "./ffi.ts";
+import {
+  actBytes,
+  Format,
+  KernelError,
+  Kernels,
+  kvRowBytes,
+  KvType,
+} from "./ffi.ts";
 import { findKernelLibrary, kernelLibraryCandidates } from "./locate.ts";
 
 const k = Kernels.load();
@@ -124,6 +131,12 @@ Deno.test("Q1_0 matvec matches a TypeScript reference", () => {
   k.matvecMulti([t, t], act, [a, b]);
   assert.deepEqual(a, ref);
   assert.deepEqual(b, ref);
+  const pa = new Float32Array(ne1), pb = new Float32Array(ne1);
+  const prepared = k.prepareMatvecMulti([t, t], [pa, pb]);
+  prepared(act);
+  assert.deepEqual(pa, ref);
+  assert.deepEqual(pb, ref);
+  assert.throws(() => prepared(new Uint8Array(8)), /act buffer has 8 bytes/);
   // embedding lookup
   const row0 = new Float32Array(ne0);
   k.dequantRow(t, 0, row0);
@@ -273,4 +286,81 @@ Deno.test("kernelLibraryCandidates order and findKernelLibrary error", () => {
     /BONSAI_KERNELS names \/nope.so/,
   );
   assert.ok(findKernelLibrary().endsWith("libbonsai_kernels.so"));
+});
+
+Deno.test("q8 KV cache: 34 bytes per 32 elements, attention close to f32, errors named", () => {
+  const r = rng(7);
+  const [nHead, nHeadKv, headDim, nKv] = [4, 2, 64, 19];
+  const kvDim = nHeadKv * headDim;
+  assert.equal(kvRowBytes(KvType.Q8, kvDim), (kvDim / 32) * 34);
+  assert.throws(() => kvRowBytes(KvType.Q8, 33), /multiple of 32/);
+  const q = new Float32Array(nHead * headDim).map(() => r() * 2 - 1);
+  const kf = new Float32Array(nKv * kvDim).map(() => r() * 2 - 1);
+  const vf = new Float32Array(nKv * kvDim).map(() => r() * 2 - 1);
+  const run = (type: number) => {
+    const rb = kvRowBytes(type, kvDim);
+    const kb = new Uint8Array(nKv * rb), vb = new Uint8Array(nKv * rb);
+    for (let p = 0; p < nKv; p++) {
+      k.storeKv(
+        kf.subarray(p * kvDim, (p + 1) * kvDim),
+        kb.subarray(p * rb),
+        type,
+      );
+      k.storeKv(
+        vf.subarray(p * kvDim, (p + 1) * kvDim),
+        vb.subarray(p * rb),
+        type,
+      );
+    }
+    const out = new Float32Array(nHead * headDim);
+    k.attention(
+      q,
+      kb,
+      vb,
+      type,
+      nHead,
+      nHeadKv,
+      headDim,
+      nKv,
+      kvDim,
+      out,
+      new Float32Array(nKv),
+    );
+    return out;
+  };
+  const exact = run(KvType.F32);
+  const q8 = run(KvType.Q8);
+  let maxErr = 0;
+  for (let i = 0; i < exact.length; i++) {
+    maxErr = Math.max(maxErr, Math.abs(exact[i] - q8[i]));
+  }
+  assert.ok(maxErr < 0.02, `q8 attention error ${maxErr}`);
+  assert.ok(maxErr > 0, "q8 must actually quantise");
+  const dst = new Uint8Array(34);
+  assert.throws(
+    () => k.storeKv(new Float32Array(20), dst, KvType.Q8),
+    /multiple of 32/,
+  );
+  assert.throws(
+    () =>
+      k.attention(
+        q,
+        dst,
+        dst,
+        KvType.Q8,
+        1,
+        1,
+        48,
+        1,
+        48,
+        new Float32Array(48),
+        new Float32Array(1),
+      ),
+    /multiples of 32/,
+  );
+});
+
+Deno.test("read bandwidth probe gives a positive rate", () => {
+  const gbs = k.readBandwidth(8 << 20, 2);
+  assert.ok(gbs > 0 && Number.isFinite(gbs));
 });

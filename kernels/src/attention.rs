@@ -1,4 +1,6 @@
-//! Causal attention of one query vector (all heads) over cached K/V (f32 or f16), grouped-query.
+//! Causal attention of one query vector (all heads) over cached K/V (f32, f16 or q8), grouped-query.
+//! q8 (kv_type 2) rows are blocks of 32 elements: an f16 scale `d` then 32 i8 (34 bytes per 32
+//! elements); element value `f32(d) * q`, exact in f32, so every path reads the same values.
 //! The per-position dot products use the 8-lane order below on every path (scalar and AVX2), so the
 //! result is the same bits whichever path runs:
 //! `lane[i % 8] = lane[i % 8] + q[i] * k[i]` for i in order, then `t[l] = lane[l] + lane[l+4]`,
@@ -9,7 +11,8 @@ use crate::f16::f16_to_f32;
 use crate::ops::softmax;
 use crate::pool;
 
-/// Cached K or V of one layer: `n_kv` positions, `stride` elements apart, f32 (0) or f16 (1).
+/// Cached K or V of one layer: `n_kv` positions, `stride` elements apart, f32 (0), f16 (1) or
+/// q8 (2; `stride` and every row offset and length a multiple of 32).
 #[derive(Clone, Copy)]
 pub struct KvView<'a> {
     pub bytes: &'a [u8],
@@ -20,18 +23,30 @@ pub struct KvView<'a> {
 impl<'a> KvView<'a> {
     #[inline]
     fn row(&self, pos: usize, offset: usize, len: usize) -> &'a [u8] {
-        let es = if self.kv_type == 0 { 4 } else { 2 };
-        let start = (pos * self.stride + offset) * es;
-        &self.bytes[start..start + len * es]
+        let start = kv_row_bytes(self.kv_type, pos * self.stride + offset);
+        &self.bytes[start..start + kv_row_bytes(self.kv_type, len)]
+    }
+}
+
+/// Bytes taken by `n` elements of a KV row (q8: `n` a multiple of 32, 34 bytes per 32).
+#[inline]
+pub fn kv_row_bytes(kv_type: u32, n: usize) -> usize {
+    match kv_type {
+        0 => 4 * n,
+        1 => 2 * n,
+        _ => n / 32 * 34,
     }
 }
 
 #[inline]
 fn kv_elem(row: &[u8], kv_type: u32, i: usize) -> f32 {
-    if kv_type == 0 {
-        f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]])
-    } else {
-        f16_to_f32(u16::from_le_bytes([row[2 * i], row[2 * i + 1]]))
+    match kv_type {
+        0 => f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]]),
+        1 => f16_to_f32(u16::from_le_bytes([row[2 * i], row[2 * i + 1]])),
+        _ => {
+            let b = 34 * (i / 32);
+            f16_to_f32(u16::from_le_bytes([row[b], row[b + 1]])) * (row[b + 2 + i % 32] as i8) as f32
+        }
     }
 }
 
@@ -63,10 +78,16 @@ mod avx2 {
     #[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
     #[inline]
     unsafe fn load8(row: *const u8, kv_type: u32, i: usize) -> __m256 {
-        if kv_type == 0 {
-            _mm256_loadu_ps((row as *const f32).add(i))
-        } else {
-            crate::dot_avx2::cvt_ph8(_mm_loadu_si128((row as *const u16).add(i) as *const __m128i))
+        match kv_type {
+            0 => _mm256_loadu_ps((row as *const f32).add(i)),
+            1 => crate::dot_avx2::cvt_ph8(_mm_loadu_si128((row as *const u16).add(i) as *const __m128i)),
+            _ => {
+                // i is a multiple of 8: eight i8 of one 32-block, times its scale (exact products)
+                let b = row.add(34 * (i / 32));
+                let d = crate::f16::f16_to_f32((b as *const u16).read_unaligned());
+                let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(2 + i % 32) as *const __m128i));
+                _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(q))
+            }
         }
     }
 

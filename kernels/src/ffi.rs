@@ -309,11 +309,13 @@ pub extern "C" fn bk_add(x: *mut f32, y: *const f32, n: u32) -> i32 {
     })
 }
 
-fn kv_size(kv_type: u32) -> Result<usize, String> {
+/// Bytes of `n` KV elements of `kv_type`; q8 needs whole 32-element blocks.
+fn kv_bytes(kv_type: u32, n: usize, what: &str) -> Result<usize, String> {
     match kv_type {
-        0 => Ok(4),
-        1 => Ok(2),
-        _ => Err(format!("unknown kv_type {} (0 = f32, 1 = f16)", kv_type)),
+        0 | 1 => Ok(crate::attention::kv_row_bytes(kv_type, n)),
+        2 if n % 32 == 0 => Ok(crate::attention::kv_row_bytes(kv_type, n)),
+        2 => Err(format!("q8 KV cache: {} = {} is not a multiple of 32", what, n)),
+        _ => Err(format!("unknown kv_type {} (0 = f32, 1 = f16, 2 = q8)", kv_type)),
     }
 }
 
@@ -321,8 +323,8 @@ fn kv_size(kv_type: u32) -> Result<usize, String> {
 pub extern "C" fn bk_store_kv(src: *const f32, dst: *mut u8, kv_type: u32, n: u32) -> i32 {
     guard_status(|| {
         let n = n as usize;
-        let es = kv_size(kv_type)?;
-        ops::store_kv(slice(src, n, "source")?, slice_mut(dst, n * es, "destination")?, kv_type);
+        let nb = kv_bytes(kv_type, n, "element count")?;
+        ops::store_kv(slice(src, n, "source")?, slice_mut(dst, nb, "destination")?, kv_type);
         Ok(())
     })
 }
@@ -342,7 +344,8 @@ pub extern "C" fn bk_attention(
     scratch: *mut f32,
 ) -> i32 {
     guard_status(|| {
-        let es = kv_size(kv_type)?;
+        kv_bytes(kv_type, head_dim as usize, "head_dim")?;
+        kv_bytes(kv_type, kv_stride as usize, "kv_stride")?;
         let sh = AttnShape { n_head: n_head as usize, n_head_kv: n_head_kv as usize, head_dim: head_dim as usize, n_kv: n_kv as usize };
         if sh.n_head == 0 || sh.n_head_kv == 0 || sh.head_dim == 0 || sh.n_head % sh.n_head_kv != 0 {
             return Err(format!("bad attention shape: n_head {} must be a positive multiple of n_head_kv {}, head_dim {} > 0", n_head, n_head_kv, head_dim));
@@ -354,7 +357,7 @@ pub extern "C" fn bk_attention(
         if (kv_stride as usize) < row {
             return Err(format!("kv_stride {} is smaller than n_head_kv * head_dim = {}", kv_stride, row));
         }
-        let kv_len = ((sh.n_kv - 1) * kv_stride as usize + row) * es;
+        let kv_len = kv_bytes(kv_type, (sh.n_kv - 1) * kv_stride as usize + row, "kv length")?;
         let kv = |p: *const u8, what: &str| -> Result<KvView, String> {
             Ok(KvView { bytes: slice(p, kv_len, what)?, kv_type, stride: kv_stride as usize })
         };
@@ -363,4 +366,11 @@ pub extern "C" fn bk_attention(
         let s = slice_mut(scratch, sh.n_kv, "scratch")?;
         attention(sh, qs, kv(k, "k cache")?, kv(v, "v cache")?, o, s, false)
     })
+}
+
+/// Best memory read bandwidth in GB/s over `reps` passes of a `bytes` buffer on the pool's threads;
+/// negative on error (see `bk_last_error`).
+#[no_mangle]
+pub extern "C" fn bk_read_bandwidth(bytes: u64, reps: u32) -> f64 {
+    guard(-1.0, || crate::bandwidth::read_bandwidth(bytes as usize, reps as usize))
 }

@@ -8,6 +8,7 @@
 
 pub mod act;
 pub mod attention;
+pub mod bandwidth;
 pub mod dispatch;
 pub mod dot_scalar;
 pub mod error;

@@ -110,9 +110,22 @@ pub fn add(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// Stores `src` into `dst` as f32 (kv_type 0) or f16 (kv_type 1, round to nearest even), little-endian.
+/// Stores `src` into `dst` as f32 (kv_type 0), f16 (kv_type 1, round to nearest even) or q8
+/// (kv_type 2: per 32 elements an f16 `d = amax/127` then `q = round(x/d)` as i8; `src.len()` a
+/// multiple of 32), little-endian.
 pub fn store_kv(src: &[f32], dst: &mut [u8], kv_type: u32) {
-    if kv_type == 0 {
+    if kv_type == 2 {
+        for (b, xs) in src.chunks(32).enumerate() {
+            let o = &mut dst[34 * b..34 * b + 34];
+            let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            o[..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+            for (i, v) in xs.iter().enumerate() {
+                let q = if d == 0.0 { 0.0 } else { (v / d).round().max(-127.0).min(127.0) };
+                o[2 + i] = q as i8 as u8;
+            }
+        }
+    } else if kv_type == 0 {
         for (i, v) in src.iter().enumerate() {
             dst[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
         }

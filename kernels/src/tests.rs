@@ -362,22 +362,26 @@ fn norms_softmax_silu_store() {
 fn attention_matches_naive() {
     let mut rng = Rng::new(15);
     for &(kv_type, n_head, n_head_kv, hd, n_kv) in
-        [(0u32, 4usize, 2usize, 16usize, 1usize), (1, 4, 1, 20, 9), (0, 16, 8, 128, 70), (1, 8, 2, 128, 300)].iter()
+        [(0u32, 4usize, 2usize, 16usize, 1usize), (1, 4, 1, 20, 9), (0, 16, 8, 128, 70), (1, 8, 2, 128, 300), (2, 4, 2, 32, 1), (2, 8, 2, 64, 37), (2, 16, 8, 128, 300)]
+            .iter()
     {
-        let es = if kv_type == 0 { 4 } else { 2 };
-        let stride = n_head_kv * hd + 3; // padding between positions
+        // padding between positions (q8 rows stay whole 32-element blocks)
+        let stride = n_head_kv * hd + if kv_type == 2 { 32 } else { 3 };
         let q: Vec<f32> = (0..n_head * hd).map(|_| rng.normal()).collect();
         let kf: Vec<f32> = (0..n_kv * stride).map(|_| rng.normal()).collect();
         let vf: Vec<f32> = (0..n_kv * stride).map(|_| rng.normal()).collect();
-        let mut kb = vec![0u8; kf.len() * es];
-        let mut vb = vec![0u8; vf.len() * es];
+        let mut kb = vec![0u8; crate::attention::kv_row_bytes(kv_type, kf.len())];
+        let mut vb = vec![0u8; crate::attention::kv_row_bytes(kv_type, vf.len())];
         ops::store_kv(&kf, &mut kb, kv_type);
         ops::store_kv(&vf, &mut vb, kv_type);
         let rd = |b: &[u8], i: usize| -> f64 {
             if kv_type == 0 {
                 f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]) as f64
-            } else {
+            } else if kv_type == 1 {
                 crate::f16::f16_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])) as f64
+            } else {
+                let o = 34 * (i / 32);
+                crate::f16::f16_to_f32(u16::from_le_bytes([b[o], b[o + 1]])) as f64 * (b[o + 2 + i % 32] as i8) as f64
             }
         };
         let sh = AttnShape { n_head, n_head_kv, head_dim: hd, n_kv };
@@ -404,6 +408,33 @@ fn attention_matches_naive() {
             }
         }
     }
+}
+
+/// q8 KV rows: per 32 elements an f16 amax/127 then round(x/d); values come back within half a step.
+#[test]
+fn store_kv_q8_round_trips() {
+    let mut rng = Rng::new(21);
+    let mut x: Vec<f32> = (0..96).map(|_| rng.normal() * 3.0).collect();
+    for v in x[32..64].iter_mut() {
+        *v = 0.0; // an all-zero block has scale 0 and zero codes
+    }
+    x[70] = -10.0; // the block's amax maps to -127
+    let mut b = vec![0u8; 3 * 34];
+    ops::store_kv(&x, &mut b, 2);
+    for blk in 0..3 {
+        let o = 34 * blk;
+        let d = crate::f16::f16_to_f32(u16::from_le_bytes([b[o], b[o + 1]]));
+        let amax = x[32 * blk..32 * blk + 32].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert_eq!(b[o..o + 2], crate::f16::f32_to_f16(amax / 127.0).to_le_bytes());
+        for i in 0..32 {
+            let q = b[o + 2 + i] as i8;
+            assert!(q != -128);
+            let back = d * q as f32;
+            assert!((back - x[32 * blk + i]).abs() <= amax / 127.0 * 0.5 + amax * 1e-3, "block {} i {}", blk, i);
+        }
+    }
+    assert!(b[34..68].iter().all(|&v| v == 0));
+    assert_eq!(b[68 + 2 + 6] as i8, -127);
 }
 
 /// parallel_for covers every item exactly once for many sizes and thread counts.
