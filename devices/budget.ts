@@ -1,0 +1,107 @@
+/**
+ * Memory budget: how much RAM the runtime may take on a device, and the largest default context
+ * and parallel-sequence count that fit a given model inside it.
+ * @module
+ */
+
+import type { DeviceProfile } from "./profiles.ts";
+
+const MiB = 2 ** 20;
+
+/** Fixed cost besides weights and KV cache: the Deno runtime, tokenizer, JS heap. */
+export const RUNTIME_BASE_BYTES = 96 * MiB;
+/** Smallest context the planner will shrink to before giving up. */
+export const MIN_PLANNED_CTX = 256;
+
+/** The model facts the plan needs (from the GGUF header). */
+export interface ModelFootprint {
+  /** Bytes of all tensors (memory-mapped; they become resident as they are used). */
+  weightBytes: number;
+  /** KV cache bytes per token per sequence at the chosen KV type. */
+  kvBytesPerToken: number;
+  /** Trained context (the upper bound of `ctx`). */
+  contextLength: number;
+  /** Vocabulary rows (one f32 logits row per parallel sequence). */
+  nVocab: number;
+  /** Hidden width and FFN width (scratch activations). */
+  nEmbd: number;
+  nFf: number;
+}
+
+/** Explicit choices that the plan must keep (from flags). */
+export interface PlanOverrides {
+  ctx?: number;
+  parallel?: number;
+  /** Budget in bytes instead of the profile's share of RAM. */
+  budgetBytes?: number;
+}
+
+/** A memory plan. */
+export interface MemoryPlan {
+  budgetBytes: number;
+  ctx: number;
+  parallel: number;
+  /** Bytes the plan needs: weights + KV + scratch + runtime. */
+  neededBytes: number;
+  fits: boolean;
+  /** Why the defaults were lowered, or why the plan does not fit; empty when nothing to say. */
+  notes: string[];
+}
+
+/** The profile's budget on a machine with `memoryBytes` RAM: a share, minus a margin, never negative. */
+export function memoryBudget(profile: DeviceProfile, memoryBytes: number): number {
+  return Math.max(0, Math.floor(memoryBytes * profile.memoryFraction - profile.memoryReserveBytes));
+}
+
+/** Bytes needed to run `model` with `parallel` sequences of `ctx` tokens. */
+export function bytesNeeded(model: ModelFootprint, ctx: number, parallel: number): number {
+  const kv = model.kvBytesPerToken * ctx * parallel;
+  // logits per sequence plus a prompt batch of up to 64 tokens of hidden and FFN activations
+  const scratch = 4 * (model.nVocab * parallel + 64 * (3 * model.nEmbd + 2 * model.nFf));
+  return model.weightBytes + kv + scratch + RUNTIME_BASE_BYTES;
+}
+
+/**
+ * Chooses ctx and parallel: the profile's defaults (capped by the model's context) lowered until
+ * they fit: parallel first down to 1, then ctx halved down to {@link MIN_PLANNED_CTX}. A value
+ * given in `overrides` is kept as is; if the result does not fit, `fits` is false and a note says
+ * by how much.
+ */
+export function planMemory(
+  profile: DeviceProfile,
+  memoryBytes: number,
+  model: ModelFootprint,
+  overrides: PlanOverrides = {},
+): MemoryPlan {
+  const budgetBytes = overrides.budgetBytes ?? memoryBudget(profile, memoryBytes);
+  const notes: string[] = [];
+  let ctx = overrides.ctx ?? Math.min(profile.ctx, model.contextLength);
+  let parallel = overrides.parallel ?? profile.parallel;
+  const fitsNow = () => bytesNeeded(model, ctx, parallel) <= budgetBytes;
+  const start = { ctx, parallel };
+  while (!fitsNow() && overrides.parallel === undefined && parallel > 1) parallel = Math.max(1, parallel >> 1);
+  while (!fitsNow() && overrides.ctx === undefined && ctx > MIN_PLANNED_CTX) {
+    ctx = Math.max(MIN_PLANNED_CTX, ctx >> 1);
+  }
+  if (ctx !== start.ctx || parallel !== start.parallel) {
+    notes.push(
+      `lowered ${profile.id} defaults from ctx ${start.ctx} x ${start.parallel} to ctx ${ctx} x ${parallel} ` +
+        `to fit the ${mib(budgetBytes)} budget`,
+    );
+  }
+  const neededBytes = bytesNeeded(model, ctx, parallel);
+  const fits = neededBytes <= budgetBytes;
+  if (!fits) {
+    notes.push(
+      `needs ${mib(neededBytes)} (weights ${mib(model.weightBytes)}, KV ${
+        mib(model.kvBytesPerToken * ctx * parallel)
+      }) but the memory budget is ${mib(budgetBytes)}: use a smaller model, a smaller --ctx/--parallel, ` +
+        `or raise --memory-budget`,
+    );
+  }
+  return { budgetBytes, ctx, parallel, neededBytes, fits, notes };
+}
+
+function mib(n: number): string {
+  return `${(n / MiB).toFixed(0)} MiB`;
+}

@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { bytesNeeded, memoryBudget, MIN_PLANNED_CTX, type ModelFootprint, planMemory } from "./budget.ts";
+import { PROFILES } from "./profiles.ts";
+
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+
+// Bonsai 1.7B Q1_0 (BONSAI.md): ~242 MB of weights, 28 layers x 8 KV heads x 128, f16 KV
+const BONSAI_1_7B: ModelFootprint = {
+  weightBytes: 242e6,
+  kvBytesPerToken: 2 * 28 * 8 * 128 * 2,
+  contextLength: 32768,
+  nVocab: 151669,
+  nEmbd: 2048,
+  nFf: 6144,
+};
+const BONSAI_8B: ModelFootprint = {
+  weightBytes: 1.15e9,
+  kvBytesPerToken: 2 * 36 * 8 * 128 * 2,
+  contextLength: 65536,
+  nVocab: 151669,
+  nEmbd: 4096,
+  nFf: 12288,
+};
+
+Deno.test("budget: a share of RAM minus the margin, never negative", () => {
+  assert.equal(memoryBudget(PROFILES.pi4, 4 * GiB), 4 * GiB * 0.75 - 128 * MiB);
+  assert.ok(memoryBudget(PROFILES["jetson-orin"], 8 * GiB) < memoryBudget(PROFILES.pi5, 8 * GiB));
+  assert.equal(memoryBudget(PROFILES["x86-kiosk"], 256 * MiB), 0);
+});
+
+Deno.test("budget: profile defaults stand when they fit", () => {
+  const plan = planMemory(PROFILES.pi5, 8 * GiB, BONSAI_1_7B);
+  assert.equal(plan.ctx, PROFILES.pi5.ctx);
+  assert.equal(plan.parallel, PROFILES.pi5.parallel);
+  assert.ok(plan.fits);
+  assert.deepEqual(plan.notes, []);
+  assert.equal(plan.neededBytes, bytesNeeded(BONSAI_1_7B, plan.ctx, plan.parallel));
+});
+
+Deno.test("budget: a 1 GB Pi 4 still runs the 1.7B model, with what fits", () => {
+  const plan = planMemory(PROFILES.pi4, 1 * GiB - 120e6, BONSAI_1_7B);
+  assert.ok(plan.fits, plan.notes.join("; "));
+  assert.ok(plan.neededBytes <= plan.budgetBytes);
+  assert.ok(plan.ctx >= MIN_PLANNED_CTX);
+});
+
+Deno.test("budget: defaults are lowered parallel first, then ctx", () => {
+  const p = PROFILES["jetson-orin"];
+  // a budget that holds ctx 4096 x 1 but not x 2
+  const budget = bytesNeeded(BONSAI_1_7B, 4096, 1) + MiB;
+  const plan = planMemory(p, 8 * GiB, BONSAI_1_7B, { budgetBytes: budget });
+  assert.equal(plan.parallel, 1);
+  assert.equal(plan.ctx, 4096);
+  assert.match(plan.notes[0], /lowered jetson-orin defaults from ctx 4096 x 4 to ctx 4096 x 1/);
+  const tighter = planMemory(p, 8 * GiB, BONSAI_1_7B, { budgetBytes: bytesNeeded(BONSAI_1_7B, 1024, 1) });
+  assert.equal(tighter.ctx, 1024);
+  assert.ok(tighter.fits);
+});
+
+Deno.test("budget: ctx is capped by the model's trained context", () => {
+  const plan = planMemory(PROFILES.pi5, 8 * GiB, { ...BONSAI_1_7B, contextLength: 1024 });
+  assert.equal(plan.ctx, 1024);
+});
+
+Deno.test("budget: the 8B model does not fit a 1 GB Pi 4, and the note says why", () => {
+  const plan = planMemory(PROFILES.pi4, 1 * GiB, BONSAI_8B);
+  assert.equal(plan.fits, false);
+  assert.equal(plan.ctx, MIN_PLANNED_CTX);
+  assert.match(plan.notes.at(-1)!, /needs \d+ MiB .* budget is \d+ MiB/);
+});
+
+Deno.test("budget: explicit ctx and parallel are kept even when over budget", () => {
+  const plan = planMemory(PROFILES.pi4, 1 * GiB, BONSAI_1_7B, { ctx: 32768, parallel: 3 });
+  assert.equal(plan.ctx, 32768);
+  assert.equal(plan.parallel, 3);
+  assert.equal(plan.fits, false);
+});
