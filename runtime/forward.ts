@@ -41,6 +41,9 @@ export class Forward {
   private readonly yarnFactor: number;
   private readonly qDim: number;
   private readonly kvDim: number;
+  /** Per layer, single-row q/k/v and gate/up projections as one pool dispatch each (decode path). */
+  private readonly qkv: ((act: Uint8Array) => void)[];
+  private readonly gateUp: ((act: Uint8Array) => void)[];
 
   constructor(
     private readonly kernels: Kernels,
@@ -71,6 +74,8 @@ export class Forward {
     this.actQ = new Uint8Array(B * this.actQBytes);
     this.actFf = new Uint8Array(B * this.actFfBytes);
     this.yarnFactor = c.ropeScaling.type === "yarn" ? c.ropeScaling.factor : 1;
+    this.qkv = weights.layers.map((L) => kernels.prepareMatvecMulti([L.wq, L.wk, L.wv], [this.q, this.k, this.v]));
+    this.gateUp = weights.layers.map((L) => kernels.prepareMatvecMulti([L.wGate, L.wUp], [this.gate, this.up]));
   }
 
   /** Runs one token of one sequence; returns its logits (unless `computeLogits` is false). */
@@ -96,9 +101,12 @@ export class Forward {
       // Attention block: every row's K and V are stored before any row attends, so a prompt
       // chunk sees its own earlier tokens (causal by position).
       this.normAndQuantize(n, L.attnNorm, this.actEmbd, this.actEmbdBytes, c.nEmbd);
-      this.matmul(L.wq, this.actEmbd, this.actEmbdBytes, n, this.q, this.qDim);
-      this.matmul(L.wk, this.actEmbd, this.actEmbdBytes, n, this.k, this.kvDim);
-      this.matmul(L.wv, this.actEmbd, this.actEmbdBytes, n, this.v, this.kvDim);
+      if (n === 1) this.qkv[l](this.actEmbd);
+      else {
+        this.matmul(L.wq, this.actEmbd, this.actEmbdBytes, n, this.q, this.qDim);
+        this.matmul(L.wk, this.actEmbd, this.actEmbdBytes, n, this.k, this.kvDim);
+        this.matmul(L.wv, this.actEmbd, this.actEmbdBytes, n, this.v, this.kvDim);
+      }
       for (let r = 0; r < n; r++) {
         const q = this.rowOf(this.q, r, this.qDim);
         const k = this.rowOf(this.k, r, this.kvDim);
@@ -124,8 +132,11 @@ export class Forward {
 
       // Feed-forward block (SwiGLU).
       this.normAndQuantize(n, L.ffnNorm, this.actEmbd, this.actEmbdBytes, c.nEmbd);
-      this.matmul(L.wGate, this.actEmbd, this.actEmbdBytes, n, this.gate, c.nFf);
-      this.matmul(L.wUp, this.actEmbd, this.actEmbdBytes, n, this.up, c.nFf);
+      if (n === 1) this.gateUp[l](this.actEmbd);
+      else {
+        this.matmul(L.wGate, this.actEmbd, this.actEmbdBytes, n, this.gate, c.nFf);
+        this.matmul(L.wUp, this.actEmbd, this.actEmbdBytes, n, this.up, c.nFf);
+      }
       const gate = this.gate.subarray(0, n * c.nFf);
       K.siluMul(gate, this.up.subarray(0, n * c.nFf), gate);
       for (let r = 0; r < n; r++) {
