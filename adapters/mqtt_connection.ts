@@ -1,0 +1,179 @@
+/**
+ * One MQTT connection that stays up: MQTT 5 with a fallback to 3.1.1 when the broker refuses
+ * version 5, reconnection with exponential backoff (mqtt.js reconnects; the delay before each
+ * attempt is set from {@link Backoff}), a hook run on every (re)connection (subscribe, publish
+ * presence), and publishes that never throw (a failed publish is logged and counted).
+ */
+import mqtt, { type IClientPublishOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import { Backoff } from "./mqtt_backoff.ts";
+import { clientOptions, type ProtocolVersion, type ResolvedMqttOptions, toBuffer, type WillMessage } from "./mqtt_options.ts";
+
+/** CONNACK codes meaning "this protocol version is not spoken here" (3.1.1: 1; MQTT 5: 132). */
+const UNSUPPORTED_VERSION = new Set([1, 132]);
+/** CONNACK codes meaning retrying with the same settings cannot help (credentials, identity, ban). */
+const FATAL_REFUSALS = new Set([2, 4, 5, 133, 134, 135, 138, 140]);
+
+/** A received message. */
+export interface IncomingMessage {
+  topic: string;
+  payload: Uint8Array;
+  packet: IPublishPacket;
+}
+
+/** Hooks of a connection. */
+export interface ConnectionHandlers {
+  /** Runs after every successful (re)connection, before messages are handled. */
+  onConnect: (conn: MqttConnection) => Promise<void> | void;
+  onMessage: (msg: IncomingMessage) => void;
+  log: (line: string) => void;
+}
+
+/** A connected MQTT client with reconnects and safe publishes. */
+export class MqttConnection {
+  /** Publishes that failed (after the client gave up on them). */
+  publishFailures = 0;
+  /** Successful connections, the first included. */
+  connects = 0;
+  private closing = false;
+
+  private constructor(
+    private readonly client: MqttClient,
+    private readonly backoff: Backoff,
+  ) {}
+
+  /**
+   * Connects, retrying with backoff while the broker is unreachable, and resolves once
+   * connected. Rejects if the broker refuses the credentials or client id on the first
+   * attempt, or if `signal` aborts first.
+   */
+  static open(
+    opts: ResolvedMqttOptions,
+    will: WillMessage,
+    handlers: ConnectionHandlers,
+    signal?: AbortSignal,
+  ): Promise<MqttConnection> {
+    const auto = opts.protocolVersion === undefined;
+    const backoff = new Backoff(opts.backoffMinMs, opts.backoffMaxMs);
+    const client = mqtt.connect(opts.url, {
+      ...clientOptions(opts, opts.protocolVersion ?? 5, will),
+      reconnectOnConnackError: true,
+      resubscribe: false, // subscriptions are made again by onConnect
+    });
+    const conn = new MqttConnection(client, backoff);
+    const log = handlers.log;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (e: Error) => {
+        if (settled) return;
+        settled = true;
+        conn.closing = true;
+        client.end(true);
+        reject(e);
+      };
+      signal?.addEventListener("abort", () => fail(new Error("interrupted while connecting to the MQTT broker")), { once: true });
+      client.on("connect", () => {
+        backoff.reset();
+        client.options.reconnectPeriod = opts.backoffMinMs;
+        conn.connects++;
+        log(`connected to ${opts.url} (MQTT ${conn.version === 5 ? "5" : "3.1.1"})`);
+        Promise.resolve(handlers.onConnect(conn)).then(
+          () => {
+            if (!settled) {
+              settled = true;
+              resolve(conn);
+            }
+          },
+          (e) => log(`error after connecting: ${(e as Error).message}`),
+        );
+      });
+      client.on("message", (topic, payload, packet) => {
+        try {
+          handlers.onMessage({ topic, payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), packet });
+        } catch (e) {
+          log(`error handling a message on ${topic}: ${(e as Error).message}`);
+        }
+      });
+      client.on("error", (e: Error & { code?: unknown }) => {
+        const code = typeof e.code === "number" ? e.code : undefined;
+        if (code !== undefined && UNSUPPORTED_VERSION.has(code) && auto && client.options.protocolVersion === 5) {
+          log("broker refused MQTT 5; falling back to MQTT 3.1.1");
+          client.options.protocolVersion = 4;
+          delete client.options.properties;
+          client.reconnect();
+          return;
+        }
+        if (code !== undefined && FATAL_REFUSALS.has(code) && conn.connects === 0) {
+          fail(new Error(`MQTT broker ${opts.url} refused the connection: ${e.message}`));
+          return;
+        }
+        log(`MQTT error: ${e.message}`);
+      });
+      client.on("reconnect", () => {
+        // Sets the wait after this attempt, should it fail.
+        client.options.reconnectPeriod = backoff.next();
+      });
+      client.on("offline", () => {
+        if (!conn.closing) log(`lost the broker; reconnecting with backoff (${opts.backoffMinMs}..${opts.backoffMaxMs} ms)`);
+      });
+    });
+  }
+
+  /** True while connected to the broker. */
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
+  /** The protocol version in use. */
+  get version(): ProtocolVersion {
+    return this.client.options.protocolVersion === 5 ? 5 : 4;
+  }
+
+  /** Subscribes; resolves false (logged by the caller) if the broker refused. */
+  async subscribe(topics: string[], qos: 0 | 1 | 2): Promise<boolean> {
+    try {
+      const granted = await this.client.subscribeAsync(topics, { qos });
+      return granted.every((g) => g.qos !== 128);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Unsubscribes, ignoring failures (used on shutdown). */
+  async unsubscribe(topics: string[]): Promise<void> {
+    try {
+      await this.client.unsubscribeAsync(topics);
+    } catch {
+      // shutting down anyway
+    }
+  }
+
+  /**
+   * Publishes; resolves true once sent (QoS 0) or acknowledged (QoS 1/2), false on failure.
+   * While disconnected, QoS 1/2 messages wait in mqtt.js's outgoing store and go out after the
+   * reconnection; QoS 0 messages are dropped (false).
+   */
+  publish(topic: string, payload: Uint8Array, opts: IClientPublishOptions): Promise<boolean> {
+    if (!this.client.connected && (opts.qos ?? 0) === 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      try {
+        this.client.publish(topic, toBuffer(payload), opts, (err) => {
+          if (err) this.publishFailures++;
+          resolve(!err);
+        });
+      } catch {
+        this.publishFailures++;
+        resolve(false);
+      }
+    });
+  }
+
+  /** Disconnects cleanly (the will is not sent); `force` skips waiting for in-flight acks. */
+  async close(force = false): Promise<void> {
+    this.closing = true;
+    try {
+      await this.client.endAsync(force);
+    } catch {
+      // already gone
+    }
+  }
+}

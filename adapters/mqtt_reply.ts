@@ -1,0 +1,93 @@
+/**
+ * The replies of one request: where they go (Response Topic or `reply_to`), how (the request's
+ * encoding, its Correlation Data echoed on MQTT 5, its `id` in every payload), and their order
+ * (`seq` counts every reply of the request from 0; the final one is the last).
+ */
+import { Buffer } from "node:buffer";
+import type { GenerationEvent } from "../runtime/generate.ts";
+import { RequestError } from "../runtime/generate.ts";
+import { doneEvent } from "./stdin.ts";
+import { CONTENT_TYPES, type Encoding, encodePayload } from "./mqtt_codec.ts";
+import type { MqttConnection } from "./mqtt_connection.ts";
+
+/** Where and how one request is answered. */
+export interface ReplyAddress {
+  topic: string;
+  encoding: Encoding;
+  id?: string | number;
+  correlationData?: Uint8Array;
+}
+
+/** Counters shared by all replies of a service. */
+export interface ReplyCounters {
+  /** Token chunks not sent because the broker was unreachable (the final reply has the text). */
+  chunksDroppedOffline: number;
+}
+
+/** Sends the replies of one request. */
+export class ReplyStream {
+  private seq = 0;
+  /** Text streamed so far (reported with an error that ends a request midway). */
+  private partial = "";
+  private readonly pending: Promise<boolean>[] = [];
+
+  constructor(
+    private readonly conn: MqttConnection,
+    private readonly address: ReplyAddress,
+    private readonly qos: 0 | 1 | 2,
+    private readonly counters: ReplyCounters,
+  ) {}
+
+  /** One streamed chunk. Skipped while offline: chunks are transient, the final reply is not. */
+  token(ev: Extract<GenerationEvent, { type: "token" }>): void {
+    this.partial += ev.text;
+    const seq = this.seq++;
+    if (!this.conn.connected) {
+      this.counters.chunksDroppedOffline++;
+      return;
+    }
+    this.send({ event: "token", ...this.idField(), seq, text: ev.text, token: ev.token });
+  }
+
+  /** The final reply of a finished generation (full text, usage, timings, finish reason). */
+  done(ev: Extract<GenerationEvent, { type: "done" }>): Promise<boolean> {
+    const { event, id, ...rest } = doneEvent(this.address.id, ev);
+    return this.send({ event, ...(id !== undefined ? { id } : {}), seq: this.seq++, ...rest });
+  }
+
+  /** The final reply of a failed request. */
+  error(e: unknown): Promise<boolean> {
+    const code = e instanceof RequestError ? e.code : "INTERNAL";
+    const message = e instanceof Error ? e.message : String(e);
+    return this.send({
+      event: "error",
+      ...this.idField(),
+      seq: this.seq++,
+      finish_reason: "error",
+      text: this.partial,
+      error: { code, message },
+    });
+  }
+
+  /** Resolves when every reply sent so far is acknowledged or failed. */
+  async flushed(): Promise<void> {
+    await Promise.all(this.pending);
+  }
+
+  private idField() {
+    return this.address.id !== undefined ? { id: this.address.id } : {};
+  }
+
+  private send(value: Record<string, unknown>): Promise<boolean> {
+    const a = this.address;
+    const properties = this.conn.version === 5
+      ? {
+        contentType: CONTENT_TYPES[a.encoding],
+        ...(a.correlationData ? { correlationData: Buffer.from(a.correlationData) } : {}),
+      }
+      : undefined;
+    const sent = this.conn.publish(a.topic, encodePayload(value, a.encoding), { qos: this.qos, ...(properties ? { properties } : {}) });
+    this.pending.push(sent);
+    return sent;
+  }
+}
