@@ -32,6 +32,15 @@ export { StreamDecoder, Tokenizer, type TokenizerSpec, tokenizerSpecFromMetadata
 export { type ChatMessage, type ChatOptions, encodeChat, renderChat } from "./runtime/chat.ts";
 export { DEFAULT_SAMPLING, type ResolvedSampling, Sampler, type SamplingOptions } from "./runtime/sampler.ts";
 export { KvCache, KvCacheFullError, type KvType } from "./runtime/kv_cache.ts";
+export { slideKv } from "./runtime/kv_shift.ts";
+export {
+  checkMemoryBudget,
+  estimateMemory,
+  MemoryBudgetError,
+  type MemoryEstimate,
+  type MemoryPlan,
+  parseByteSize,
+} from "./runtime/memory.ts";
 export { Rng } from "./runtime/rng.ts";
 export { Kernels } from "./kernels/ffi.ts";
 export { serveStdin, type StdinAdapterOptions } from "./adapters/stdin.ts";

@@ -7,6 +7,9 @@ import { Scheduler } from "../runtime/scheduler.ts";
 import type { SamplingOptions } from "../runtime/sampler.ts";
 import { serveStdin } from "../adapters/stdin.ts";
 import type { KvType } from "../runtime/kv_cache.ts";
+import { checkMemoryBudget, parseByteSize } from "../runtime/memory.ts";
+import { readGguf } from "../runtime/gguf.ts";
+import { qwen3ConfigFromGguf } from "../runtime/config.ts";
 
 export const RUN_USAGE = `Usage: bonsai run --model FILE [options]
 
@@ -25,6 +28,8 @@ Options:
                           when the context fills: end the answer with CONTEXT_FULL (default), or
                           keep the first --keep tokens, drop the older half of the rest, go on
       --keep N            tokens kept when sliding (default: the whole prompt, at most half the context)
+      --max-memory SIZE   refuse to start unless weights + KV cache + scratch + runtime fit
+                          (e.g. 1.5G, 800M); the message says which --ctx would fit
       --temp X            temperature; 0 = greedy (default: the model file's, else 0)
       --top-k N           (default: the model file's, else 20)
       --top-p X           (default: the model file's, else 0.85)
@@ -53,6 +58,7 @@ const OPTIONS = {
   "kv-type": { type: "string" },
   overflow: { type: "string" },
   keep: { type: "string" },
+  "max-memory": { type: "string" },
   temp: { type: "string" },
   "top-k": { type: "string" },
   "top-p": { type: "string" },
@@ -95,14 +101,24 @@ export async function runCommand(args: string[]): Promise<number> {
     if (!quiet) Deno.stderr.writeSync(new TextEncoder().encode(s));
   };
 
-  const model = await Model.load(v.model, { threads });
+  let maxMemory: number | undefined;
+  try {
+    maxMemory = v["max-memory"] === undefined ? undefined : parseByteSize(v["max-memory"]);
+  } catch (e) {
+    throw new UsageError(`--max-memory: ${(e as Error).message}`);
+  }
+  const file = await readGguf(v.model);
+  const config = qwen3ConfigFromGguf(file);
+  const ctx = contextSize ?? Math.min(config.contextLength, 4096);
+  if (maxMemory !== undefined) checkMemoryBudget(file, config, { contextSize: ctx, kvType }, maxMemory);
+  const model = await Model.load(v.model, { threads, file });
   const c = model.config;
   log(
     `loaded ${c.name}: ${c.nLayer} layers, ${c.nEmbd} wide, vocab ${c.nVocab}, ` +
       `kernels ${model.kernels.isaActive().join("+") || "scalar"} x${model.kernels.threads()} ` +
       `in ${model.loadMs.toFixed(0)} ms\n`,
   );
-  const scheduler = new Scheduler(model, { contextSize, kvType, maxTokens, overflow, keep });
+  const scheduler = new Scheduler(model, { contextSize: ctx, kvType, maxTokens, overflow, keep });
   const encoder = new TextEncoder();
   const write = (s: string) => writeAll(encoder.encode(s));
   const defaults = {

@@ -42,8 +42,10 @@ export class KvCache {
     this.tokens = new Int32Array(capacity);
     const layerBytes = capacity * this.kvDim * this.elementBytes;
     for (let l = 0; l < config.nLayer; l++) {
-      this.keys.push(new Uint8Array(layerBytes));
-      this.values.push(new Uint8Array(layerBytes));
+      // Written once so the pages are really committed now: a device out of memory fails at
+      // start, never in the middle of an answer.
+      this.keys.push(new Uint8Array(layerBytes).fill(0));
+      this.values.push(new Uint8Array(layerBytes).fill(0));
     }
   }
 

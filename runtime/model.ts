@@ -14,6 +14,8 @@ export interface LoadOptions {
   threads?: number;
   /** An already loaded kernel library (default: found with `findKernelLibrary`). */
   kernels?: Kernels;
+  /** The file's already parsed header (saves reading it twice). */
+  file?: GgufFile;
 }
 
 /** A model ready to run. Call {@link Model.close} to unmap it. */
@@ -33,7 +35,7 @@ export class Model {
   /** Reads the header, checks it, maps the file and binds every tensor. */
   static async load(path: string, opts: LoadOptions = {}): Promise<Model> {
     const started = performance.now();
-    const file = await readGguf(path);
+    const file = opts.file ?? await readGguf(path);
     const config = qwen3ConfigFromGguf(file);
     const tokenizer = new Tokenizer(tokenizerSpecFromMetadata(file.metadata));
     if (tokenizer.vocabSize > config.nVocab) {

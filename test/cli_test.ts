@@ -109,3 +109,12 @@ Deno.test("usage errors exit 2 and name the flag; a bad model file exits 1 and n
   assert.match(r3.stderr, /magic/i);
   await Deno.remove(bogus);
 });
+
+Deno.test("--max-memory refuses a plan that does not fit, naming what it needs", async () => {
+  const model = await tinyModel();
+  const r = await runWithInput(["run", "-m", model, "--ctx", "2048", "--max-memory", "100M", "-q"], "hi\n");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /model needs \d+ MiB \(weights \d+ MiB, KV cache .*\) but the memory budget is 100 MiB; even a 256-token context does not fit/);
+  const ok = await runWithInput(["run", "-m", model, "--ctx", "256", "--max-memory", "1G", "-q", "-n", "2"], "hi\n");
+  assert.equal(ok.code, 0, ok.stderr);
+});
