@@ -8,8 +8,10 @@ import type { DeviceProfile } from "./profiles.ts";
 
 const MiB = 2 ** 20;
 
-/** Fixed cost besides weights and KV cache: the Deno runtime, tokenizer, JS heap. */
-export const RUNTIME_BASE_BYTES = 96 * MiB;
+/** Fixed cost of the Deno runtime and code before a model loads (RSS measured on x86-64 Linux: 37-40 MB). */
+export const RUNTIME_BASE_BYTES = 40 * MiB;
+/** Tokenizer tables per vocabulary entry (measured: about 100 MB of RSS for Qwen3's 151669 tokens). */
+export const TOKENIZER_BYTES_PER_TOKEN = 690;
 /** Smallest context the planner will shrink to before giving up. */
 export const MIN_PLANNED_CTX = 256;
 
@@ -53,12 +55,12 @@ export function memoryBudget(profile: DeviceProfile, memoryBytes: number): numbe
   return Math.max(0, Math.floor(memoryBytes * profile.memoryFraction - profile.memoryReserveBytes));
 }
 
-/** Bytes needed to run `model` with `parallel` sequences of `ctx` tokens. */
+/** Bytes needed to run `model` with `parallel` sequences of `ctx` tokens: weights, KV, scratch, tokenizer, runtime. */
 export function bytesNeeded(model: ModelFootprint, ctx: number, parallel: number): number {
   const kv = model.kvBytesPerToken * ctx * parallel;
   // logits per sequence plus a prompt batch of up to 64 tokens of hidden and FFN activations
   const scratch = 4 * (model.nVocab * parallel + 64 * (3 * model.nEmbd + 2 * model.nFf));
-  return model.weightBytes + kv + scratch + RUNTIME_BASE_BYTES;
+  return model.weightBytes + kv + scratch + RUNTIME_BASE_BYTES + TOKENIZER_BYTES_PER_TOKEN * model.nVocab;
 }
 
 /**

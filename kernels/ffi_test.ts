@@ -257,6 +257,7 @@ Deno.test("kernelLibraryCandidates order and findKernelLibrary error", () => {
   assert.deepEqual(c, [
     "/custom/libk.so",
     "/opt/bonsai/bin/libbonsai_kernels.so",
+    `/opt/bonsai/bin/libbonsai_kernels-${Deno.build.arch}.so`,
     "/src/repo/kernels/target/release/libbonsai_kernels.so",
   ]);
   const mac = kernelLibraryCandidates({
@@ -267,6 +268,7 @@ Deno.test("kernelLibraryCandidates order and findKernelLibrary error", () => {
   });
   assert.deepEqual(mac, [
     "/a/libbonsai_kernels.dylib",
+    `/a/libbonsai_kernels-${Deno.build.arch}.dylib`,
     "/r/kernels/target/release/libbonsai_kernels.dylib",
   ]);
   assert.throws(
