@@ -46,25 +46,26 @@ export async function serveStdin(scheduler: Scheduler, opts: StdinAdapterOptions
     if (opts.signal?.aborted) resolve("aborted");
     opts.signal?.addEventListener("abort", () => resolve("aborted"), { once: true });
   });
+  const json = opts.json ? new JsonSession(scheduler, opts, summary) : undefined;
+  let lineNumber = 0;
   while (true) {
     const next = await Promise.race([lines.next(), aborted]);
-    if (next === "aborted") {
-      summary.cancelled = true;
-      break;
-    }
+    if (next === "aborted") break;
     if (next.done) break;
+    lineNumber++;
     const line = next.value;
     if (!line.tooLong && line.text.trim() === "") continue;
-    const ok = opts.json
-      ? await serveJsonLine(scheduler, line.tooLong ? null : line.text, opts)
-      : await serveTextLine(scheduler, line.tooLong ? null : line.text, opts);
+    if (json) {
+      json.accept(line.tooLong ? null : line.text, lineNumber);
+      continue;
+    }
+    const ok = await serveTextLine(scheduler, line.tooLong ? null : line.text, opts);
     if (ok) summary.served++;
     else summary.failed++;
-    if (opts.signal?.aborted) {
-      summary.cancelled = true;
-      break;
-    }
+    if (opts.signal?.aborted) break;
   }
+  await json?.finish();
+  summary.cancelled = opts.signal?.aborted ?? false;
   // Let the line reader release stdin.
   void lines.return(undefined);
   return summary;
@@ -95,34 +96,107 @@ async function serveTextLine(scheduler: Scheduler, text: string | null, opts: St
   }
 }
 
-async function serveJsonLine(scheduler: Scheduler, text: string | null, opts: StdinAdapterOptions): Promise<boolean> {
-  const emit = (obj: Record<string, unknown>) => opts.write(JSON.stringify(obj) + "\n");
-  let wire: WireRequest | undefined;
-  try {
-    if (text === null) {
-      throw new RequestError("TOO_LARGE", `request line longer than ${opts.maxLineBytes ?? 1 << 20} bytes`);
-    }
-    let value: unknown;
+/**
+ * JSON lines: every request runs as soon as it is read (the scheduler batches them and queues
+ * what does not fit), so events of different requests interleave, each tagged with its `id`.
+ * A line `{"cancel": ID}` cancels a running request. Errors about a line that has no usable id
+ * carry its line number.
+ */
+class JsonSession {
+  private readonly running = new Map<string | number, AbortController>();
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly opts: StdinAdapterOptions,
+    private readonly summary: StdinSummary,
+  ) {}
+
+  accept(text: string | null, line: number): void {
+    let id: string | number | undefined;
     try {
-      value = JSON.parse(text);
+      if (text === null) {
+        throw new RequestError("TOO_LARGE", `request line longer than ${this.opts.maxLineBytes ?? 1 << 20} bytes`);
+      }
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (e) {
+        throw new RequestError("BAD_JSON", `request is not valid JSON: ${(e as Error).message}`);
+      }
+      if (isCancel(value)) return this.cancel(value.cancel, line);
+      const wire = parseWireRequest(value);
+      id = wire.id;
+      if (id !== undefined && this.running.has(id)) {
+        throw new RequestError("DUPLICATE_ID", `a request with id ${JSON.stringify(id)} is still running`);
+      }
+      const defaults = this.opts.defaults;
+      const request = { ...defaults, ...wire.request, sampling: { ...defaults?.sampling, ...wire.request.sampling } };
+      const control = new AbortController();
+      const onAbort = () => control.abort();
+      this.opts.signal?.addEventListener("abort", onAbort, { once: true });
+      const events = this.scheduler.submit(request, control.signal);
+      if (id !== undefined) this.running.set(id, control);
+      const task = this.stream(wire, events, line).finally(() => {
+        this.opts.signal?.removeEventListener("abort", onAbort);
+        if (id !== undefined && this.running.get(id) === control) this.running.delete(id);
+        this.pending.delete(task);
+      });
+      this.pending.add(task);
     } catch (e) {
-      throw new RequestError("BAD_JSON", `request is not valid JSON: ${(e as Error).message}`);
+      this.summary.failed++;
+      this.emit(errorEvent(id, line, e));
     }
-    wire = parseWireRequest(value);
-    const request = { ...opts.defaults, ...wire.request, sampling: { ...opts.defaults?.sampling, ...wire.request.sampling } };
-    for await (const ev of scheduler.submit(request, opts.signal)) {
-      if (ev.type === "token" && wire.stream) emit(tokenEvent(wire.id, ev));
-      if (ev.type === "done") emit(doneEvent(wire.id, ev));
-    }
-    return true;
-  } catch (e) {
-    emit({
-      event: "error",
-      ...(wire?.id !== undefined ? { id: wire.id } : {}),
-      error: { code: e instanceof RequestError ? e.code : "INTERNAL", message: errorMessage(e) },
-    });
-    return false;
   }
+
+  /** Waits for every running request. */
+  async finish(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  private cancel(id: string | number, line: number): void {
+    const control = this.running.get(id);
+    if (!control) {
+      this.emit(errorEvent(id, line, new RequestError("UNKNOWN_ID", `no running request has id ${JSON.stringify(id)}`)));
+      return;
+    }
+    control.abort();
+  }
+
+  private async stream(wire: WireRequest, events: AsyncIterable<GenerationEvent>, line: number): Promise<void> {
+    try {
+      for await (const ev of events) {
+        if (ev.type === "token" && wire.stream) this.emit(tokenEvent(wire.id, ev));
+        if (ev.type === "done") this.emit(doneEvent(wire.id, ev));
+      }
+      this.summary.served++;
+    } catch (e) {
+      this.summary.failed++;
+      this.emit(errorEvent(wire.id, line, e));
+    }
+  }
+
+  private emit(obj: Record<string, unknown>): void {
+    this.opts.write(JSON.stringify(obj) + "\n");
+  }
+}
+
+function isCancel(value: unknown): value is { cancel: string | number } {
+  if (typeof value !== "object" || value === null || !("cancel" in value)) return false;
+  const keys = Object.keys(value);
+  const id = (value as { cancel: unknown }).cancel;
+  if (keys.length !== 1 || (typeof id !== "string" && typeof id !== "number")) {
+    throw new RequestError("BAD_REQUEST", `a cancel line is {"cancel": ID} with the request's string or number id`);
+  }
+  return true;
+}
+
+function errorEvent(id: string | number | undefined, line: number, e: unknown): Record<string, unknown> {
+  return {
+    event: "error",
+    ...(id !== undefined ? { id } : { line }),
+    error: { code: e instanceof RequestError ? e.code : "INTERNAL", message: errorMessage(e) },
+  };
 }
 
 function tokenEvent(id: string | number | undefined, ev: Extract<GenerationEvent, { type: "token" }>) {

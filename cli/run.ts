@@ -21,7 +21,9 @@ Options:
       --json              JSON lines mode: one request object per line in, one event per line out
   -s, --system TEXT       system message for every prompt
   -n, --max-tokens N      most tokens to generate per answer (default 512)
-  -c, --ctx N             KV cache size in tokens (default: model context, at most 4096)
+  -c, --ctx N             KV cache size in tokens per slot (default: model context, at most 4096)
+      --parallel N        JSON mode: requests decoded together, batched (default 1; each slot
+                          has its own --ctx tokens of KV cache)
   -t, --threads N         kernel threads (default: all CPUs)
       --kv-type f16|f32   KV cache element type (default f16)
       --overflow error|slide
@@ -44,7 +46,9 @@ Options:
 
 JSON request fields: id, prompt | messages, system, max_tokens, temperature, top_k, top_p,
 min_p, repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, stop, raw,
-think, stream. Events: {"event":"token",...}, {"event":"done",...}, {"event":"error",...}.
+think, stream, stop_tokens. Requests run as they arrive (see --parallel); events carry the
+request's id. {"cancel": ID} cancels a running request. Events: {"event":"token",...},
+{"event":"done",...}, {"event":"error",...} (with "line" when the request had no id).
 Ctrl-C cancels the answer in progress and exits (code 130); end of input exits 0.`;
 
 const OPTIONS = {
@@ -54,6 +58,7 @@ const OPTIONS = {
   system: { type: "string", short: "s" },
   "max-tokens": { type: "string", short: "n" },
   ctx: { type: "string", short: "c" },
+  parallel: { type: "string" },
   threads: { type: "string", short: "t" },
   "kv-type": { type: "string" },
   overflow: { type: "string" },
@@ -95,6 +100,7 @@ export async function runCommand(args: string[]): Promise<number> {
   };
   const maxTokens = numberFlag("max-tokens", v["max-tokens"], { integer: true, min: 1 });
   const contextSize = numberFlag("ctx", v.ctx, { integer: true, min: 16 });
+  const parallel = numberFlag("parallel", v.parallel, { integer: true, min: 1, max: 256 }) ?? 1;
   const threads = numberFlag("threads", v.threads, { integer: true, min: 1, max: 1024 });
   const quiet = v.quiet ?? !Deno.stderr.isTerminal();
   const log = (s: string) => {
@@ -110,7 +116,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const file = await readGguf(v.model);
   const config = qwen3ConfigFromGguf(file);
   const ctx = contextSize ?? Math.min(config.contextLength, 4096);
-  if (maxMemory !== undefined) checkMemoryBudget(file, config, { contextSize: ctx, kvType }, maxMemory);
+  if (maxMemory !== undefined) checkMemoryBudget(file, config, { contextSize: ctx, kvType, parallel }, maxMemory);
   const model = await Model.load(v.model, { threads, file });
   const c = model.config;
   log(
@@ -118,7 +124,7 @@ export async function runCommand(args: string[]): Promise<number> {
       `kernels ${model.kernels.isaActive().join("+") || "scalar"} x${model.kernels.threads()} ` +
       `in ${model.loadMs.toFixed(0)} ms\n`,
   );
-  const scheduler = new Scheduler(model, { contextSize: ctx, kvType, maxTokens, overflow, keep });
+  const scheduler = new Scheduler(model, { contextSize: ctx, kvType, maxTokens, overflow, keep, parallel });
   const encoder = new TextEncoder();
   const write = (s: string) => writeAll(encoder.encode(s));
   const defaults = {

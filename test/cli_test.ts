@@ -29,9 +29,9 @@ async function runWithInput(args: string[], input: string) {
   };
 }
 
-type Event = { event: string; id?: unknown; text?: string; finish_reason?: string; error?: { code: string; message: string }; usage?: { prompt_tokens: number; completion_tokens: number } };
+type Event = { event: string; id?: unknown; line?: number; text?: string; finish_reason?: string; error?: { code: string; message: string }; usage?: { prompt_tokens: number; completion_tokens: number } };
 
-Deno.test("json mode: good, bad and over-long requests each get their answer, in order", async () => {
+Deno.test("json mode: good, bad and over-long requests each get their own answer", async () => {
   const model = await tinyModel();
   const lines = [
     JSON.stringify({ id: 1, prompt: "Hello", max_tokens: 3, temperature: 0 }),
@@ -44,18 +44,25 @@ Deno.test("json mode: good, bad and over-long requests each get their answer, in
   assert.equal(r.code, 0, r.stderr);
   const events: Event[] = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
   const finals = events.filter((e) => e.event !== "token");
-  assert.deepEqual(finals.map((e) => [e.id, e.event]), [[1, "done"], [undefined, "error"], [undefined, "error"], [3, "error"], [4, "done"]]);
-  assert.equal(finals[1].error?.code, "BAD_JSON");
-  assert.match(finals[2].error!.message, /unknown field: colour/);
-  assert.equal(finals[3].error?.code, "PROMPT_TOO_LONG");
-  assert.match(finals[3].error!.message, /context holds 128/);
+  const final = (key: "id" | "line", value: number) => {
+    const found = finals.filter((e) => (e as Record<string, unknown>)[key] === value);
+    assert.equal(found.length, 1, `one final event for ${key} ${value}`);
+    return found[0];
+  };
+  assert.equal(finals.length, 5);
+  assert.equal(final("id", 1).event, "done");
+  assert.equal(final("line", 2).error?.code, "BAD_JSON");
+  assert.match(final("line", 3).error!.message, /unknown field: colour/);
+  assert.equal(final("id", 3).error?.code, "PROMPT_TOO_LONG");
+  assert.match(final("id", 3).error!.message, /context holds 128/);
+  assert.equal(final("id", 4).event, "done");
   // Streaming: the token texts of request 1 add up to its final text; request 4 streamed nothing.
   const tokens1 = events.filter((e) => e.event === "token" && e.id === 1).map((e) => e.text).join("");
-  assert.equal(tokens1, finals[0].text);
+  assert.equal(tokens1, final("id", 1).text);
   assert.equal(events.filter((e) => e.event === "token" && e.id === 4).length, 0);
-  assert.ok(finals[0].usage!.completion_tokens >= 1 && finals[0].usage!.completion_tokens <= 3);
+  assert.ok(final("id", 1).usage!.completion_tokens >= 1 && final("id", 1).usage!.completion_tokens <= 3);
   // Same request, same settings: same answer.
-  assert.equal(finals[0].text, finals[4].text);
+  assert.equal(final("id", 1).text, final("id", 4).text);
 });
 
 Deno.test("text mode: one answer line per prompt line, then a clean exit at end of input", async () => {
@@ -117,4 +124,37 @@ Deno.test("--max-memory refuses a plan that does not fit, naming what it needs",
   assert.match(r.stderr, /model needs \d+ MiB \(weights \d+ MiB, KV cache .*\) but the memory budget is 100 MiB; even a 256-token context does not fit/);
   const ok = await runWithInput(["run", "-m", model, "--ctx", "256", "--max-memory", "1G", "-q", "-n", "2"], "hi\n");
   assert.equal(ok.code, 0, ok.stderr);
+});
+
+Deno.test("json mode: concurrent requests interleave by id, and a cancel line stops one", async () => {
+  const model = await tinyModel();
+  const child = bonsai(["run", "-m", model, "--json", "--parallel", "2", "--ctx", "1024"]);
+  const w = child.stdin.getWriter();
+  const send = (obj: unknown) => w.write(new TextEncoder().encode(JSON.stringify(obj) + "\n"));
+  await send({ id: "long", prompt: "Go on", max_tokens: 900, temperature: 0 });
+  await send({ id: "short", prompt: "Hi", max_tokens: 4, temperature: 0 });
+  const reader = child.stdout.getReader();
+  let seen = "";
+  const finals = () => seen.trim().split("\n").filter((l) => l.includes('"event":"done"') || l.includes('"event":"error"'));
+  while (!finals().some((l) => l.includes('"id":"short"'))) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += new TextDecoder().decode(value);
+  }
+  await send({ cancel: "long" });
+  await send({ cancel: "nobody" });
+  await w.close();
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += new TextDecoder().decode(value);
+  }
+  await child.stderr.cancel();
+  assert.equal((await child.status).code, 0);
+  const events: Event[] = finals().map((l) => JSON.parse(l));
+  const byId = (id: string) => events.find((e) => e.id === id)!;
+  assert.equal(byId("short").event, "done");
+  assert.equal(byId("long").finish_reason, "cancelled");
+  assert.ok(byId("long").usage!.completion_tokens < 900);
+  assert.equal(byId("nobody").error?.code, "UNKNOWN_ID");
 });
