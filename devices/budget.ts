@@ -8,26 +8,18 @@ import type { DeviceProfile } from "./profiles.ts";
 
 const MiB = 2 ** 20;
 
-/** Fixed cost of the Deno runtime and code before a model loads (RSS measured on x86-64 Linux: 37-40 MB). */
-export const RUNTIME_BASE_BYTES = 40 * MiB;
-/** Tokenizer tables per vocabulary entry (measured: about 100 MB of RSS for Qwen3's 151669 tokens). */
-export const TOKENIZER_BYTES_PER_TOKEN = 690;
 /** Smallest context the planner will shrink to before giving up. */
 export const MIN_PLANNED_CTX = 256;
 
-/** The model facts the plan needs (from the GGUF header). */
+/** What the plan needs to know of a model. */
 export interface ModelFootprint {
-  /** Bytes of all tensors (memory-mapped; they become resident as they are used). */
-  weightBytes: number;
-  /** KV cache bytes per token per sequence at the chosen KV type. */
-  kvBytesPerToken: number;
   /** Trained context (the upper bound of `ctx`). */
   contextLength: number;
-  /** Vocabulary rows (one f32 logits row per parallel sequence). */
-  nVocab: number;
-  /** Hidden width and FFN width (scratch activations). */
-  nEmbd: number;
-  nFf: number;
+  /**
+   * Bytes needed to run with `parallel` sequences of `ctx` tokens (weights, KV cache, scratch,
+   * runtime): `estimateMemory` of `runtime/memory.ts` for a real model file.
+   */
+  bytesNeeded(ctx: number, parallel: number): number;
 }
 
 /** Explicit choices that the plan must keep (from flags). */
@@ -55,14 +47,6 @@ export function memoryBudget(profile: DeviceProfile, memoryBytes: number): numbe
   return Math.max(0, Math.floor(memoryBytes * profile.memoryFraction - profile.memoryReserveBytes));
 }
 
-/** Bytes needed to run `model` with `parallel` sequences of `ctx` tokens: weights, KV, scratch, tokenizer, runtime. */
-export function bytesNeeded(model: ModelFootprint, ctx: number, parallel: number): number {
-  const kv = model.kvBytesPerToken * ctx * parallel;
-  // logits per sequence plus a prompt batch of up to 64 tokens of hidden and FFN activations
-  const scratch = 4 * (model.nVocab * parallel + 64 * (3 * model.nEmbd + 2 * model.nFf));
-  return model.weightBytes + kv + scratch + RUNTIME_BASE_BYTES + TOKENIZER_BYTES_PER_TOKEN * model.nVocab;
-}
-
 /**
  * Chooses ctx and parallel: the profile's defaults (capped by the model's context) lowered until
  * they fit: parallel first down to 1, then ctx halved down to {@link MIN_PLANNED_CTX}. A value
@@ -79,7 +63,7 @@ export function planMemory(
   const notes: string[] = [];
   let ctx = overrides.ctx ?? Math.min(profile.ctx, model.contextLength);
   let parallel = overrides.parallel ?? profile.parallel;
-  const fitsNow = () => bytesNeeded(model, ctx, parallel) <= budgetBytes;
+  const fitsNow = () => model.bytesNeeded(ctx, parallel) <= budgetBytes;
   const start = { ctx, parallel };
   while (!fitsNow() && overrides.parallel === undefined && parallel > 1) parallel = Math.max(1, parallel >> 1);
   while (!fitsNow() && overrides.ctx === undefined && ctx > MIN_PLANNED_CTX) {
@@ -91,14 +75,12 @@ export function planMemory(
         `to fit the ${mib(budgetBytes)} budget`,
     );
   }
-  const neededBytes = bytesNeeded(model, ctx, parallel);
+  const neededBytes = model.bytesNeeded(ctx, parallel);
   const fits = neededBytes <= budgetBytes;
   if (!fits) {
     notes.push(
-      `needs ${mib(neededBytes)} (weights ${mib(model.weightBytes)}, KV ${
-        mib(model.kvBytesPerToken * ctx * parallel)
-      }) but the memory budget is ${mib(budgetBytes)}: use a smaller model, a smaller --ctx/--parallel, ` +
-        `or raise --memory-budget`,
+      `needs ${mib(neededBytes)} for ctx ${ctx} x ${parallel} but the memory budget is ${mib(budgetBytes)}: ` +
+        "use a smaller model, a smaller --ctx/--parallel, or raise --max-memory",
     );
   }
   return { budgetBytes, ctx, parallel, neededBytes, fits, notes };

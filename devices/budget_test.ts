@@ -1,27 +1,22 @@
 import assert from "node:assert/strict";
-import { bytesNeeded, memoryBudget, MIN_PLANNED_CTX, type ModelFootprint, planMemory } from "./budget.ts";
+import { memoryBudget, MIN_PLANNED_CTX, type ModelFootprint, planMemory } from "./budget.ts";
 import { PROFILES } from "./profiles.ts";
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
-// Bonsai 1.7B Q1_0 (BONSAI.md): ~242 MB of weights, 28 layers x 8 KV heads x 128, f16 KV
-const BONSAI_1_7B: ModelFootprint = {
-  weightBytes: 242e6,
-  kvBytesPerToken: 2 * 28 * 8 * 128 * 2,
-  contextLength: 32768,
-  nVocab: 151669,
-  nEmbd: 2048,
-  nFf: 6144,
-};
-const BONSAI_8B: ModelFootprint = {
-  weightBytes: 1.15e9,
-  kvBytesPerToken: 2 * 36 * 8 * 128 * 2,
-  contextLength: 65536,
-  nVocab: 151669,
-  nEmbd: 4096,
-  nFf: 12288,
-};
+/** A linear stand-in for `estimateMemory`: weights + KV + logits + tokenizer/runtime. */
+function footprint(weightBytes: number, nLayer: number, contextLength: number): ModelFootprint {
+  const kvPerToken = 2 * nLayer * 8 * 128 * 2; // f16, 8 KV heads of 128
+  return {
+    contextLength,
+    bytesNeeded: (ctx, parallel) => weightBytes + kvPerToken * ctx * parallel + parallel * 151669 * 4 + 145 * MiB,
+  };
+}
+// Bonsai 1.7B and 8B Q1_0 (BONSAI.md): ~242 MB / 1.15 GB of weights, 28 / 36 layers
+const BONSAI_1_7B = footprint(242e6, 28, 32768);
+const BONSAI_8B = footprint(1.15e9, 36, 65536);
+const bytesNeeded = (m: ModelFootprint, ctx: number, parallel: number) => m.bytesNeeded(ctx, parallel);
 
 Deno.test("budget: a share of RAM minus the margin, never negative", () => {
   assert.equal(memoryBudget(PROFILES.pi4, 4 * GiB), 4 * GiB * 0.75 - 128 * MiB);

@@ -202,6 +202,9 @@ export async function compile(
     Deno.mkdirSync(opts.outDir, { recursive: true });
     Deno.copyFileSync(plan.library, plan.embedded);
     Deno.copyFileSync(plan.library, plan.beside);
+    // Debian's cross std carries debug info (12 MB); stripped, the library is under 1 MB
+    const strip = plan.cross && onPath(`${TARGETS[target].linker?.replace(/-gcc$/, "")}-strip`);
+    if (strip) for (const copy of [plan.embedded, plan.beside]) await run(strip, ["--strip-unneeded", copy], { cwd: opts.root });
     const env: Record<string, string> = {};
     if (plan.denortBin) env.DENORT_BIN = plan.denortBin;
     const r = await run(Deno.execPath(), plan.denoArgs, { cwd: opts.root, env });

@@ -1,0 +1,86 @@
+/**
+ * From a detected (or `--device`-forced) profile and a model file to the settings a command runs
+ * with: threads, context, parallel sequences and memory budget. Flags always win over the profile.
+ * @module
+ */
+
+import { type DeviceProfile, profileById } from "./profiles.ts";
+import { type DeviceFacts, type Detection, detectDevice, readDeviceFacts } from "./detect.ts";
+import { memoryBudget, type MemoryPlan, type ModelFootprint, planMemory } from "./budget.ts";
+import type { GgufFile } from "../runtime/gguf.ts";
+import type { Qwen3Config } from "../runtime/config.ts";
+import type { KvType } from "../runtime/kv_cache.ts";
+import { estimateMemory } from "../runtime/memory.ts";
+
+/** The profile in force and how it was chosen. */
+export interface DeviceChoice {
+  detection: Detection;
+  profile: DeviceProfile;
+  /** `detected` or `--device` (forced). */
+  source: "detected" | "--device";
+}
+
+/** Detects the device, or uses the profile named by `--device` (`auto` or absent = detect). */
+export function chooseDevice(flag: string | undefined, facts: DeviceFacts = readDeviceFacts()): DeviceChoice {
+  const detection = detectDevice(facts);
+  if (flag === undefined || flag === "auto") return { detection, profile: detection.profile, source: "detected" };
+  return { detection, profile: profileById(flag), source: "--device" };
+}
+
+/** Kernel threads `profile` asks for on the detected machine. */
+export function profileThreads(profile: DeviceProfile, detection: Detection): number {
+  return Math.max(1, profile.threads === "physical" ? detection.physicalCores : detection.logicalCpus);
+}
+
+/** The footprint of a model file for the planner, from the calibrated `estimateMemory`. */
+export function footprintOf(file: GgufFile, config: Qwen3Config, kvType: KvType = "f16"): ModelFootprint {
+  return {
+    contextLength: config.contextLength,
+    bytesNeeded: (ctx, parallel) => estimateMemory(file, config, { contextSize: ctx, parallel, kvType }).totalBytes,
+  };
+}
+
+/** Explicit flag values (undefined = take the profile's). */
+export interface SettingFlags {
+  threads?: number;
+  ctx?: number;
+  parallel?: number;
+  /** `--max-memory` in bytes. */
+  maxMemory?: number;
+}
+
+/** What a command runs with. */
+export interface DeviceSettings {
+  device: DeviceChoice;
+  threads: number;
+  ctx: number;
+  parallel: number;
+  budgetBytes: number;
+  plan: MemoryPlan;
+}
+
+/** Applies the profile's defaults to whatever the flags leave open. */
+export function deviceSettings(device: DeviceChoice, model: ModelFootprint, flags: SettingFlags = {}): DeviceSettings {
+  const budgetBytes = flags.maxMemory ?? memoryBudget(device.profile, device.detection.memoryBytes);
+  const plan = planMemory(device.profile, device.detection.memoryBytes, model, {
+    ctx: flags.ctx,
+    parallel: flags.parallel,
+    budgetBytes,
+  });
+  return {
+    device,
+    threads: flags.threads ?? profileThreads(device.profile, device.detection),
+    ctx: plan.ctx,
+    parallel: plan.parallel,
+    budgetBytes,
+    plan,
+  };
+}
+
+/** One line for a command's start-up log. */
+export function describeSettings(s: DeviceSettings): string {
+  const d = s.device;
+  const why = d.source === "detected" ? d.detection.reason : "--device";
+  return `device ${d.profile.id} (${why}): ${s.threads} threads, ctx ${s.ctx} x ${s.parallel}, ` +
+    `memory budget ${(s.budgetBytes / 2 ** 20).toFixed(0)} MiB`;
+}
