@@ -10,6 +10,8 @@ import type { KvType } from "../runtime/kv_cache.ts";
 import { checkMemoryBudget, parseByteSize } from "../runtime/memory.ts";
 import { readGguf } from "../runtime/gguf.ts";
 import { qwen3ConfigFromGguf } from "../runtime/config.ts";
+import { chooseDevice, describeSettings, deviceSettings, footprintOf } from "../devices/settings.ts";
+import { DEVICE_IDS } from "../devices/profiles.ts";
 
 export const RUN_USAGE = `Usage: bonsai run --model FILE [options]
 
@@ -21,11 +23,15 @@ Options:
       --json              JSON lines mode: one request object per line in, one event per line out
   -s, --system TEXT       system message for every prompt
   -n, --max-tokens N      most tokens to generate per answer (default 512)
-  -c, --ctx N             KV cache size in tokens per slot (default: model context, at most 4096)
+  -c, --ctx N             KV cache size in tokens per slot (default: the device profile's, at
+                          most the model context, lowered to fit the memory budget)
       --parallel N        JSON mode: requests decoded together, batched (default 1; each slot
                           has its own --ctx tokens of KV cache)
-  -t, --threads N         kernel threads (default: all CPUs)
-      --kv-type f16|f32   KV cache element type (default f16)
+  -t, --threads N         kernel threads (default: the device profile's, e.g. all cores on a Pi)
+      --device NAME       device profile for the defaults of --threads, --ctx and the memory
+                          budget: ${DEVICE_IDS.join(", ")} or auto (default: detected)
+      --kv-type f16|f32|q8
+                          KV cache element type (default f16; q8 = 8-bit blocks, 0.53 bytes/elem)
       --overflow error|slide
                           when the context fills: end the answer with CONTEXT_FULL (default), or
                           keep the first --keep tokens, drop the older half of the rest, go on
@@ -59,6 +65,7 @@ const OPTIONS = {
   "max-tokens": { type: "string", short: "n" },
   ctx: { type: "string", short: "c" },
   parallel: { type: "string" },
+  device: { type: "string" },
   threads: { type: "string", short: "t" },
   "kv-type": { type: "string" },
   overflow: { type: "string" },
@@ -86,7 +93,9 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   if (!v.model) throw new UsageError("--model FILE is required");
   const kvType = (v["kv-type"] ?? "f16") as KvType;
-  if (kvType !== "f16" && kvType !== "f32") throw new UsageError(`--kv-type must be f16 or f32, got '${kvType}'`);
+  if (kvType !== "f16" && kvType !== "f32" && kvType !== "q8") {
+    throw new UsageError(`--kv-type must be f16, f32 or q8, got '${kvType}'`);
+  }
   const overflow = v.overflow ?? "error";
   if (overflow !== "error" && overflow !== "slide") throw new UsageError(`--overflow must be error or slide, got '${overflow}'`);
   const keep = numberFlag("keep", v.keep, { integer: true, min: 0 });
@@ -115,9 +124,24 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   const file = await readGguf(v.model);
   const config = qwen3ConfigFromGguf(file);
-  const ctx = contextSize ?? Math.min(config.contextLength, 4096);
+  let device;
+  try {
+    device = chooseDevice(v.device);
+  } catch (e) {
+    throw new UsageError(`--device: ${(e as Error).message}`);
+  }
+  // the profile fills what the flags leave open: threads, and a ctx that fits its memory budget
+  const settings = deviceSettings(device, footprintOf(file, config, kvType), {
+    threads,
+    ctx: contextSize,
+    parallel,
+    maxMemory,
+  });
+  const ctx = settings.ctx;
+  log(describeSettings(settings) + "\n");
+  for (const note of settings.plan.notes) log(`note: ${note}\n`);
   if (maxMemory !== undefined) checkMemoryBudget(file, config, { contextSize: ctx, kvType, parallel }, maxMemory);
-  const model = await Model.load(v.model, { threads, file });
+  const model = await Model.load(v.model, { threads: settings.threads, file });
   const c = model.config;
   log(
     `loaded ${c.name}: ${c.nLayer} layers, ${c.nEmbd} wide, vocab ${c.nVocab}, ` +

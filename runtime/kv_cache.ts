@@ -4,12 +4,22 @@
  */
 import type { Qwen3Config } from "./config.ts";
 
-/** Element type of the cache: f16 halves the memory with no visible quality cost. */
-export type KvType = "f32" | "f16";
+/**
+ * Element type of the cache: f16 halves the memory with no visible quality cost; q8 (blocks of
+ * 32 with an f16 scale, 34 bytes per 32 elements) nearly halves it again.
+ */
+export type KvType = "f32" | "f16" | "q8";
 
 /** Kernel code of each {@link KvType} (matches `bk_store_kv` / `bk_attention`). */
-export const KV_TYPE_CODE: Record<KvType, number> = { f32: 0, f16: 1 };
-const KV_TYPE_BYTES: Record<KvType, number> = { f32: 4, f16: 2 };
+export const KV_TYPE_CODE: Record<KvType, number> = { f32: 0, f16: 1, q8: 2 };
+
+/** Bytes of one position's keys (or values) of one layer: `kvDim` elements of `type`. */
+export function kvRowBytes(type: KvType, kvDim: number): number {
+  if (type === "f32") return 4 * kvDim;
+  if (type === "f16") return 2 * kvDim;
+  if (kvDim % 32 !== 0) throw new RangeError(`a q8 KV cache needs kv width a multiple of 32, got ${kvDim}`);
+  return (kvDim / 32) * 34;
+}
 
 /** Raised when a sequence would grow past the cache. */
 export class KvCacheFullError extends Error {
@@ -26,7 +36,8 @@ export class KvCache {
   readonly values: Uint8Array[] = [];
   readonly kvDim: number;
   readonly typeCode: number;
-  readonly elementBytes: number;
+  /** Bytes of one position in one layer's K (or V) buffer. */
+  readonly rowBytes: number;
   /** Positions filled so far. */
   length = 0;
   /** The token at each filled position (what the prefix cache matches against). */
@@ -38,9 +49,10 @@ export class KvCache {
     }
     this.kvDim = config.nHeadKv * config.headDim;
     this.typeCode = KV_TYPE_CODE[type];
-    this.elementBytes = KV_TYPE_BYTES[type];
+    if (!(type in KV_TYPE_CODE)) throw new RangeError(`unknown KV cache type '${type}' (f32, f16 or q8)`);
+    this.rowBytes = kvRowBytes(type, this.kvDim);
     this.tokens = new Int32Array(capacity);
-    const layerBytes = capacity * this.kvDim * this.elementBytes;
+    const layerBytes = capacity * this.rowBytes;
     for (let l = 0; l < config.nLayer; l++) {
       // Written once so the pages are really committed now: a device out of memory fails at
       // start, never in the middle of an answer.
@@ -51,7 +63,7 @@ export class KvCache {
 
   /** Bytes of cache one token occupies across all layers (K and V). */
   static bytesPerToken(config: Qwen3Config, type: KvType = "f16"): number {
-    return 2 * config.nLayer * config.nHeadKv * config.headDim * KV_TYPE_BYTES[type];
+    return 2 * config.nLayer * kvRowBytes(type, config.nHeadKv * config.headDim);
   }
 
   /** Total bytes allocated. */
@@ -66,8 +78,7 @@ export class KvCache {
 
   /** The byte slot of position `pos` in one layer's K or V buffer. */
   slot(buffer: Uint8Array, pos: number): Uint8Array {
-    const size = this.kvDim * this.elementBytes;
-    return buffer.subarray(pos * size, (pos + 1) * size);
+    return buffer.subarray(pos * this.rowBytes, (pos + 1) * this.rowBytes);
   }
 
   /** Forgets every position (the memory stays allocated). */

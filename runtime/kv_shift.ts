@@ -5,7 +5,8 @@
  * pos + delta. YaRN's magnitude factor is already in the cached keys, so only the angle moves.)
  */
 import type { Qwen3Config } from "./config.ts";
-import type { KvCache } from "./kv_cache.ts";
+import type { KvCache, KvType } from "./kv_cache.ts";
+import { f16ToF32, f32ToF16 } from "./f16.ts";
 
 /** Per-pair rotation frequencies of the file's RoPE (YaRN-interpolated when declared). */
 export function ropeFrequencies(c: Qwen3Config): Float64Array {
@@ -34,29 +35,29 @@ export function ropeFrequencies(c: Qwen3Config): Float64Array {
 export function slideKv(kv: KvCache, config: Qwen3Config, keep: number, discard: number): number {
   discard = Math.min(discard, kv.length - keep);
   if (keep < 0 || discard <= 0) return 0;
-  const dim = kv.kvDim;
-  const from = (keep + discard) * dim;
-  const to = keep * dim;
-  const count = (kv.length - keep - discard) * dim;
+  const row = kv.rowBytes;
+  const moved = kv.length - keep - discard;
   const freqs = ropeFrequencies(config);
-  const cos = freqs.map((f) => Math.cos(-discard * f));
-  const sin = freqs.map((f) => Math.sin(-discard * f));
+  const cos = Float64Array.from(freqs, (f) => Math.cos(-discard * f));
+  const sin = Float64Array.from(freqs, (f) => Math.sin(-discard * f));
   const half = config.headDim / 2;
+  const x = new Float32Array(kv.kvDim);
   for (let l = 0; l < kv.keys.length; l++) {
-    for (const [buf, isKey] of [[kv.keys[l], true], [kv.values[l], false]] as const) {
-      const view = kv.type === "f16"
-        ? new Float16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2)
-        : new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-      view.copyWithin(to, from, from + count);
-      if (!isKey) continue;
-      for (let base = to; base < to + count; base += config.headDim) {
+    kv.values[l].copyWithin(keep * row, (keep + discard) * row, kv.length * row);
+    const keys = kv.keys[l];
+    keys.copyWithin(keep * row, (keep + discard) * row, kv.length * row);
+    for (let p = keep; p < keep + moved; p++) {
+      const slot = keys.subarray(p * row, (p + 1) * row);
+      decodeRow(kv.type, slot, x);
+      for (let base = 0; base < x.length; base += config.headDim) {
         for (let i = 0; i < half; i++) {
-          const a = view[base + i];
-          const b = view[base + i + half];
-          view[base + i] = a * cos[i] - b * sin[i];
-          view[base + i + half] = a * sin[i] + b * cos[i];
+          const a = x[base + i];
+          const b = x[base + i + half];
+          x[base + i] = a * cos[i] - b * sin[i];
+          x[base + i + half] = a * sin[i] + b * cos[i];
         }
       }
+      encodeRow(kv.type, x, slot);
     }
   }
   // The moved positions are close to, not bit-identical with, a fresh computation: hide them
@@ -64,4 +65,36 @@ export function slideKv(kv: KvCache, config: Qwen3Config, keep: number, discard:
   kv.tokens.fill(-1, keep, kv.length);
   kv.length -= discard;
   return discard;
+}
+
+/** One cached row to f32 (q8: blocks of an f16 scale and 32 int8). */
+function decodeRow(type: KvType, bytes: Uint8Array, out: Float32Array): void {
+  if (type === "f32") out.set(new Float32Array(bytes.buffer, bytes.byteOffset, out.length));
+  else if (type === "f16") out.set(new Float16Array(bytes.buffer, bytes.byteOffset, out.length));
+  else {
+    for (let b = 0; b < out.length / 32; b++) {
+      const d = f16ToF32(bytes[b * 34] | (bytes[b * 34 + 1] << 8));
+      for (let i = 0; i < 32; i++) out[b * 32 + i] = d * ((bytes[b * 34 + 2 + i] << 24) >> 24);
+    }
+  }
+}
+
+/** f32 back into a cached row, quantizing as the kernels' `bk_store_kv` does. */
+function encodeRow(type: KvType, x: Float32Array, bytes: Uint8Array): void {
+  if (type === "f32") new Float32Array(bytes.buffer, bytes.byteOffset, x.length).set(x);
+  else if (type === "f16") new Float16Array(bytes.buffer, bytes.byteOffset, x.length).set(x);
+  else {
+    for (let b = 0; b < x.length / 32; b++) {
+      let amax = 0;
+      for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[b * 32 + i]));
+      const h = f32ToF16(amax / 127);
+      const d = f16ToF32(h);
+      bytes[b * 34] = h & 0xff;
+      bytes[b * 34 + 1] = h >> 8;
+      for (let i = 0; i < 32; i++) {
+        const q = d === 0 ? 0 : Math.max(-127, Math.min(127, Math.round(x[b * 32 + i] / d)));
+        bytes[b * 34 + 2 + i] = q & 0xff;
+      }
+    }
+  }
 }

@@ -92,10 +92,10 @@ for (const [name, opts, tolerance] of VARIANTS) {
   });
 }
 
-Deno.test("f16 KV cache stays close to f32", async () => {
+Deno.test("f16 and q8 KV caches stay close to f32", async () => {
   const model = await Model.load(await tinyModel(), { threads: 1 });
   try {
-    const run = (type: "f16" | "f32") => {
+    const run = (type: "f16" | "f32" | "q8") => {
       const fwd = new Forward(model.kernels, model.config, model.weights, 64);
       const kv = new KvCache(model.config, 64, type);
       let logits = fwd.logits;
@@ -103,10 +103,12 @@ Deno.test("f16 KV cache stays close to f32", async () => {
       return Float32Array.from(logits);
     };
     const a = run("f32");
-    const b = run("f16");
-    const err = relativeError(b, Float64Array.from(a));
-    assert.ok(err < 5e-2, `f16 vs f32 KV relative logit error ${err}`);
-    assert.equal(argmax(a), argmax(b));
+    for (const [type, tolerance] of [["f16", 5e-2], ["q8", 1e-1]] as const) {
+      const b = run(type);
+      const err = relativeError(b, Float64Array.from(a));
+      assert.ok(err < tolerance, `${type} vs f32 KV relative logit error ${err}`);
+      assert.equal(argmax(a), argmax(b), type);
+    }
   } finally {
     model.close();
   }
