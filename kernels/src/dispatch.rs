@@ -58,13 +58,30 @@ pub static SCALAR: Table = Table {
     dot_multi: [None; 6],
 };
 
-/// NEON slot: scalar kernels until the NEON kernels land (a later task); keeps the table shape ready.
+/// Base NEON: Q1_0 and Q8_0 in NEON, the other formats scalar.
 #[cfg(target_arch = "aarch64")]
 pub static NEON: Table = Table {
-    name: "neon (scalar fallback)",
+    name: "neon",
     isa: ISA_NEON,
-    dot: [sc::dot_f32, sc::dot_f16, sc::dot_q8_0, sc::dot_q1_0, sc::dot_q2_0, sc::dot_q2_0_g64],
-    isums: [None, None, Some(sc::isums_q8_0), Some(sc::isums_q1_0), Some(sc_isums_q2_0), Some(sc_isums_q2_g64)],
+    dot: [sc::dot_f32, sc::dot_f16, crate::dot_neon::dot_q8_0, crate::dot_neon::dot_q1_0, sc::dot_q2_0, sc::dot_q2_0_g64],
+    isums: [None, None, Some(crate::dot_neon::isums_q8_0), Some(crate::dot_neon::isums_q1_0), Some(sc_isums_q2_0), Some(sc_isums_q2_g64)],
+    dot_multi: [None; 6],
+};
+
+/// NEON with the dot-product extension (`sdot`) for Q1_0 and Q8_0.
+#[cfg(target_arch = "aarch64")]
+pub static NEON_DOTPROD: Table = Table {
+    name: "neon+dotprod",
+    isa: ISA_NEON | ISA_NEON_DOTPROD,
+    dot: [sc::dot_f32, sc::dot_f16, crate::dot_neon::dot_q8_0_dot, crate::dot_neon::dot_q1_0_dot, sc::dot_q2_0, sc::dot_q2_0_g64],
+    isums: [
+        None,
+        None,
+        Some(crate::dot_neon::isums_q8_0_dot),
+        Some(crate::dot_neon::isums_q1_0_dot),
+        Some(sc_isums_q2_0),
+        Some(sc_isums_q2_g64),
+    ],
     dot_multi: [None; 6],
 };
 
@@ -165,6 +182,9 @@ pub fn table_for(mask: u32) -> &'static Table {
     }
     #[cfg(target_arch = "aarch64")]
     {
+        if mask & ISA_NEON != 0 && mask & ISA_NEON_DOTPROD != 0 {
+            return &NEON_DOTPROD;
+        }
         if mask & ISA_NEON != 0 {
             return &NEON;
         }

@@ -27,6 +27,8 @@ pub mod testutil;
 pub mod dot_avx2;
 #[cfg(bk_avx512)]
 pub mod dot_avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod dot_neon;
 
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,20 @@ fn simd_tables() -> Vec<&'static Table> {
         #[cfg(not(bk_avx512))]
         say("skipped: avx512 kernels not compiled (rustc < 1.89)");
     }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use dispatch::*;
+        if avail & ISA_NEON != 0 {
+            v.push(&NEON);
+        } else {
+            say("skipped: no neon");
+        }
+        if avail & ISA_NEON_DOTPROD != 0 {
+            v.push(&NEON_DOTPROD);
+        } else {
+            say("skipped: no neon dotprod (sdot)");
+        }
+    }
     let _ = avail;
     v
 }
