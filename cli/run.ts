@@ -12,6 +12,7 @@ import { readGguf } from "../runtime/gguf.ts";
 import { qwen3ConfigFromGguf } from "../runtime/config.ts";
 import { chooseDevice, describeSettings, deviceSettings, footprintOf } from "../devices/settings.ts";
 import { DEVICE_IDS } from "../devices/profiles.ts";
+import { Progress } from "./progress.ts";
 
 export const RUN_USAGE = `Usage: bonsai run --model FILE [options]
 
@@ -122,7 +123,9 @@ export async function runCommand(args: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`--max-memory: ${(e as Error).message}`);
   }
-  const file = await readGguf(v.model);
+  const progress = new Progress({ enabled: !quiet && Deno.stderr.isTerminal() });
+  progress.update(`reading ${v.model}`, undefined, true);
+  const file = await readGguf(v.model).finally(() => progress.done());
   const config = qwen3ConfigFromGguf(file);
   let device;
   try {
@@ -141,7 +144,8 @@ export async function runCommand(args: string[]): Promise<number> {
   log(describeSettings(settings) + "\n");
   for (const note of settings.plan.notes) log(`note: ${note}\n`);
   if (maxMemory !== undefined) checkMemoryBudget(file, config, { contextSize: ctx, kvType, parallel }, maxMemory);
-  const model = await Model.load(v.model, { threads: settings.threads, file });
+  progress.update("mapping weights and building the tokenizer", undefined, true);
+  const model = await Model.load(v.model, { threads: settings.threads, file }).finally(() => progress.done());
   const c = model.config;
   log(
     `loaded ${c.name}: ${c.nLayer} layers, ${c.nEmbd} wide, vocab ${c.nVocab}, ` +
