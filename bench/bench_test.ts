@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { measure } from "./measure.ts";
+import { fmt, table } from "./report.ts";
+import { tinyModel } from "../test/fixtures.ts";
+
+Deno.test("report table pads columns and formats missing numbers", () => {
+  const t = table(["model", "tok/s"], [["1.7b", fmt(12.345)], ["4b", fmt(NaN)]])
+    .split("\n");
+  assert.equal(t.length, 4);
+  assert.equal(
+    new Set(t.map((l) => l.length)).size,
+    1,
+    "all lines the same width",
+  );
+  assert.ok(t[2].endsWith("12.3") && t[3].endsWith("-"));
+});
+
+Deno.test("measure: one configuration on the tiny model reports consistent figures", async () => {
+  const m = await measure([
+    "--model",
+    await tinyModel(),
+    "--threads",
+    "1",
+    "--prompt",
+    "20",
+    "--decode",
+    "6",
+    "--chunk",
+    "8",
+    "--prefix",
+    "40",
+  ]);
+  assert.equal(m.threads, 1);
+  assert.equal(m.promptTokens, 20);
+  assert.ok(m.prefillTokS > 0 && m.decodeTokS > 0 && m.loadMs > 0);
+  assert.ok(
+    m.ttftMs >= (m.promptTokens / m.prefillTokS) * 1000,
+    "TTFT includes the whole prefill",
+  );
+  assert.ok(m.weightBytesPerToken > 0);
+  const p = m.prefix!;
+  assert.ok(p.promptTokens >= 40);
+  // the repeated request reuses the system prompt's tokens from the slot
+  assert.ok(p.warmCachedTokens >= 40 && p.warmCachedTokens < p.promptTokens);
+});

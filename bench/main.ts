@@ -1,0 +1,204 @@
+/**
+ * `deno task bench`: decode / prefill speed of the 1.7B and 4B Bonsai shapes (synthetic Q1_0
+ * weights, generated once into models/), on 1 and all threads, against this machine's ceilings
+ * (memory-bandwidth roofline and in-cache kernel rate), plus the per-token FFI/dispatch overhead
+ * and the prefix-cache time to first token. Each model configuration runs in its own process
+ * (bench/measure.ts) so load time and peak RSS are its own. Prints a table; writes JSON to
+ * bench/results/latest.json.
+ *
+ * Options: --quick (1.7B only, 64-token prompt, 32 decode tokens), --models 1.7b,4b,
+ * --threads 1,0 (0 = all CPUs), --prompt N, --decode N, --out PATH.
+ */
+import { parseArgs } from "node:util";
+import { Kernels } from "../kernels/ffi.ts";
+import { ensureModel } from "./models.ts";
+import type { Measurement } from "./measure.ts";
+import { type Ceilings, measureCeilings } from "./roofline.ts";
+import { fmt, table } from "./report.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    models: { type: "string" },
+    threads: { type: "string", default: "1,0" },
+    prompt: { type: "string" },
+    decode: { type: "string" },
+    out: { type: "string", default: "bench/results/latest.json" },
+  },
+});
+const quick = values.quick;
+const models = (values.models ?? (quick ? "1.7b" : "1.7b,4b")).split(",");
+const nPrompt = Number(values.prompt ?? (quick ? 64 : 512));
+const nDecode = Number(values.decode ?? (quick ? 32 : 128));
+const cpus = navigator.hardwareConcurrency;
+const threadCounts = [
+  ...new Set(
+    values.threads.split(",").map((t) => (Number(t) === 0 ? cpus : Number(t))),
+  ),
+];
+
+/** Runs bench/measure.ts in a child process and parses its JSON line. */
+async function child(args: string[]): Promise<Measurement> {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    // --allow-all: Deno reads /proc/<pid>/status (peak RSS) only with all permissions
+    args: [
+      "run",
+      "--allow-all",
+      new URL("./measure.ts", import.meta.url).pathname,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  });
+  const out = await cmd.output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) {
+    throw new Error(`bench child failed (${args.join(" ")}): ${text}`);
+  }
+  return JSON.parse(text.split("\n").pop()!);
+}
+
+const k = Kernels.load();
+const ceilings: Ceilings[] = threadCounts.map((t) => measureCeilings(k, t));
+k.close();
+
+const runs: (Measurement & { shape: string })[] = [];
+for (const shape of models) {
+  const path = await ensureModel(shape);
+  for (const t of threadCounts) {
+    // the prefix-cache line runs once per model, on all threads
+    const prefix = t === Math.max(...threadCounts)
+      ? ["--prefix", quick ? "100" : "400"]
+      : [];
+    const m = await child([
+      "--model",
+      path,
+      "--threads",
+      String(t),
+      "--prompt",
+      String(nPrompt),
+      "--decode",
+      String(nDecode),
+      ...prefix,
+    ]);
+    runs.push({ shape, ...m });
+    console.error(
+      `${shape} x${t}: decode ${fmt(m.decodeTokS)} tok/s, prefill ${
+        fmt(m.prefillTokS)
+      } tok/s`,
+    );
+  }
+}
+
+// Overhead: a model with 1.7B's layer count but tiny matrices does the same FFI calls and pool
+// dispatches per token with almost no arithmetic; its step time bounds the per-token overhead.
+const tAll = Math.max(...threadCounts);
+const ovh = await child([
+  "--model",
+  await ensureModel("overhead"),
+  "--threads",
+  String(tAll),
+  "--prompt",
+  "8",
+  "--decode",
+  "64",
+]);
+const ref17 = runs.find((r) => r.shape === "1.7b" && r.threads === tAll);
+
+const rows = runs.map((r) => {
+  const c = ceilings.find((x) => x.threads === r.threads)!;
+  const bwRoof = (c.readGBs * 1e9) / r.weightBytesPerToken;
+  const weightsPerToken = (r.weightBytesPerToken / 18) * 128; // Q1_0: 18 bytes per 128 weights
+  const computeRoof = (c.computeGWs * 1e9) / weightsPerToken;
+  const roof = Math.min(bwRoof, computeRoof);
+  const stepTokS = 1000 / r.decodeStepMs;
+  return {
+    ...r,
+    bandwidthRooflineTokS: bwRoof,
+    computeRooflineTokS: computeRoof,
+    binds: bwRoof < computeRoof ? "bandwidth" : "compute",
+    fractionOfRoofline: stepTokS / roof,
+    fractionOfBandwidthRoofline: stepTokS / bwRoof,
+  };
+});
+
+console.log(
+  `\nbonsai bench: ${nPrompt}-token prompt, ${nDecode} decode tokens, kernels ${
+    runs[0]?.isa.join("+") || "scalar"
+  }, ${cpus} CPUs\n`,
+);
+console.log(table(
+  [
+    "model",
+    "thr",
+    "load ms",
+    "prefill tok/s",
+    "TTFT ms",
+    "decode tok/s",
+    "step ms (med)",
+    "peak RSS MB",
+    "roofline tok/s (bw / compute)",
+    "binds",
+    "of roofline",
+  ],
+  rows.map((r) => [
+    r.shape,
+    r.threads,
+    fmt(r.loadMs, 0),
+    fmt(r.prefillTokS),
+    fmt(r.ttftMs, 0),
+    fmt(r.decodeTokS),
+    fmt(r.decodeStepMs, 2),
+    fmt(r.peakRssMB, 0),
+    `${fmt(r.bandwidthRooflineTokS)} / ${fmt(r.computeRooflineTokS)}`,
+    r.binds,
+    `${fmt(100 * r.fractionOfRoofline, 0)}%`,
+  ]),
+));
+console.log(
+  "\n" + table(
+    ["threads", "read GB/s", "Q1_0 kernel Gweights/s (in cache)"],
+    ceilings.map((c) => [c.threads, fmt(c.readGBs), fmt(c.computeGWs)]),
+  ),
+);
+const overheadFraction = ref17 ? ovh.decodeStepMs / ref17.decodeStepMs : NaN;
+console.log(
+  `\nper-token FFI + dispatch overhead (28-layer tiny model step, ${tAll} threads): ${
+    fmt(ovh.decodeStepMs, 3)
+  } ms` +
+    (ref17
+      ? ` = ${fmt(100 * overheadFraction, 2)}% of a 1.7B decode step`
+      : ""),
+);
+for (const r of runs) {
+  if (r.prefix) {
+    console.log(
+      `prefix cache (${r.shape}, ${r.threads} thr): ${r.prefix.promptTokens}-token prompt, TTFT cold ${
+        fmt(r.prefix.coldTtftMs, 0)
+      } ms, ` +
+        `repeated ${
+          fmt(r.prefix.warmTtftMs, 0)
+        } ms (${r.prefix.warmCachedTokens} tokens from cache)`,
+    );
+  }
+}
+
+const result = {
+  date: new Date().toISOString(),
+  cpus,
+  promptTokens: nPrompt,
+  decodeTokens: nDecode,
+  ceilings,
+  runs: rows,
+  overhead: {
+    stepMs: ovh.decodeStepMs,
+    fractionOf17bStep: overheadFraction,
+    threads: tAll,
+  },
+};
+await Deno.mkdir(new URL(".", `file://${Deno.cwd()}/${values.out}`).pathname, {
+  recursive: true,
+});
+await Deno.writeTextFile(values.out, JSON.stringify(result, null, 2) + "\n");
+console.log(`\nJSON: ${values.out}`);

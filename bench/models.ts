@@ -1,0 +1,52 @@
+/**
+ * Bench models: synthetic files with the real Bonsai geometries, generated once into `models/`
+ * (gitignored) and reused. Weights are random, so the timings are those of a real model of that
+ * shape; the text they produce is meaningless.
+ */
+import { synthesize } from "../tools/synth.ts";
+import { SHAPES, type SynthShape } from "../tools/synth_shapes.ts";
+
+/** Shapes the bench knows: the two Bonsai sizes, and a 28-layer tiny model for the overhead line. */
+export const BENCH_SHAPES: Record<string, SynthShape> = {
+  "1.7b": SHAPES["1.7b"],
+  "4b": SHAPES["4b"],
+  // 1.7B's layer count (so the same number of FFI calls and pool dispatches per token) with
+  // matrices too small to matter: its decode step is almost pure call overhead.
+  "overhead": {
+    ...SHAPES.tiny,
+    name: "overhead",
+    sizeLabel: "overhead",
+    blockCount: SHAPES["1.7b"].blockCount,
+  },
+};
+
+/** Path of the bench model for `shape`, synthesizing it first if missing. */
+export async function ensureModel(
+  shape: string,
+  dir = "models",
+): Promise<string> {
+  const s = BENCH_SHAPES[shape];
+  if (!s) {
+    throw new Error(
+      `unknown bench shape '${shape}' (${
+        Object.keys(BENCH_SHAPES).join(", ")
+      })`,
+    );
+  }
+  const path = `${dir}/bench-${shape}-q1_0.gguf`;
+  try {
+    await Deno.stat(path);
+    return path;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.tmp`;
+  const t0 = performance.now();
+  await synthesize({ shape: s, out: tmp, seed: 1, type: "q1_0" });
+  await Deno.rename(tmp, path);
+  console.error(
+    `generated ${path} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  return path;
+}
