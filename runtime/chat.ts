@@ -1,11 +1,12 @@
 /**
  * Qwen3 ChatML prompts: the semantics of the Jinja chat template the Qwen3/Bonsai files carry
- * (`tokenizer.chat_template`), written out in code for the no-tools case.
+ * (`tokenizer.chat_template`), written out in code, tool definitions included.
  *
  * @module
  */
 
 import { type Tokenizer, TokenType } from "./tokenizer.ts";
+import type { ToolDefinition } from "./constrain/tools.ts";
 
 /** One turn of a conversation. */
 export interface ChatMessage {
@@ -19,6 +20,8 @@ export interface ChatOptions {
   enableThinking?: boolean;
   /** End with the opening of an assistant turn (default true). */
   addGenerationPrompt?: boolean;
+  /** Tools listed in the system turn, as the template's `tools` variable (OpenAI form). */
+  tools?: ToolDefinition[];
 }
 
 /** A prompt piece: template markup that is a special token, or text. */
@@ -90,7 +93,32 @@ function chatParts(messages: ChatMessage[], opts: ChatOptions): Part[] {
     parts.push({ special: "<|im_start|>" }, { text: `${role}\n` });
   const endTurn = () => parts.push({ special: "<|im_end|>" }, { text: "\n" });
 
-  if (messages.length > 0 && messages[0].role === "system") {
+  if (opts.tools && opts.tools.length > 0) {
+    startTurn("system");
+    if (messages.length > 0 && messages[0].role === "system") parts.push({ text: messages[0].content + "\n\n" });
+    parts.push({
+      text: "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n" +
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>",
+    });
+    for (const tool of opts.tools) {
+      const fn: Record<string, unknown> = { name: tool.name };
+      if (tool.description !== undefined) fn.description = tool.description;
+      if (tool.parameters !== undefined) fn.parameters = tool.parameters;
+      parts.push({ text: "\n" + pythonJson({ type: "function", function: fn }) });
+    }
+    parts.push(
+      // The tag names are special tokens wherever the template text has them, as when a
+      // Hugging Face tokenizer encodes the rendered prompt.
+      { text: "\n</tools>\n\nFor each function call, return a json object with function name and arguments within " },
+      { special: "<tool_call>" },
+      { special: "</tool_call>" },
+      { text: " XML tags:\n" },
+      { special: "<tool_call>" },
+      { text: '\n{"name": <function-name>, "arguments": <args-json-object>}\n' },
+      { special: "</tool_call>" },
+    );
+    endTurn();
+  } else if (messages.length > 0 && messages[0].role === "system") {
     startTurn("system");
     parts.push({ text: messages[0].content });
     endTurn();
@@ -180,6 +208,16 @@ function validate(messages: ChatMessage[]): void {
       );
     }
   });
+}
+
+/** JSON as Python's `json.dumps` writes it (the template's `tojson`): `", "` and `": "` separators. */
+export function pythonJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(pythonJson).join(", ")}]`;
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined);
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}: ${pythonJson(v)}`).join(", ")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
 }
 
 function lstripNewlines(s: string): string {

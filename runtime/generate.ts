@@ -6,6 +6,7 @@ import type { SamplingOptions } from "./sampler.ts";
 import type { ChatMessage } from "./chat.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 import type { TokenConstraint } from "./sequence.ts";
+import type { ToolCall, ToolChoice, ToolDefinition } from "./constrain/tools.ts";
 
 /** What to generate. Give `prompt` or `messages`. */
 export interface GenerationRequest {
@@ -28,6 +29,14 @@ export interface GenerationRequest {
   sampling?: SamplingOptions;
   /** Builds the output constraint of this request (structured output), if any. */
   constraint?: (tokenizer: Tokenizer) => TokenConstraint;
+  /** The output is JSON valid against this schema (see runtime/constrain/json_schema.ts). */
+  jsonSchema?: unknown;
+  /** The output matches this GBNF-like grammar (see runtime/constrain/gbnf.ts). */
+  grammar?: string;
+  /** Tools the model may call (listed in the system prompt, Qwen3 style). */
+  tools?: ToolDefinition[];
+  /** Whether and which tools to call (default "auto"). */
+  toolChoice?: ToolChoice;
 }
 
 /** Why a generation ended. */
@@ -51,7 +60,14 @@ export interface GenerationStats {
  */
 export type GenerationEvent =
   | { type: "token"; token: number; text: string }
-  | { type: "done"; text: string; finishReason: FinishReason; stats: GenerationStats };
+  | {
+    type: "done";
+    text: string;
+    finishReason: FinishReason;
+    stats: GenerationStats;
+    /** The complete tool calls in `text`, when the request listed tools. */
+    toolCalls?: ToolCall[];
+  };
 
 /** Errors a request can end with; the runtime keeps serving after each. */
 export class RequestError extends Error {

@@ -85,14 +85,21 @@ export class Sampler {
   /**
    * Picks the next token. `history` is the sequence so far (prompt and output), read by the
    * penalties. `allowed`, when given, masks out every token for which it returns false.
+   * `only`, when given, lists the tokens to consider (the others are masked out): a constraint
+   * that knows its few allowed tokens saves the scan of the whole vocabulary.
    */
-  sample(logits: Float32Array, history: ArrayLike<number> = [], allowed?: (id: number) => boolean): number {
+  sample(
+    logits: Float32Array,
+    history: ArrayLike<number> = [],
+    allowed?: (id: number) => boolean,
+    only?: ArrayLike<number>,
+  ): number {
     const o = this.options;
     const penalized = this.applyPenalties(logits, history);
     const logit = (id: number) => penalized.get(id) ?? logits[id];
-    if (o.temperature === 0) return argmax(logits, penalized, allowed);
+    if (o.temperature === 0) return argmax(logits, penalized, allowed, only);
 
-    const candidates = topCandidates(logits, penalized, o.topK, allowed);
+    const candidates = topCandidates(logits, penalized, o.topK, allowed, only);
     if (candidates.length === 0) throw new Error("no token is allowed at this point");
     // Probabilities in f64, in a fixed order (by logit, then id), so the draw is reproducible.
     const maxLogit = logit(candidates[0]);
@@ -148,12 +155,19 @@ export class Sampler {
 }
 
 /** Most likely allowed token; the lowest id wins a tie. */
-function argmax(logits: Float32Array, penalized: Map<number, number>, allowed?: (id: number) => boolean): number {
+function argmax(
+  logits: Float32Array,
+  penalized: Map<number, number>,
+  allowed?: (id: number) => boolean,
+  only?: ArrayLike<number>,
+): number {
   let best = -1;
   let bestLogit = -Infinity;
-  for (let id = 0; id < logits.length; id++) {
+  const n = only ? only.length : logits.length;
+  for (let i = 0; i < n; i++) {
+    const id = only ? only[i] : i;
     const l = penalized.get(id) ?? logits[id];
-    if (l > bestLogit && (!allowed || allowed(id))) {
+    if ((l > bestLogit || (l === bestLogit && id < best)) && (!allowed || allowed(id))) {
       best = id;
       bestLogit = l;
     }
@@ -168,17 +182,23 @@ function topCandidates(
   penalized: Map<number, number>,
   k: number,
   allowed?: (id: number) => boolean,
+  only?: ArrayLike<number>,
 ): number[] {
   const logit = (id: number) => penalized.get(id) ?? logits[id];
   const better = (a: number, b: number) => logit(a) > logit(b) || (logit(a) === logit(b) && a < b);
+  const n = only ? only.length : logits.length;
   if (k === 0 || k >= logits.length) {
     const ids: number[] = [];
-    for (let id = 0; id < logits.length; id++) if (!allowed || allowed(id)) ids.push(id);
+    for (let i = 0; i < n; i++) {
+      const id = only ? only[i] : i;
+      if (!allowed || allowed(id)) ids.push(id);
+    }
     return ids.sort((a, b) => (better(a, b) ? -1 : better(b, a) ? 1 : 0));
   }
   // Insertion into a short sorted list: the k-th logit quickly rejects almost every token.
   const top: number[] = [];
-  for (let id = 0; id < logits.length; id++) {
+  for (let j = 0; j < n; j++) {
+    const id = only ? only[j] : j;
     if (top.length === k && !better(id, top[k - 1])) continue;
     if (allowed && !allowed(id)) continue;
     let i = top.length === k ? k - 1 : top.length;

@@ -8,6 +8,8 @@ import { type ChatMessage, encodeChat } from "./chat.ts";
 import { Sampler } from "./sampler.ts";
 import { StopMatcher } from "./stop.ts";
 import { StreamDecoder, type Tokenizer } from "./tokenizer.ts";
+import { activeTools, requestConstraint } from "./constrain/request.ts";
+import { parseToolCalls } from "./constrain/tools.ts";
 import {
   type FinishReason,
   type GenerationEvent,
@@ -28,6 +30,16 @@ export interface TokenConstraint {
   accept(id: number): void;
   /** True when nothing more may follow: generation ends. */
   isComplete(): boolean;
+  /**
+   * Called before each pick with the tokens the sequence may still generate (that one
+   * included), so that the constraint can steer to a complete output in time.
+   */
+  setRemaining?(tokens: number): void;
+  /**
+   * Every token that may come next (end-of-generation tokens aside), when the constraint can
+   * list them cheaply; the sampler then looks at those only.
+   */
+  candidates?(): ArrayLike<number> | undefined;
 }
 
 /** Turns a request into prompt token ids; throws RequestError on a bad request. */
@@ -49,7 +61,7 @@ export function promptTokens(tok: Tokenizer, req: GenerationRequest): number[] {
     throw new RequestError("BAD_REQUEST", "request has no prompt (give prompt or messages)");
   }
   if (messages.length === 0) throw new RequestError("BAD_REQUEST", "messages is empty");
-  return encodeChat(tok, messages, { enableThinking: req.enableThinking ?? false });
+  return encodeChat(tok, messages, { enableThinking: req.enableThinking ?? false, tools: activeTools(req) });
 }
 
 /** Decoding state of one request. */
@@ -71,7 +83,9 @@ export class Sequence {
   private readonly stop: StopMatcher;
   private readonly decoder: StreamDecoder;
   private readonly constraint?: TokenConstraint;
+  private readonly tools?: GenerationRequest["tools"];
   private readonly tok: Tokenizer;
+  private readonly capacity: number;
   private readonly stopTokens: Set<number>;
 
   /** Validates the request against a cache of `capacity` tokens; throws RequestError. */
@@ -101,7 +115,9 @@ export class Sequence {
         throw new RequestError("BAD_REQUEST", `stop token ${id} is not a token id (0..${this.tok.vocabSize - 1})`);
       }
     }
-    this.constraint = req.constraint?.(this.tok);
+    this.constraint = requestConstraint(req)?.(this.tok);
+    this.tools = activeTools(req);
+    this.capacity = opts.capacity;
     this.decoder = new StreamDecoder(this.tok, { skipSpecial: true });
     this.history = [...this.prompt];
   }
@@ -116,7 +132,15 @@ export class Sequence {
     const allowed = c
       ? (id: number) => this.tok.isEndOfGeneration(id) ? c.canEnd() : c.allows(id)
       : undefined;
-    const next = this.sampler.sample(logits, this.history, allowed);
+    // The KV cache may run out before max_tokens does.
+    c?.setRemaining?.(Math.min(this.maxTokens, this.capacity - this.prompt.length) - this.generated);
+    let candidates: number[] | undefined;
+    const listed = c?.candidates?.();
+    if (c && listed) {
+      candidates = Array.from(listed);
+      if (c.canEnd()) candidates.push(...this.endIds());
+    }
+    const next = this.sampler.sample(logits, this.history, allowed, candidates);
     this.generated++;
     if (this.tok.isEndOfGeneration(next) || this.stopTokens.has(next)) return this.finish("stop", events);
     c?.accept(next);
@@ -129,6 +153,12 @@ export class Sequence {
     if (stopped || c?.isComplete()) return this.finish("stop", events);
     if (this.generated >= this.maxTokens) return this.finish("length", events);
     return { events, next };
+  }
+
+  /** The vocabulary's end-of-generation token ids. */
+  private endIds(): number[] {
+    const ids = [this.tok.eosTokenId, this.tok.tokenId("<|im_end|>"), this.tok.tokenId("<|endoftext|>")];
+    return [...new Set(ids.filter((id): id is number => id !== undefined && this.tok.isEndOfGeneration(id)))];
   }
 
   /** Ends the sequence now (cancelled, or out of context); returns the final events. */
@@ -159,6 +189,7 @@ export class Sequence {
         prefillTokensPerSecond: prefillMs > 0 ? (this.prefilled - this.cachedPromptTokens) / (prefillMs / 1000) : 0,
         decodeTokensPerSecond: decodeSteps > 0 && decodeMs > 0 ? decodeSteps / (decodeMs / 1000) : 0,
       },
+      ...(this.tools ? { toolCalls: parseToolCalls(this.text, this.tools) } : {}),
     });
     return { events };
   }

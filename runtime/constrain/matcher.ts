@@ -30,6 +30,7 @@ interface State {
   /** Least cost (bytes, 1 per special token) of any way to a complete match. */
   minRemaining: number;
   tokenTrans?: Map<string, number>;
+  wide?: boolean;
 }
 
 /** Lazily determinised matcher of one grammar; shared by every sequence that uses it. */
@@ -118,6 +119,24 @@ export class ByteMatcher {
     const next = leaves.size === 0 && !accepting ? DEAD : this.intern([...leaves], accepting, 0, 0, 0);
     (st.tokenTrans ??= new Map()).set(text, next);
     return next;
+  }
+
+  /**
+   * Whether some alive stack expects a character from a wide class (at least 64 of the ASCII
+   * characters, e.g. inside a JSON string): then most tokens fit and listing them is pointless.
+   */
+  isWide(state: number): boolean {
+    const st = this.states[state];
+    if (st.wide === undefined) {
+      st.wide = st.leaves.some((leaf) => {
+        const e = this.elems[this.nodePos[leaf]]!;
+        if (e.type !== "char") return false;
+        let n = 0;
+        for (let cp = 0; cp < 128; cp++) if (charMatches(e, cp)) n++;
+        return n >= 64;
+      });
+    }
+    return st.wide;
   }
 
   /** Whether the text so far is a complete match. */
