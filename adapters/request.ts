@@ -6,6 +6,7 @@
 import { type GenerationRequest, RequestError } from "../runtime/generate.ts";
 import type { ChatMessage } from "../runtime/chat.ts";
 import type { SamplingOptions } from "../runtime/sampler.ts";
+import { normalizeToolChoice, normalizeTools } from "../runtime/constrain/tools.ts";
 
 /** A parsed request with its correlation id. */
 export interface WireRequest {
@@ -30,6 +31,7 @@ const SAMPLING_FIELDS: Record<string, keyof SamplingOptions> = {
 
 const OTHER_FIELDS = new Set([
   "id", "prompt", "messages", "system", "max_tokens", "stop", "stop_tokens", "raw", "think", "stream",
+  "json_schema", "grammar", "tools", "tool_choice",
 ]);
 
 const ROLES = new Set(["system", "user", "assistant", "tool"]);
@@ -90,6 +92,25 @@ export function parseWireRequest(value: unknown): WireRequest {
       throw bad("stop_tokens must be an array of token ids");
     }
     request.stopTokens = ids as number[];
+  }
+  // Structured output: shapes are checked here, schemas and grammars when the request runs.
+  if (obj.json_schema !== undefined) {
+    const js = obj.json_schema;
+    if (typeof js !== "boolean" && (typeof js !== "object" || js === null || Array.isArray(js))) {
+      throw bad("json_schema must be a JSON-schema object");
+    }
+    request.jsonSchema = js;
+  }
+  set("grammar", str("grammar"));
+  if (obj.tools !== undefined) {
+    try {
+      request.tools = normalizeTools(obj.tools);
+      request.toolChoice = normalizeToolChoice(obj.tool_choice, request.tools);
+    } catch (e) {
+      throw bad((e as Error).message);
+    }
+  } else if (obj.tool_choice !== undefined) {
+    throw bad("tool_choice needs tools");
   }
   const sampling: SamplingOptions = {};
   for (const [wire, field] of Object.entries(SAMPLING_FIELDS)) {

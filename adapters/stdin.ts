@@ -222,6 +222,7 @@ export function doneEvent(id: string | number | undefined, ev: Extract<Generatio
       prompt_per_second: round(s.prefillTokensPerSecond),
       predicted_per_second: round(s.decodeTokensPerSecond),
     },
+    ...(ev.toolCalls ? { tool_calls: ev.toolCalls } : {}),
   };
 }
 

@@ -48,12 +48,14 @@ Options:
       --stop TEXT         stop string (repeatable)
       --raw               no chat template: the prompt is fed as is, special tokens parsed
       --think             let the model think (<think> block) before answering
+      --json-schema FILE  constrain every answer to JSON valid against this JSON schema
+      --grammar FILE      constrain every answer to this GBNF-like grammar
   -q, --quiet             no load and speed messages on stderr
   -h, --help              this text
 
 JSON request fields: id, prompt | messages, system, max_tokens, temperature, top_k, top_p,
 min_p, repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed, stop, raw,
-think, stream, stop_tokens. Requests run as they arrive (see --parallel); events carry the
+think, stream, stop_tokens, json_schema, grammar, tools, tool_choice. Requests run as they arrive (see --parallel); events carry the
 request's id. {"cancel": ID} cancels a running request. Events: {"event":"token",...},
 {"event":"done",...}, {"event":"error",...} (with "line" when the request had no id).
 Ctrl-C cancels the answer in progress and exits (code 130); end of input exits 0.`;
@@ -81,6 +83,8 @@ const OPTIONS = {
   stop: { type: "string", multiple: true },
   raw: { type: "boolean" },
   think: { type: "boolean" },
+  "json-schema": { type: "string" },
+  grammar: { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -144,6 +148,7 @@ export async function runCommand(args: string[]): Promise<number> {
   log(describeSettings(settings) + "\n");
   for (const note of settings.plan.notes) log(`note: ${note}\n`);
   if (maxMemory !== undefined) checkMemoryBudget(file, config, { contextSize: ctx, kvType, parallel }, maxMemory);
+  const { jsonSchema, grammar } = await readConstraintFiles(v["json-schema"], v.grammar);
   progress.update("mapping weights and building the tokenizer", undefined, true);
   const model = await Model.load(v.model, { threads: settings.threads, file }).finally(() => progress.done());
   const c = model.config;
@@ -161,6 +166,8 @@ export async function runCommand(args: string[]): Promise<number> {
     stop: v.stop,
     raw: v.raw,
     enableThinking: v.think,
+    jsonSchema,
+    grammar,
   };
 
   const controller = new AbortController();
@@ -183,6 +190,28 @@ export async function runCommand(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGINT", onSigint);
     model.close();
   }
+}
+
+/** The --json-schema and --grammar files (checked when the first request runs). */
+async function readConstraintFiles(schemaPath?: string, grammarPath?: string) {
+  const read = async (flag: string, path: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (e) {
+      throw new UsageError(`--${flag} ${path}: ${(e as Error).message}`);
+    }
+  };
+  let jsonSchema: unknown;
+  if (schemaPath !== undefined) {
+    const text = await read("json-schema", schemaPath);
+    try {
+      jsonSchema = JSON.parse(text);
+    } catch (e) {
+      throw new UsageError(`--json-schema ${schemaPath} is not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  const grammar = grammarPath === undefined ? undefined : await read("grammar", grammarPath);
+  return { jsonSchema, grammar };
 }
 
 function writeAll(bytes: Uint8Array): void {
