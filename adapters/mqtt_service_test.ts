@@ -68,7 +68,7 @@ async function directText(model: Model, request: GenerationRequest): Promise<str
 
 async function until(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; !cond(); i++) {
-    if (i > 1000) throw new Error(`gave up waiting for ${what}`);
+    if (i > 6000) throw new Error(`gave up waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -113,5 +113,174 @@ Deno.test({
       assert.ok(["stop", "length"].includes(final(ra).finish_reason as string));
       assert.ok(typeof (final(ra).timings as Record<string, number>).predicted_per_second === "number");
       assert.equal(service.stats.completed, 3);
+    }),
+});
+
+Deno.test({
+  name: "bad requests each get an error reply naming the problem; a request with no reply address is dropped; the node keeps serving",
+  ignore: !HAVE_MOSQUITTO,
+  fn: () =>
+    withService({ scheduler: { contextSize: 128 }, service: { maxPayload: 4096 } }, async ({ service, client, base }) => {
+      const topic = `${base}/request`;
+      const te = new TextEncoder();
+      const cases: [string, unknown, Parameters<TestClient["send"]>[2], string, RegExp][] = [
+        ["malformed JSON", te.encode("{not json"), {}, "BAD_JSON", /not valid JSON/],
+        ["malformed CBOR", new Uint8Array([0xa1, 0x63, 0x61]), { encoding: "cbor" }, "BAD_CBOR", /not valid CBOR/],
+        ["unknown field", { id: 1, prompt: "x", colour: "red" }, {}, "BAD_REQUEST", /unknown field: colour/],
+        ["wrong type", { id: 2, prompt: "x", max_tokens: "ten" }, {}, "BAD_REQUEST", /max_tokens must be a positive integer/],
+        ["missing prompt", { id: 3, temperature: 0.5 }, { encoding: "cbor" }, "BAD_REQUEST", /no prompt/],
+        ["over-long prompt", { id: 4, prompt: "word ".repeat(200) }, {}, "PROMPT_TOO_LONG", /context holds 128/],
+        ["huge payload", { id: 5, prompt: "y".repeat(10_000) }, {}, "TOO_LARGE", /exceeds the limit of 4096 bytes/],
+        ["unsupported content type", { prompt: "x" }, { contentType: "text/plain" }, "UNSUPPORTED_CONTENT_TYPE", /text\/plain/],
+        ["not an object", [1, 2], {}, "BAD_REQUEST", /must be an object/],
+      ];
+      const topics = await Promise.all(cases.map(([, body, o]) => client.send(topic, body, o)));
+      const replies = await Promise.all(topics.map((t) => client.replies(t)));
+      for (const [i, [what, , o, code, message]] of cases.entries()) {
+        const r = replies[i];
+        assert.equal(r.length, 1, what);
+        assert.equal(r[0].event, "error", what);
+        assert.equal(r[0].finish_reason, "error", what);
+        const err = r[0].error as { code: string; message: string };
+        assert.equal(err.code, code, `${what}: ${err.message}`);
+        assert.match(err.message, message, what);
+        assert.equal(r[0]._encoding, o?.encoding ?? "json", `${what}: reply in the request's encoding`);
+      }
+      // The id is echoed even when the rest of the request is bad.
+      assert.equal(replies[2][0].id, 1);
+      // A payload far past the limit (dropped by the broker or by us) crashes nothing.
+      await client.send(topic, { prompt: "z".repeat(200_000) }, {});
+      // No Response Topic and no reply_to: logged, counted, dropped.
+      await client.send(topic, { prompt: "x" }, { responseTopic: false });
+      await until(() => service.stats.droppedNoReplyTo === 1, "the drop to be counted");
+      // Still serving.
+      const ok = await client.replies(await client.send(topic, { id: "ok", prompt: "Hi", max_tokens: 3 }));
+      assert.equal(final(ok).event, "done");
+      assert.deepEqual(checkStream(ok), []);
+    }),
+});
+
+Deno.test({
+  name: "past the queue limit a request gets BUSY; a cancel by id or correlation data ends a running request with 'cancelled'",
+  ignore: !HAVE_MOSQUITTO,
+  fn: () =>
+    withService({ scheduler: { parallel: 1, maxQueue: 1, contextSize: 2048 } }, async ({ service, client, base }) => {
+      const topic = `${base}/request`;
+      // A long request occupies the only slot...
+      const long = await client.send(topic, { id: "long", prompt: "Go", max_tokens: 1800, temperature: 0 }, { correlation: "L" });
+      await client.firstReplies(long, 1);
+      // ...the next waits in the queue, the one after is refused.
+      const queued = await client.send(topic, { id: "queued", prompt: "Hi", max_tokens: 2 });
+      const refused = await client.send(topic, { id: "refused", prompt: "Hi", max_tokens: 2 });
+      const busy = await client.replies(refused);
+      assert.equal(final(busy).event, "error");
+      assert.equal((final(busy).error as { code: string }).code, "BUSY");
+      assert.match((final(busy).error as { message: string }).message, /queue limit 1/);
+      // Cancel the long one by its correlation data (MQTT 5 property only, empty payload).
+      await client.client.publishAsync(`${base}/cancel`, "", { qos: 1, properties: { correlationData: new TextEncoder().encode("L") as never } });
+      const longReplies = await client.replies(long);
+      assert.equal(final(longReplies).finish_reason, "cancelled");
+      assert.deepEqual(checkStream(longReplies), []);
+      assert.ok((final(longReplies).usage as { completion_tokens: number }).completion_tokens < 1800);
+      // The queued one then runs to completion.
+      assert.equal(final(await client.replies(queued)).event, "done");
+      // A cancel by id (JSON payload).
+      const second = await client.send(topic, { id: "second", prompt: "Go", max_tokens: 1800, temperature: 0 });
+      await client.firstReplies(second, 1);
+      await client.client.publishAsync(`${base}/cancel`, JSON.stringify({ id: "second" }), { qos: 1 });
+      assert.equal(final(await client.replies(second)).finish_reason, "cancelled");
+      assert.equal(service.stats.busy, 1);
+      assert.equal(service.stats.cancelled, 2);
+    }),
+});
+
+Deno.test({
+  name: "a request whose message expiry passes while it waits for a slot is dropped with an EXPIRED reply",
+  ignore: !HAVE_MOSQUITTO,
+  fn: () =>
+    withService({ scheduler: { parallel: 1, contextSize: 2048 } }, async ({ service, client, base }) => {
+      const topic = `${base}/request`;
+      const long = await client.send(topic, { id: "long", prompt: "Go", max_tokens: 1800, temperature: 0 });
+      await client.firstReplies(long, 1);
+      const expiring = await client.send(topic, { id: "soon", prompt: "Hi", max_tokens: 2 }, { expiry: 1 });
+      const r = await client.replies(expiring);
+      await client.client.publishAsync(`${base}/cancel`, JSON.stringify({ id: "long" }), { qos: 1 });
+      await client.replies(long);
+      assert.equal(r.length, 1);
+      assert.equal(final(r).id, "soon");
+      assert.equal((final(r).error as { code: string }).code, "EXPIRED");
+      assert.equal(service.stats.expired, 1);
+    }),
+});
+
+Deno.test("MQTT 3.1.1 broker (aedes): falls back from MQTT 5; reply_to and id ride in the payload; presence online then offline", async () => {
+  await withService({ broker: "aedes", clientVersion: 4 }, async ({ service, client, base }) => {
+    assert.equal(service.protocolVersion, 4);
+    await client.watch(`${base}/status`);
+    const online = await client.waitFor(`${base}/status`, (s) => s.state === "online");
+    assert.equal((online.capabilities as Record<string, unknown>).mqtt_version, "3.1.1");
+    assert.equal((online.model as { shape: { layers: number } }).shape.layers, 2);
+    assert.equal((online.limits as { parallel: number }).parallel, 1);
+    const topics = await Promise.all([
+      client.send(`${base}/request`, { id: "j", prompt: "Hello", max_tokens: 4 }, { replyToInPayload: true }),
+      client.send(`${base}/request`, { id: "c", prompt: "Hello", max_tokens: 4 }, { replyToInPayload: true, encoding: "cbor" }),
+      client.send(`${base}/request`, { id: "bad", prompt: "x", reply_to: 5 } as unknown, {}),
+    ]);
+    const [j, c] = await Promise.all(topics.slice(0, 2).map((t) => client.replies(t)));
+    assert.deepEqual(checkStream(j), []);
+    assert.deepEqual(checkStream(c), []);
+    assert.ok(j.every((r) => r.id === "j" && r._encoding === "json"));
+    assert.ok(c.every((r) => r.id === "c" && r._encoding === "cbor"));
+    assert.equal(final(j).text, final(c).text); // same request, same default seed
+    // reply_to of the wrong type: no usable address, so dropped and counted.
+    await until(() => service.stats.droppedNoReplyTo === 1, "the bad reply_to to be dropped");
+    await service.stop(1000);
+    await client.waitFor(`${base}/status`, (s) => s.state === "offline" && s.reason === "shutdown");
+  });
+});
+
+Deno.test({
+  name: "broker killed and restarted: the node reconnects, resubscribes, says online again and serves",
+  ignore: !HAVE_MOSQUITTO,
+  fn: () =>
+    withService({}, async ({ service, client, broker, base }) => {
+      await broker.stop();
+      await until(() => !service.connected, "the node to notice");
+      await broker.start();
+      await until(() => service.connected, "the node to reconnect");
+      // The retained status is gone with the broker; the node publishes it again after subscribing.
+      await client.watch(`${base}/status`);
+      await client.waitFor(`${base}/status`, (s) => s.state === "online");
+      const r = await client.replies(await client.send(`${base}/request`, { id: "after", prompt: "Hi", max_tokens: 3 }));
+      assert.equal(final(r).event, "done");
+    }),
+});
+
+Deno.test({
+  name: "link cut with a request in flight: the will says offline, the request finishes, its final reply arrives after the reconnection",
+  ignore: !HAVE_MOSQUITTO,
+  fn: () =>
+    withService({ proxy: true, scheduler: { contextSize: 2048 } }, async ({ service, scheduler, client, broker: link, base }) => {
+      await client.watch(`${base}/status`);
+      await client.waitFor(`${base}/status`, (s) => s.state === "online");
+      const t = await client.send(`${base}/request`, { id: "inflight", prompt: "Go", max_tokens: 600, temperature: 0 });
+      await client.firstReplies(t, 1);
+      await link.stop();
+      await client.waitFor(`${base}/status`, (s) => s.state === "offline" && s.reason === "connection lost");
+      await until(() => scheduler.activeCount === 0, "the request to finish offline");
+      assert.equal(service.connected, false);
+      await link.start();
+      const r = await client.replies(t);
+      const f = final(r);
+      assert.equal(f.event, "done");
+      assert.equal(f.finish_reason, "length");
+      assert.equal((f.usage as { completion_tokens: number }).completion_tokens, 600);
+      assert.ok(service.stats.chunksDroppedOffline > 0);
+      // QoS 1 is at-least-once: chunks unacknowledged at the cut come again after the reconnection.
+      // Told apart by seq, what arrived is in order, with a gap where the link was down.
+      const seqs = [...new Set(r.map((x) => x.seq))];
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+      assert.ok(seqs.length < 601);
+      assert.equal(f.seq, 600);
     }),
 });

@@ -1,0 +1,92 @@
+/**
+ * The MQTT service's pure parts: payload codec, topic names, backoff, option checks.
+ */
+import assert from "node:assert/strict";
+import { encode as cborEncode } from "cbor-x";
+import { RequestError } from "../runtime/generate.ts";
+import { decodePayload, detectEncoding, encodePayload } from "./mqtt_codec.ts";
+import { nodeTopics, publishTopicProblem } from "./mqtt_topics.ts";
+import { Backoff } from "./mqtt_backoff.ts";
+import { clientOptions, resolveMqttOptions } from "./mqtt_options.ts";
+
+const code = (c: string) => (e: unknown) => e instanceof RequestError && e.code === c;
+
+Deno.test("codec: content type decides, else the first byte; both encodings round-trip a request", () => {
+  const req = { id: 1, prompt: "héllo", temperature: 0.5, messages: [{ role: "user", content: "x" }] };
+  const json = encodePayload(req, "json");
+  const cbor = encodePayload(req, "cbor");
+  assert.equal(detectEncoding(json), "json");
+  assert.equal(detectEncoding(cbor), "cbor");
+  assert.equal(detectEncoding(new TextEncoder().encode("  \n{}")), "json");
+  assert.equal(detectEncoding(cbor, "application/json; charset=utf-8"), "json");
+  assert.equal(detectEncoding(json, "application/cbor"), "cbor");
+  assert.throws(() => detectEncoding(json, "text/plain"), code("UNSUPPORTED_CONTENT_TYPE"));
+  assert.deepEqual(decodePayload(json, "json"), req);
+  assert.deepEqual(decodePayload(cbor, "cbor"), req);
+});
+
+Deno.test("codec: malformed payloads give BAD_JSON / BAD_CBOR; CBOR maps with non-string keys are rejected", () => {
+  assert.throws(() => decodePayload(new TextEncoder().encode("{"), "json"), code("BAD_JSON"));
+  assert.throws(() => decodePayload(new Uint8Array([0xff, 0xfe]), "json"), code("BAD_JSON"));
+  assert.throws(() => decodePayload(new Uint8Array([0xa1, 0x61]), "cbor"), code("BAD_CBOR"));
+  assert.throws(() => decodePayload(new Uint8Array(), "cbor"), code("BAD_CBOR"));
+  assert.throws(() => decodePayload(cborEncode(new Map([[1, "x"]])), "cbor"), code("BAD_CBOR"));
+  assert.deepEqual(decodePayload(cborEncode(new Map([["prompt", "x"]])), "cbor"), { prompt: "x" });
+});
+
+Deno.test("topics: built under prefix/node; bad names and reply topics are named", () => {
+  assert.deepEqual(nodeTopics("plant/line1", "arm-3"), {
+    request: "plant/line1/arm-3/request",
+    cancel: "plant/line1/arm-3/cancel",
+    status: "plant/line1/arm-3/status",
+  });
+  assert.throws(() => nodeTopics("bonsai", "a/b"), /single topic level/);
+  assert.throws(() => nodeTopics("bonsai", "+"), /must not contain/);
+  assert.throws(() => nodeTopics("", "n"), /prefix must not be empty/);
+  assert.throws(() => nodeTopics("$SYS", "n"), /reserved/);
+  assert.equal(publishTopicProblem("replies/42"), undefined);
+  assert.match(publishTopicProblem("replies/#")!, /wildcard/);
+  assert.match(publishTopicProblem("")!, /empty/);
+});
+
+Deno.test("backoff: doubles from min to max, jitter only shortens, reset starts over", () => {
+  const b = new Backoff(100, 1000, 0.2, () => 0);
+  assert.deepEqual([b.next(), b.next(), b.next(), b.next(), b.next(), b.next()], [100, 200, 400, 800, 1000, 1000]);
+  b.reset();
+  assert.equal(b.next(), 100);
+  const j = new Backoff(100, 1000, 0.5, () => 0.999);
+  const d = j.next();
+  assert.ok(d >= 50 && d < 100);
+  assert.throws(() => new Backoff(0, 10), RangeError);
+});
+
+Deno.test("options: defaults, checks, TLS files read and passed to mqtt.js, will retained", async () => {
+  const o = resolveMqttOptions({ url: "mqtt://127.0.0.1:1883", node: "n1" });
+  assert.equal(o.prefix, "bonsai");
+  assert.equal(o.clientId, "bonsai-n1");
+  assert.equal(o.qos, 1);
+  assert.throws(() => resolveMqttOptions({ url: "http://x", node: "n" }), /scheme 'http:'/);
+  assert.throws(() => resolveMqttOptions({ url: "not a url", node: "n" }), /not a URL/);
+  assert.throws(() => resolveMqttOptions({ url: "mqtt://x", node: "n", cert: "/c" }), /both --cert and --key/);
+  assert.throws(() => resolveMqttOptions({ url: "mqtt://x", node: "n", ca: "/no/such/ca.pem" }), /CA certificate file '\/no\/such\/ca.pem'/);
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const f of ["ca", "cert", "key"]) await Deno.writeTextFile(`${dir}/${f}.pem`, `${f} pem`);
+    const t = resolveMqttOptions({
+      url: "mqtts://broker:8883", node: "n", username: "u", password: "p",
+      ca: `${dir}/ca.pem`, cert: `${dir}/cert.pem`, key: `${dir}/key.pem`,
+    });
+    const will = { topic: "bonsai/n/status", payload: new TextEncoder().encode("{}"), qos: 1 as const };
+    const c = clientOptions(t, 5, will);
+    assert.equal(c.username, "u");
+    assert.equal(c.password, "p");
+    assert.equal(new TextDecoder().decode(c.ca as Uint8Array), "ca pem");
+    assert.equal(new TextDecoder().decode(c.key as Uint8Array), "key pem");
+    assert.equal(c.will?.retain, true);
+    assert.equal(c.will?.topic, "bonsai/n/status");
+    assert.equal(c.protocolVersion, 5);
+    assert.equal(clientOptions(t, 4, will).properties, undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
