@@ -97,9 +97,9 @@ export class MqttConnection {
         const code = typeof e.code === "number" ? e.code : undefined;
         if (code !== undefined && UNSUPPORTED_VERSION.has(code) && auto && client.options.protocolVersion === 5) {
           log("broker refused MQTT 5; falling back to MQTT 3.1.1");
+          // mqtt.js retries after a refused CONNACK (reconnectOnConnackError) with these options.
           client.options.protocolVersion = 4;
           delete client.options.properties;
-          client.reconnect();
           return;
         }
         if (code !== undefined && FATAL_REFUSALS.has(code) && conn.connects === 0) {

@@ -6,6 +6,7 @@ import { UsageError } from "./args.ts";
 import { runCommand } from "./run.ts";
 import { synthCommand } from "./synth.ts";
 import { infoCommand } from "./info.ts";
+import { serveCommand } from "./serve.ts";
 
 const USAGE = `bonsai: run PrismML Bonsai 1-bit models on small CPUs
 
@@ -13,6 +14,7 @@ Usage: bonsai <command> [options]
 
 Commands:
   run     answer prompts from stdin (text or JSON lines), streaming tokens to stdout
+  serve   answer requests over MQTT (JSON or CBOR, streamed, concurrent), with presence
   synth   write a Bonsai-shaped test model (random 1-bit weights, real Qwen3 tokenizer)
   info    show this machine's CPU features and kernels, and a model file's header
 
@@ -20,6 +22,7 @@ Run 'bonsai <command> --help' for a command's options.`;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   run: runCommand,
+  serve: serveCommand,
   synth: synthCommand,
   info: infoCommand,
 };

@@ -169,6 +169,11 @@ async function script(): Promise<number> {
     return 2;
   }
   const base = `${v.prefix ?? "bonsai"}/${v.node}`;
+  // A lost reply must fail the run, not hang it.
+  const deadline = setTimeout(() => {
+    console.log(JSON.stringify({ problems: ["timed out waiting for the node or its replies"] }));
+    Deno.exit(1);
+  }, 120_000);
   const client = await TestClient.connect(v.url, v.v3 ? 4 : 5);
   try {
     await client.watch(`${base}/status`);
@@ -203,6 +208,7 @@ async function script(): Promise<number> {
     console.log(JSON.stringify(summary));
     return problems.length === 0 ? 0 : 1;
   } finally {
+    clearTimeout(deadline);
     await client.close();
   }
 }
