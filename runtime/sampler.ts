@@ -76,6 +76,7 @@ export function resolveSampling(
 export class Sampler {
   readonly options: ResolvedSampling;
   private readonly rng: Rng;
+  private scratch?: Float32Array;
 
   constructor(opts: SamplingOptions = {}, defaults?: ResolvedSampling) {
     this.options = resolveSampling(opts, defaults);
@@ -95,15 +96,14 @@ export class Sampler {
     only?: ArrayLike<number>,
   ): number {
     const o = this.options;
-    const penalized = this.applyPenalties(logits, history);
-    const logit = (id: number) => penalized.get(id) ?? logits[id];
-    if (o.temperature === 0) return argmax(logits, penalized, allowed, only);
+    const scores = this.penalize(logits, history);
+    if (o.temperature === 0) return argmax(scores, allowed, only);
 
-    const candidates = topCandidates(logits, penalized, o.topK, allowed, only);
+    const candidates = topCandidates(scores, o.topK, allowed, only);
     if (candidates.length === 0) throw new Error("no token is allowed at this point");
     // Probabilities in f64, in a fixed order (by logit, then id), so the draw is reproducible.
-    const maxLogit = logit(candidates[0]);
-    let probs = candidates.map((id) => Math.exp((logit(id) - maxLogit) / o.temperature));
+    const maxLogit = scores[candidates[0]];
+    let probs = candidates.map((id) => Math.exp((scores[id] - maxLogit) / o.temperature));
     let total = probs.reduce((a, b) => a + b, 0);
     probs = probs.map((p) => p / total);
     let keep = candidates.length;
@@ -132,13 +132,18 @@ export class Sampler {
     return candidates[keep - 1];
   }
 
-  /** Penalised logits of the recently seen tokens (the rest are unchanged). */
-  private applyPenalties(logits: Float32Array, history: ArrayLike<number>): Map<number, number> {
+  /**
+   * The logits with the repetition penalties applied to the recently seen tokens: the logits
+   * themselves when no penalty is on, else a copy (kept between calls to avoid allocating).
+   */
+  private penalize(logits: Float32Array, history: ArrayLike<number>): Float32Array {
     const o = this.options;
-    const out = new Map<number, number>();
     if (o.repeatLastN === 0 || (o.repeatPenalty === 1 && o.presencePenalty === 0 && o.frequencyPenalty === 0)) {
-      return out;
+      return logits;
     }
+    if (this.scratch?.length !== logits.length) this.scratch = new Float32Array(logits.length);
+    const out = this.scratch;
+    out.set(logits);
     const counts = new Map<number, number>();
     for (let i = Math.max(0, history.length - o.repeatLastN); i < history.length; i++) {
       counts.set(history[i], (counts.get(history[i]) ?? 0) + 1);
@@ -148,25 +153,20 @@ export class Sampler {
       let l = logits[id];
       l = l > 0 ? l / o.repeatPenalty : l * o.repeatPenalty;
       l -= o.presencePenalty + o.frequencyPenalty * count;
-      out.set(id, l);
+      out[id] = l;
     }
     return out;
   }
 }
 
 /** Most likely allowed token; the lowest id wins a tie. */
-function argmax(
-  logits: Float32Array,
-  penalized: Map<number, number>,
-  allowed?: (id: number) => boolean,
-  only?: ArrayLike<number>,
-): number {
+function argmax(scores: Float32Array, allowed?: (id: number) => boolean, only?: ArrayLike<number>): number {
   let best = -1;
   let bestLogit = -Infinity;
-  const n = only ? only.length : logits.length;
+  const n = only ? only.length : scores.length;
   for (let i = 0; i < n; i++) {
     const id = only ? only[i] : i;
-    const l = penalized.get(id) ?? logits[id];
+    const l = scores[id];
     if ((l > bestLogit || (l === bestLogit && id < best)) && (!allowed || allowed(id))) {
       best = id;
       bestLogit = l;
@@ -178,16 +178,14 @@ function argmax(
 
 /** Allowed token ids sorted by logit (descending, ties by id); at most k of them when k > 0. */
 function topCandidates(
-  logits: Float32Array,
-  penalized: Map<number, number>,
+  scores: Float32Array,
   k: number,
   allowed?: (id: number) => boolean,
   only?: ArrayLike<number>,
 ): number[] {
-  const logit = (id: number) => penalized.get(id) ?? logits[id];
-  const better = (a: number, b: number) => logit(a) > logit(b) || (logit(a) === logit(b) && a < b);
-  const n = only ? only.length : logits.length;
-  if (k === 0 || k >= logits.length) {
+  const better = (a: number, b: number) => scores[a] > scores[b] || (scores[a] === scores[b] && a < b);
+  const n = only ? only.length : scores.length;
+  if (k === 0 || k >= scores.length) {
     const ids: number[] = [];
     for (let i = 0; i < n; i++) {
       const id = only ? only[i] : i;
@@ -195,10 +193,14 @@ function topCandidates(
     }
     return ids.sort((a, b) => (better(a, b) ? -1 : better(b, a) ? 1 : 0));
   }
-  // Insertion into a short sorted list: the k-th logit quickly rejects almost every token.
+  // Insertion into a short sorted list; the k-th logit rejects almost every token with one
+  // comparison, which keeps a full-vocabulary scan well under a millisecond.
   const top: number[] = [];
+  let floor = -Infinity;
   for (let j = 0; j < n; j++) {
     const id = only ? only[j] : j;
+    const l = scores[id];
+    if (l < floor) continue;
     if (top.length === k && !better(id, top[k - 1])) continue;
     if (allowed && !allowed(id)) continue;
     let i = top.length === k ? k - 1 : top.length;
@@ -207,6 +209,7 @@ function topCandidates(
       i--;
     }
     top[i] = id;
+    if (top.length === k) floor = scores[top[k - 1]];
   }
   return top;
 }
