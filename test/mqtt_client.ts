@@ -59,9 +59,15 @@ export class TestClient {
     await this.client.subscribeAsync(topic, { qos: 1 });
   }
 
-  /** Resolves with the first watched message on `topic` that `accept`s. */
-  async waitFor(topic: string, accept: (v: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  /** Resolves with the first watched message on `topic` that `accept`s; throws after `timeoutMs`. */
+  async waitFor(
+    topic: string,
+    accept: (v: Record<string, unknown>) => boolean,
+    timeoutMs = 60_000,
+  ): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
     while (true) {
+      if (Date.now() > deadline) throw new Error(`no matching message on ${topic} within ${timeoutMs} ms`);
       for (const m of this.seen.get(topic) ?? []) {
         const v = JSON.parse(new TextDecoder().decode(m.payload));
         if (accept(v)) return v;

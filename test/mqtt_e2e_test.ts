@@ -54,7 +54,14 @@ async function endToEnd(broker: TestBroker, v3: boolean): Promise<void> {
     await watcher.watch(status);
     await watcher.waitFor(status, (s) => s.state === "online");
     serve.kill("SIGTERM");
-    assert.equal((await serve.status).code, 0);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const exited = await Promise.race([
+      serve.status,
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 60_000))),
+    ]);
+    clearTimeout(timer);
+    assert.ok(exited, "serve did not exit within 60 s of SIGTERM");
+    assert.equal(exited.code, 0);
     await watcher.waitFor(status, (s) => s.state === "offline" && s.reason === "shutdown");
   } finally {
     try {
