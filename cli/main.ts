@@ -7,6 +7,7 @@ import { runCommand } from "./run.ts";
 import { synthCommand } from "./synth.ts";
 import { infoCommand } from "./info.ts";
 import { serveCommand } from "./serve.ts";
+import { benchCommand } from "./bench.ts";
 
 const USAGE = `bonsai: run PrismML Bonsai 1-bit models on small CPUs
 
@@ -17,6 +18,7 @@ Commands:
   serve   answer requests over MQTT (JSON or CBOR, streamed, concurrent), with presence
   synth   write a Bonsai-shaped test model (random 1-bit weights, real Qwen3 tokenizer)
   info    show this machine's CPU features and kernels, and a model file's header
+  bench   measure speed, batching, structured-output cost or memory on generated models
 
 Run 'bonsai <command> --help' for a command's options.`;
 
@@ -25,6 +27,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: serveCommand,
   synth: synthCommand,
   info: infoCommand,
+  bench: benchCommand,
 };
 
 /** Runs the CLI with `args`; returns the exit code. */

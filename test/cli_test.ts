@@ -158,3 +158,14 @@ Deno.test("json mode: concurrent requests interleave by id, and a cancel line st
   assert.ok(byId("long").usage!.completion_tokens < 900);
   assert.equal(byId("nobody").error?.code, "UNKNOWN_ID");
 });
+
+Deno.test("every command has --help (exit 0); an unknown command is a usage error", async () => {
+  for (const command of ["run", "serve", "synth", "info", "bench"]) {
+    const r = await runWithInput([command, "--help"], "");
+    assert.equal(r.code, 0, `${command}: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`^Usage: bonsai ${command} `), command);
+  }
+  const r = await runWithInput(["fly"], "");
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown command 'fly'/);
+});

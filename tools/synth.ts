@@ -268,7 +268,7 @@ function randomQuantized(
 }
 
 function usage(): string {
-  return `Usage: deno run --allow-all tools/synth.ts --shape tiny|1.7b|4b -o FILE [options]
+  return `Usage: bonsai synth --shape tiny|1.7b|4b -o FILE [options]
 
 Writes a synthetic Bonsai (Qwen3, 1-bit) GGUF model with the real Qwen3 tokenizer.
 
