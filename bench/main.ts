@@ -15,6 +15,7 @@ import { ensureModel } from "./models.ts";
 import type { Measurement } from "./measure.ts";
 import { type Ceilings, measureCeilings } from "./roofline.ts";
 import { fmt, table } from "./report.ts";
+import { measureMemory } from "./memory_budget.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -184,8 +185,18 @@ for (const r of runs) {
   }
 }
 
+// Memory budget (issue 4): peak RSS of a decode with a full-size KV cache against the figure
+// the runtime computes before loading, for the largest model of this run.
+const memoryShape = models.includes("4b") ? "4b" : models[models.length - 1];
+const memory = await measureMemory(memoryShape, quick ? 1024 : 4096, quick ? 8 : 32);
+console.log(
+  `memory (${memory.shape}, ctx ${memory.contextSize}): estimated ${fmt(memory.estimatedBytes / 2 ** 20, 0)} MiB, ` +
+    `peak RSS ${fmt(memory.peakRssBytes / 2 ** 20, 0)} MiB (${fmt(100 * memory.error, 1)}%)`,
+);
+
 const result = {
   date: new Date().toISOString(),
+  memory,
   cpus,
   promptTokens: nPrompt,
   decodeTokens: nDecode,

@@ -2,10 +2,10 @@
  * Peak RSS of a real decode against the figure `estimateMemory` computes before loading
  * (issue 4: within 5%). Each configuration runs in its own process so peaks do not mix.
  *
- *   deno run -A bench/memory_budget.ts [--shape 4b] [--ctx 4096] [--tokens 64] [--json]
+ *   deno run -A bench/memory_budget.ts [--shape 4b|1.7b] [--ctx 4096] [--tokens 64] [--json]
  */
 import { parseArgs } from "node:util";
-import { synthesize } from "../tools/synth.ts";
+import { ensureModel } from "./models.ts";
 
 /** One measurement. */
 export interface MemoryResult {
@@ -20,13 +20,7 @@ export interface MemoryResult {
 
 /** Generates the model if needed, then measures it in a child process. */
 export async function measureMemory(shape: string, contextSize: number, tokens: number): Promise<MemoryResult> {
-  const path = `models/bonsai-${shape}-synthetic.gguf`;
-  try {
-    await Deno.stat(path);
-  } catch {
-    await Deno.mkdir("models", { recursive: true });
-    await synthesize({ shape, out: path, seed: 1 });
-  }
+  const path = await ensureModel(shape);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL(import.meta.url).pathname, "--child", path, "--ctx", String(contextSize), "--tokens", String(tokens)],
     stdout: "piped",
