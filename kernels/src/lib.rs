@@ -19,6 +19,7 @@ pub mod map;
 pub mod matmul;
 pub mod ops;
 pub mod pool;
+pub mod q1_lut;
 mod selfcheck;
 pub mod tensor;
 pub mod testutil;

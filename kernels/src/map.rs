@@ -21,6 +21,7 @@ const O_CLOEXEC: c_int = 0x0100_0000; // macOS
 const PROT_READ: c_int = 1;
 const MAP_PRIVATE: c_int = 2;
 const MADV_WILLNEED: c_int = 3;
+const MADV_DONTNEED: c_int = 4;
 const SEEK_END: c_int = 2;
 const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 
@@ -49,6 +50,20 @@ impl MapInner {
     }
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Drops the resident pages wholly inside `[offset, offset + len)` (a hint: the mapping stays
+    /// valid and re-reads the file on the next access). Linux only; elsewhere a no-op.
+    pub fn release(&self, offset: usize, len: usize) {
+        const PAGE: usize = 4096; // a multiple of every page size is fine; 4 KiB is the minimum
+        let start = (self.ptr as usize + offset + PAGE - 1) & !(PAGE - 1);
+        let end = (self.ptr as usize + offset.saturating_add(len).min(self.len)) & !(PAGE - 1);
+        if cfg!(target_os = "linux") && end > start {
+            // SAFETY: the range lies inside our own read-only private mapping.
+            unsafe {
+                madvise(start as *mut c_void, end - start, MADV_DONTNEED);
+            }
+        }
     }
 }
 

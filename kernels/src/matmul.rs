@@ -4,6 +4,7 @@
 use crate::act::{act_layout, Act};
 use crate::dispatch::{self, DotFn, Table};
 use crate::pool;
+use crate::q1_lut;
 use crate::tensor::Tensor;
 
 /// Below this many rows a matvec stays on the calling thread (waking workers costs more).
@@ -30,6 +31,25 @@ pub fn matvec_with(table: &Table, t: &Tensor, act: &[u8], out: &mut [f32], paral
         return Err(format!("output has {} floats, tensor has {} rows", out.len(), t.ne1));
     }
     let a = Act::from_bytes(act, t.ne0)?;
+    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    {
+        if let (Some(p), true) = (&t.packed, q1_lut::usable_with(table)) {
+            let o = OutPtr(out.as_mut_ptr());
+            return lut::with_tables(&[a], t.ne0, |tab| {
+                let body = |tiles: std::ops::Range<usize>| {
+                    for tile in tiles {
+                        unsafe { lut::tile(t, p, tile, tab, &a, o.0) };
+                    }
+                };
+                if parallel {
+                    pool::parallel_for(p.tiles, MIN_PARALLEL_ROWS / q1_lut::TILE, &body)
+                } else {
+                    body(0..p.tiles);
+                    Ok(())
+                }
+            });
+        }
+    }
     let dot: DotFn = table.dot_fn(t.fmt);
     let o = OutPtr(out.as_mut_ptr());
     let body = |rows: std::ops::Range<usize>| {
@@ -78,30 +98,51 @@ pub fn matvec_multi(ts: &[&Tensor], act: &[u8], outs: &mut [&mut [f32]]) -> Resu
     check_act(ts[0], act)?;
     let a = Act::from_bytes(act, ne0)?;
     let table = dispatch::table();
+    let use_lut = ts.iter().any(|t| t.packed.is_some()) && q1_lut::usable_with(table);
+    // Work items are tiles of 32 rows for every tensor (the lookup-table kernel's unit).
+    let tiles = |t: &Tensor| (t.ne1 + q1_lut::TILE - 1) / q1_lut::TILE;
     let segs: Vec<(usize, DotFn, OutPtr)> = {
         let mut start = 0;
         ts.iter()
             .zip(outs.iter_mut())
             .map(|(t, o)| {
                 let s = start;
-                start += t.ne1;
+                start += tiles(t);
                 (s, table.dot_fn(t.fmt), OutPtr(o.as_mut_ptr()))
             })
             .collect()
     };
-    let total: usize = ts.iter().map(|t| t.ne1).sum();
-    let body = |rows: std::ops::Range<usize>| {
-        for (i, t) in ts.iter().enumerate() {
-            let (s, dot, o) = segs[i];
-            let lo = rows.start.max(s);
-            let hi = rows.end.min(s + t.ne1);
-            for g in lo..hi {
-                let r = g - s;
-                unsafe { *o.0.add(r) = dot(t.row(r), &a, ne0) };
+    let total: usize = ts.iter().map(|t| tiles(t)).sum();
+    let run = |tab: &[u8]| {
+        let body = |items: std::ops::Range<usize>| {
+            for (i, t) in ts.iter().enumerate() {
+                let (s, dot, o) = segs[i];
+                let lo = items.start.max(s);
+                let hi = items.end.min(s + tiles(t));
+                for tile in lo - s..hi.max(lo) - s {
+                    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+                    {
+                        if let (Some(p), true) = (&t.packed, use_lut) {
+                            unsafe { lut::tile(t, p, tile, tab, &a, o.0) };
+                            continue;
+                        }
+                    }
+                    let _ = tab;
+                    for r in tile * q1_lut::TILE..((tile + 1) * q1_lut::TILE).min(t.ne1) {
+                        unsafe { *o.0.add(r) = dot(t.row(r), &a, ne0) };
+                    }
+                }
             }
-        }
+        };
+        pool::parallel_for(total, MIN_PARALLEL_ROWS / q1_lut::TILE, &body)
     };
-    pool::parallel_for(total, MIN_PARALLEL_ROWS, &body)
+    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    {
+        if use_lut {
+            return lut::with_tables(&[a], ne0, run);
+        }
+    }
+    run(&[])
 }
 
 /// `out[tok * out_stride + r] = row_r · act_tok` for `n_tok` activations `act_stride` bytes apart.
@@ -123,6 +164,27 @@ pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut
     let acts: Vec<Act> =
         (0..n_tok).map(|k| Act::from_bytes(&act[k * act_stride..k * act_stride + one], t.ne0)).collect::<Result<_, _>>()?;
     let table = dispatch::table();
+    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    {
+        if let (Some(p), true) = (&t.packed, q1_lut::usable_with(table)) {
+            // Tokens in groups of 8 (their tables stay in cache); each tile is read once per group.
+            for (g, group) in acts.chunks(8).enumerate() {
+                lut::with_tables(group, t.ne0, |tab| {
+                    let o = OutPtr(out.as_mut_ptr());
+                    let body = |tiles: std::ops::Range<usize>| {
+                        for tile in tiles {
+                            for (k, a) in group.iter().enumerate() {
+                                let tk = &tab[k * q1_lut::tab_len(t.ne0)..(k + 1) * q1_lut::tab_len(t.ne0)];
+                                unsafe { lut::tile(t, p, tile, tk, a, o.0.add((8 * g + k) * out_stride)) };
+                            }
+                        }
+                    };
+                    pool::parallel_for(p.tiles, 2, &body)
+                })?;
+            }
+            return Ok(());
+        }
+    }
     let dot = table.dot_fn(t.fmt);
     let multi = table.dot_multi[t.fmt.index()];
     let o = OutPtr(out.as_mut_ptr());
@@ -161,4 +223,48 @@ pub fn dequant_row(t: &Tensor, r: usize, out: &mut [f32]) -> Result<(), String> 
     }
     crate::dot_scalar::dequant_row(t.fmt, t.row(r), t.ne0, out);
     Ok(())
+}
+
+#[cfg(all(target_arch = "x86_64", bk_f16c))]
+mod lut {
+    //! Glue for the Q1_0 lookup-table kernels (`q1_lut`): table buffers and one tile's output.
+    use crate::act::Act;
+    use crate::q1_lut::{self, avx2, PackedQ1, TILE};
+    use crate::tensor::Tensor;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Table buffer of the calling thread, reused across calls (no allocation per matvec).
+        static TABLES: RefCell<Vec<u8>> = RefCell::new(Vec::new());
+    }
+
+    /// Builds the tables of `acts` (one after another, `tab_len(ne0)` bytes each) and calls `f`.
+    pub fn with_tables<R>(acts: &[Act], ne0: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        let one = q1_lut::tab_len(ne0);
+        TABLES.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < one * acts.len() {
+                buf.resize(one * acts.len(), 0);
+            }
+            for (k, a) in acts.iter().enumerate() {
+                // SAFETY: only reached when `usable_with` saw AVX2 + F16C in the active table.
+                unsafe { avx2::build_tables(a.q, ne0, &mut buf[k * one..(k + 1) * one]) };
+            }
+            f(&buf[..one * acts.len()])
+        })
+    }
+
+    /// Computes tile `tile` of `t` and stores its rows (those below `ne1`) at `out[r]`.
+    ///
+    /// # Safety
+    /// `out` must hold `t.ne1` floats; AVX2 + F16C must be present; tiles written concurrently
+    /// must differ.
+    #[inline]
+    pub unsafe fn tile(t: &Tensor, p: &PackedQ1, tile: usize, tab: &[u8], a: &Act, out: *mut f32) {
+        let mut res = [0.0f32; TILE];
+        avx2::tile_dot(p.tile(tile), tab, a.d, p.nb, &mut res);
+        let r0 = tile * TILE;
+        let n = TILE.min(t.ne1 - r0);
+        std::ptr::copy_nonoverlapping(res.as_ptr(), out.add(r0), n);
+    }
 }

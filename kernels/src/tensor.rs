@@ -3,6 +3,7 @@
 
 use crate::formats::Format;
 use crate::map::{Map, MapInner};
+use crate::q1_lut::PackedQ1;
 use std::sync::Arc;
 
 enum Storage {
@@ -17,6 +18,8 @@ pub struct Tensor {
     pub row_bytes: usize,
     offset: usize,
     storage: Storage,
+    /// Q1_0 rows repacked for the lookup-table kernel (only where that kernel can run).
+    pub packed: Option<PackedQ1>,
 }
 
 /// Format from an API code, with an error naming the code and the known ones.
@@ -59,14 +62,21 @@ impl Tensor {
                 map.0.len()
             ));
         }
-        Ok(Tensor {
+        let mut t = Tensor {
             fmt,
             ne0: ne0 as usize,
             ne1: ne1 as usize,
             row_bytes: fmt.row_bytes(ne0 as usize),
             offset: offset as usize,
             storage: Storage::Mapped(map.0.clone()),
-        })
+            packed: None,
+        };
+        if t.pack() {
+            // The kernels now read the packed copy only; drop the mapped pages so resident memory
+            // stays ~1x the weights (they fault back in from the file if a row is read again).
+            map.0.release(offset as usize, bytes);
+        }
+        Ok(t)
     }
 
     /// A tensor owning a copy of `bytes` (which must be exactly the tensor's size).
@@ -76,14 +86,26 @@ impl Tensor {
         if bytes.len() != need {
             return Err(format!("{} tensor [{} x {}] needs {} bytes, got {}", fmt.name(), ne0, ne1, need, bytes.len()));
         }
-        Ok(Tensor {
+        let mut t = Tensor {
             fmt,
             ne0: ne0 as usize,
             ne1: ne1 as usize,
             row_bytes: fmt.row_bytes(ne0 as usize),
             offset: 0,
             storage: Storage::Owned(bytes.to_vec()),
-        })
+            packed: None,
+        };
+        t.pack();
+        Ok(t)
+    }
+
+    /// Builds the packed copy if the format and the CPU have a lookup-table kernel; true if built.
+    fn pack(&mut self) -> bool {
+        if self.fmt == Format::Q1_0 && crate::q1_lut::available() {
+            self.packed = Some(PackedQ1::pack(self.data(), self.ne0, self.ne1));
+            return true;
+        }
+        false
     }
 
     /// All of the tensor's bytes.
