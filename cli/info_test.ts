@@ -19,8 +19,13 @@ Deno.test("info --json: detected device, its profile and the kernels that will r
   const r = await bonsai(["info", "--json"]);
   assert.equal(r.code, 0, r.stderr);
   const info = JSON.parse(r.stdout);
-  const expected = detectDevice(readDeviceFacts());
-  assert.equal(info.device.profile, expected.profile.id);
+  const facts = readDeviceFacts();
+  const expected = detectDevice(facts);
+  assert.equal(
+    info.device.profile,
+    expected.profile.id,
+    `child detected ${info.device.profile}; this process read ${facts.cpuinfo.length} bytes of cpuinfo, arch ${facts.arch}: ${expected.reason}`,
+  );
   assert.equal(info.device.source, "detected");
   assert.equal(info.device.threads, expected.threads);
   assert.ok(info.device.memory_budget_bytes > 0 && info.device.memory_budget_bytes < info.device.memory_bytes);

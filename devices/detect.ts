@@ -119,10 +119,16 @@ export function detectDevice(facts: DeviceFacts): Detection {
 }
 
 function readText(path: string): string | undefined {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return undefined; // absent (non-Linux, no device tree) or not permitted
+  // A read of /proc can fail transiently (seen in the test suite while child processes exit:
+  // an interrupted read), and a wrong answer here picks the wrong device: try again first.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return Deno.readTextFileSync(path);
+    } catch (e) {
+      const absent = e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied ||
+        e instanceof Deno.errors.NotCapable;
+      if (absent || attempt === 4) return undefined; // absent (non-Linux, no device tree) or not permitted
+    }
   }
 }
 
