@@ -40,3 +40,17 @@ export function numberFlag(
   if (opts.max !== undefined && n > opts.max) throw new UsageError(`--${name} must be <= ${opts.max}, got ${n}`);
   return n;
 }
+
+/** `--kv-type`: f16 (default), f32 or q8. */
+export function kvTypeFlag(value: string | undefined): "f16" | "f32" | "q8" {
+  const t = value ?? "f16";
+  if (t !== "f16" && t !== "f32" && t !== "q8") throw new UsageError(`--kv-type must be f16, f32 or q8, got '${t}'`);
+  return t;
+}
+
+/** `--overflow`: what a full KV slot does, error (default) or slide. */
+export function overflowFlag(value: string | undefined): "error" | "slide" {
+  const o = value ?? "error";
+  if (o !== "error" && o !== "slide") throw new UsageError(`--overflow must be error or slide, got '${o}'`);
+  return o;
+}

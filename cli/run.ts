@@ -1,12 +1,11 @@
 /**
  * `bonsai run`: load a model and answer prompts from stdin (or one `--prompt`), streaming tokens.
  */
-import { numberFlag, parseFlags, UsageError } from "./args.ts";
+import { kvTypeFlag, numberFlag, overflowFlag, parseFlags, UsageError } from "./args.ts";
 import { Model } from "../runtime/model.ts";
 import { Scheduler } from "../runtime/scheduler.ts";
 import type { SamplingOptions } from "../runtime/sampler.ts";
 import { serveStdin } from "../adapters/stdin.ts";
-import type { KvType } from "../runtime/kv_cache.ts";
 import { checkMemoryBudget, parseByteSize } from "../runtime/memory.ts";
 import { readGguf } from "../runtime/gguf.ts";
 import { qwen3ConfigFromGguf } from "../runtime/config.ts";
@@ -97,12 +96,8 @@ export async function runCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (!v.model) throw new UsageError("--model FILE is required");
-  const kvType = (v["kv-type"] ?? "f16") as KvType;
-  if (kvType !== "f16" && kvType !== "f32" && kvType !== "q8") {
-    throw new UsageError(`--kv-type must be f16, f32 or q8, got '${kvType}'`);
-  }
-  const overflow = v.overflow ?? "error";
-  if (overflow !== "error" && overflow !== "slide") throw new UsageError(`--overflow must be error or slide, got '${overflow}'`);
+  const kvType = kvTypeFlag(v["kv-type"]);
+  const overflow = overflowFlag(v.overflow);
   const keep = numberFlag("keep", v.keep, { integer: true, min: 0 });
   const sampling: SamplingOptions = {
     temperature: numberFlag("temp", v.temp, { min: 0 }),

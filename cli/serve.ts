@@ -1,10 +1,9 @@
 /**
  * `bonsai serve`: load a model and answer generation requests over MQTT until SIGINT/SIGTERM.
  */
-import { numberFlag, parseFlags, UsageError } from "./args.ts";
+import { kvTypeFlag, numberFlag, overflowFlag, parseFlags, UsageError } from "./args.ts";
 import { Model } from "../runtime/model.ts";
 import { Scheduler } from "../runtime/scheduler.ts";
-import type { KvType } from "../runtime/kv_cache.ts";
 import { MqttService } from "../adapters/mqtt_service.ts";
 import { DEFAULT_MAX_PAYLOAD } from "../adapters/mqtt_options.ts";
 
@@ -35,7 +34,12 @@ Options:
       --max-queue N       requests waiting for a slot; more get a BUSY reply (default 64)
   -n, --max-tokens N      default most tokens per answer (default 512)
   -t, --threads N         kernel threads (default: all CPUs)
-      --kv-type f16|f32   KV cache element type (default f16)
+      --kv-type f16|f32|q8
+                          KV cache element type (default f16; q8 = 8-bit blocks)
+      --overflow error|slide
+                          a full KV slot ends that request with CONTEXT_FULL (default), or keeps
+                          the first --keep tokens and drops the older half of the rest
+      --keep N            tokens kept when sliding (default: the whole prompt, at most half)
   -q, --quiet             no log lines on stderr
   -h, --help              this text
 
@@ -65,6 +69,8 @@ const OPTIONS = {
   "max-tokens": { type: "string", short: "n" },
   threads: { type: "string", short: "t" },
   "kv-type": { type: "string" },
+  overflow: { type: "string" },
+  keep: { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -79,8 +85,9 @@ export async function serveCommand(args: string[]): Promise<number> {
   if (!v.model) throw new UsageError("--model FILE is required");
   if (!v.mqtt) throw new UsageError("--mqtt URL is required (e.g. mqtt://127.0.0.1:1883)");
   if (!v.node) throw new UsageError("--node NAME is required");
-  const kvType = (v["kv-type"] ?? "f16") as KvType;
-  if (kvType !== "f16" && kvType !== "f32") throw new UsageError(`--kv-type must be f16 or f32, got '${kvType}'`);
+  const kvType = kvTypeFlag(v["kv-type"]);
+  const overflow = overflowFlag(v.overflow);
+  const keep = numberFlag("keep", v.keep, { integer: true, min: 0 });
   const versions: Record<string, 4 | 5 | undefined> = { auto: undefined, "5": 5, "3.1.1": 4, "4": 4 };
   const version = v["mqtt-version"] ?? "auto";
   if (!(version in versions)) throw new UsageError(`--mqtt-version must be 5, 3.1.1 or auto, got '${version}'`);
@@ -113,7 +120,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   try {
     const c = model.config;
     log(`loaded ${c.name}: ${c.nLayer} layers, ${c.nEmbd} wide in ${model.loadMs.toFixed(0)} ms`);
-    const scheduler = new Scheduler(model, { parallel, contextSize, kvType, maxQueue, maxTokens });
+    const scheduler = new Scheduler(model, { parallel, contextSize, kvType, maxQueue, maxTokens, overflow, keep });
     const service = new MqttService(scheduler, {
       url: v.mqtt,
       node: v.node,
