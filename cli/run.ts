@@ -50,6 +50,7 @@ Options:
       --json-schema FILE  constrain every answer to JSON valid against this JSON schema
       --grammar FILE      constrain every answer to this GBNF-like grammar
   -q, --quiet             no load and speed messages on stderr
+  -v, --verbose           load and speed messages on stderr even when it is not a terminal
   -h, --help              this text
 
 JSON request fields: id, prompt | messages, system, max_tokens, temperature, top_k, top_p,
@@ -85,6 +86,7 @@ const OPTIONS = {
   "json-schema": { type: "string" },
   grammar: { type: "string" },
   quiet: { type: "boolean", short: "q" },
+  verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -111,7 +113,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const contextSize = numberFlag("ctx", v.ctx, { integer: true, min: 16 });
   const parallel = numberFlag("parallel", v.parallel, { integer: true, min: 1, max: 256 }) ?? 1;
   const threads = numberFlag("threads", v.threads, { integer: true, min: 1, max: 1024 });
-  const quiet = v.quiet ?? !Deno.stderr.isTerminal();
+  const quiet = v.quiet ?? !(v.verbose || Deno.stderr.isTerminal());
   const log = (s: string) => {
     if (!quiet) Deno.stderr.writeSync(new TextEncoder().encode(s));
   };

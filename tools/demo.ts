@@ -21,4 +21,4 @@ try {
 }
 const prompt = values.prompt ?? "A robot arm reports joint 3 at 45 degrees. What should it do next?";
 console.error(`prompt: ${prompt}`);
-Deno.exit(await main(["run", "--model", path, "--prompt", prompt, "--max-tokens", "48"]));
+Deno.exit(await main(["run", "--model", path, "--prompt", prompt, "--max-tokens", "48", "--verbose"]));
