@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { measure } from "./measure.ts";
+import { measureOverhead } from "./overhead.ts";
 import { fmt, table } from "./report.ts";
 import { tinyModel } from "../test/fixtures.ts";
 
@@ -42,4 +43,15 @@ Deno.test("measure: one configuration on the tiny model reports consistent figur
   assert.ok(p.promptTokens >= 40);
   // the repeated request reuses the system prompt's tokens from the slot
   assert.ok(p.warmCachedTokens >= 40 && p.warmCachedTokens < p.promptTokens);
+});
+
+Deno.test("overhead: the parts add up and the step is counted call by call", async () => {
+  const o = await measureOverhead(await tinyModel(), 1, 4);
+  // tiny model: 2 layers; per layer four pooled products (q/k/v together, output, gate/up together, down), plus the head.
+  assert.ok(o.callsPerStep > 20 && Number.isInteger(o.callsPerStep), String(o.callsPerStep));
+  assert.equal(o.dispatchesPerStep, 2 * 4 + 1);
+  assert.ok(o.hostMs > 0 && o.callUs > 0 && o.dispatchUs > 0);
+  const parts = o.hostMs + (o.callsPerStep * o.callUs + o.dispatchesPerStep * o.dispatchUs) / 1000;
+  assert.ok(Math.abs(parts - o.overheadMs) < 1e-9);
+  assert.ok(Math.abs(o.fraction - o.overheadMs / o.stepMs) < 1e-9);
 });

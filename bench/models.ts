@@ -6,18 +6,10 @@
 import { synthesize } from "../tools/synth.ts";
 import { SHAPES, type SynthShape } from "../tools/synth_shapes.ts";
 
-/** Shapes the bench knows: the two Bonsai sizes, and a 28-layer tiny model for the overhead line. */
+/** Shapes the bench knows: the two Bonsai sizes. */
 export const BENCH_SHAPES: Record<string, SynthShape> = {
   "1.7b": SHAPES["1.7b"],
   "4b": SHAPES["4b"],
-  // 1.7B's layer count (so the same number of FFI calls and pool dispatches per token) with
-  // matrices too small to matter: its decode step is almost pure call overhead.
-  "overhead": {
-    ...SHAPES.tiny,
-    name: "overhead",
-    sizeLabel: "overhead",
-    blockCount: SHAPES["1.7b"].blockCount,
-  },
 };
 
 /** Path of the bench model for `shape`, synthesizing it first if missing. */

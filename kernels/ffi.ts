@@ -112,6 +112,18 @@ const SYMBOLS = {
     result: "i32",
   },
   bk_add: { parameters: ["buffer", "buffer", "u32"], result: "i32" },
+  bk_rmsnorm_quantize: {
+    parameters: ["buffer", "buffer", "buffer", "u32", "f32", "buffer"],
+    result: "i32",
+  },
+  bk_qk_rope_store: {
+    parameters: [
+      "buffer", "buffer", "buffer", "buffer", "buffer",
+      "u32", "u32", "u32", "f32", "u32", "f32", "f32", "u32",
+      "buffer", "buffer", "u32",
+    ],
+    result: "i32",
+  },
   bk_read_bandwidth: { parameters: ["u64", "u32"], result: "f64" },
   bk_store_kv: {
     parameters: ["buffer", "buffer", "u32", "u32"],
@@ -612,6 +624,53 @@ export class Kernels {
   }
 
   /** `out = silu(g) * u` over `out.length` elements. */
+  /** `out = rmsnorm(x) * w` then `act = quantize(out)`, in one call (same bits as the two ops). */
+  rmsnormQuantize(x: Float32Array, w: Float32Array | null, out: Float32Array, eps: number, act: Uint8Array): void {
+    if (!(out.length >= x.length && (w === null || w.length >= x.length) && act.byteLength >= actBytes(x.length))) {
+      throw new KernelError(
+        `rmsnormQuantize: out and weights need ${x.length} floats, act ${actBytes(x.length)} bytes`,
+      );
+    }
+    this.#check(this.lib.bk_rmsnorm_quantize(x, w, out, x.length, eps, act));
+  }
+
+  /**
+   * One token's q/k head norms, RoPE at `pos`, and k/v stored into their cache slots, in one call
+   * (same bits as rmsnormHeads x2, ropeNeox x2, storeKv x2).
+   */
+  qkRopeStore(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    qNorm: Float32Array,
+    kNorm: Float32Array,
+    nHead: number,
+    nHeadKv: number,
+    headDim: number,
+    eps: number,
+    pos: number,
+    base: number,
+    yarnFactor: number,
+    yarnOrigCtx: number,
+    kDst: Uint8Array,
+    vDst: Uint8Array,
+    kvType: number,
+  ): void {
+    const kvDim = nHeadKv * headDim;
+    const slot = kvRowBytes(kvType, kvDim);
+    if (
+      !(q.length >= nHead * headDim && k.length >= kvDim && v.length >= kvDim &&
+        qNorm.length >= headDim && kNorm.length >= headDim && kDst.byteLength >= slot && vDst.byteLength >= slot)
+    ) {
+      throw new KernelError(`qkRopeStore: buffers too small for ${nHead}/${nHeadKv} heads of ${headDim}`);
+    }
+    this.#check(
+      this.lib.bk_qk_rope_store(
+        q, k, v, qNorm, kNorm, nHead, nHeadKv, headDim, eps, pos, base, yarnFactor, yarnOrigCtx, kDst, vDst, kvType,
+      ),
+    );
+  }
+
   siluMul(g: Float32Array, u: Float32Array, out: Float32Array): void {
     if (!(g.length >= out.length && u.length >= out.length)) {
       throw new KernelError(

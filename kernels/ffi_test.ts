@@ -366,3 +366,41 @@ Deno.test("read bandwidth probe gives a positive rate", () => {
   const gbs = k.readBandwidth(8 << 20, 2);
   assert.ok(gbs > 0 && Number.isFinite(gbs));
 });
+
+Deno.test("fused decode ops give the same bits as the single ops they replace", () => {
+  const k = Kernels.load();
+  let seed = 7;
+  const rand = (n: number) =>
+    Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 4 - 2);
+  const [nHead, nHeadKv, headDim, pos] = [8, 2, 64, 37];
+  const kvDim = nHeadKv * headDim;
+  for (const kvType of [0, 1, 2]) {
+    const q = rand(nHead * headDim), kk = rand(kvDim), v = rand(kvDim);
+    const qNorm = rand(headDim), kNorm = rand(headDim);
+    const slot = kvRowBytes(kvType, kvDim);
+    // One by one.
+    const q1 = q.slice(), k1 = kk.slice(), kd1 = new Uint8Array(slot), vd1 = new Uint8Array(slot);
+    k.rmsnormHeads(q1, qNorm, nHead, headDim, 1e-6);
+    k.rmsnormHeads(k1, kNorm, nHeadKv, headDim, 1e-6);
+    k.ropeNeox(q1, nHead, headDim, headDim, pos, 1e6, 4, 8192);
+    k.ropeNeox(k1, nHeadKv, headDim, headDim, pos, 1e6, 4, 8192);
+    k.storeKv(k1, kd1, kvType);
+    k.storeKv(v, vd1, kvType);
+    // Fused.
+    const q2 = q.slice(), k2 = kk.slice(), kd2 = new Uint8Array(slot), vd2 = new Uint8Array(slot);
+    k.qkRopeStore(q2, k2, v, qNorm, kNorm, nHead, nHeadKv, headDim, 1e-6, pos, 1e6, 4, 8192, kd2, vd2, kvType);
+    assert.deepEqual(q2, q1);
+    assert.deepEqual(kd2, kd1);
+    assert.deepEqual(vd2, vd1);
+  }
+  const x = rand(512), w = rand(512);
+  const h1 = new Float32Array(512), a1 = new Uint8Array(k.actBytes(512));
+  k.rmsnorm(x, w, h1, 1e-6);
+  k.quantizeAct(h1, a1);
+  const h2 = new Float32Array(512), a2 = new Uint8Array(k.actBytes(512));
+  k.rmsnormQuantize(x, w, h2, 1e-6, a2);
+  assert.deepEqual(h2, h1);
+  assert.deepEqual(a2, a1);
+  assert.throws(() => k.rmsnormQuantize(x, w, new Float32Array(10), 1e-6, a2), /rmsnormQuantize/);
+  k.close();
+});

@@ -108,15 +108,14 @@ export class Forward {
         this.matmul(L.wv, this.actEmbd, this.actEmbdBytes, n, this.v, this.kvDim);
       }
       for (let r = 0; r < n; r++) {
-        const q = this.rowOf(this.q, r, this.qDim);
-        const k = this.rowOf(this.k, r, this.kvDim);
-        K.rmsnormHeads(q, L.qNorm, c.nHead, c.headDim, c.rmsEps);
-        K.rmsnormHeads(k, L.kNorm, c.nHeadKv, c.headDim, c.rmsEps);
-        this.rope(q, c.nHead, positions[r]);
-        this.rope(k, c.nHeadKv, positions[r]);
+        // Per-head norms of q and k, RoPE at the row's position, k and v into the cache.
         const kv = rows[r].kv;
-        K.storeKv(k, kv.slot(kv.keys[l], positions[r]), kv.typeCode);
-        K.storeKv(this.rowOf(this.v, r, this.kvDim), kv.slot(kv.values[l], positions[r]), kv.typeCode);
+        K.qkRopeStore(
+          this.rowOf(this.q, r, this.qDim), this.rowOf(this.k, r, this.kvDim), this.rowOf(this.v, r, this.kvDim),
+          L.qNorm, L.kNorm, c.nHead, c.nHeadKv, c.headDim, c.rmsEps,
+          positions[r], c.ropeBase, this.yarnFactor, c.ropeScaling.originalContextLength,
+          kv.slot(kv.keys[l], positions[r]), kv.slot(kv.values[l], positions[r]), kv.typeCode,
+        );
       }
       for (let r = 0; r < n; r++) {
         const kv = rows[r].kv;
@@ -154,9 +153,10 @@ export class Forward {
     let m = 0;
     for (let r = 0; r < n; r++) {
       if (!rows[r].wantLogits) continue;
-      const h = this.rowOf(this.h, m, c.nEmbd);
-      K.rmsnorm(this.rowOf(this.x, r, c.nEmbd), w.outputNorm, h, c.rmsEps);
-      K.quantizeAct(h, this.rowBytes(this.actEmbd, m, this.actEmbdBytes));
+      K.rmsnormQuantize(
+        this.rowOf(this.x, r, c.nEmbd), w.outputNorm, this.rowOf(this.h, m, c.nEmbd), c.rmsEps,
+        this.rowBytes(this.actEmbd, m, this.actEmbdBytes),
+      );
       m++;
     }
     if (m * c.nVocab > this.logits.length) {
@@ -182,9 +182,9 @@ export class Forward {
 
   private normAndQuantize(n: number, weight: Float32Array, act: Uint8Array, actBytes: number, dim: number): void {
     for (let r = 0; r < n; r++) {
-      const h = this.rowOf(this.h, r, dim);
-      this.kernels.rmsnorm(this.rowOf(this.x, r, dim), weight, h, this.config.rmsEps);
-      this.kernels.quantizeAct(h, this.rowBytes(act, r, actBytes));
+      this.kernels.rmsnormQuantize(
+        this.rowOf(this.x, r, dim), weight, this.rowOf(this.h, r, dim), this.config.rmsEps, this.rowBytes(act, r, actBytes),
+      );
     }
   }
 
@@ -200,13 +200,5 @@ export class Forward {
 
   private rowBytes(buf: Uint8Array, r: number, size: number): Uint8Array {
     return buf.subarray(r * size, (r + 1) * size);
-  }
-
-  private rope(vec: Float32Array, nHeads: number, pos: number): void {
-    const c = this.config;
-    this.kernels.ropeNeox(
-      vec, nHeads, c.headDim, c.headDim, pos, c.ropeBase,
-      this.yarnFactor, c.ropeScaling.originalContextLength,
-    );
   }
 }

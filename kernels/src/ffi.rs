@@ -16,7 +16,7 @@ use std::ptr;
 /// ABI version: bumped when a signature changes.
 pub const VERSION: u32 = 1;
 
-fn slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T], String> {
+pub(crate) fn slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T], String> {
     if n == 0 {
         return Ok(&[]);
     }
@@ -29,7 +29,7 @@ fn slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T], String> {
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
 }
 
-fn slice_mut<'a, T>(p: *mut T, n: usize, what: &str) -> Result<&'a mut [T], String> {
+pub(crate) fn slice_mut<'a, T>(p: *mut T, n: usize, what: &str) -> Result<&'a mut [T], String> {
     if n == 0 {
         return Ok(&mut []);
     }
@@ -310,7 +310,7 @@ pub extern "C" fn bk_add(x: *mut f32, y: *const f32, n: u32) -> i32 {
 }
 
 /// Bytes of `n` KV elements of `kv_type`; q8 needs whole 32-element blocks.
-fn kv_bytes(kv_type: u32, n: usize, what: &str) -> Result<usize, String> {
+pub(crate) fn kv_bytes(kv_type: u32, n: usize, what: &str) -> Result<usize, String> {
     match kv_type {
         0 | 1 => Ok(crate::attention::kv_row_bytes(kv_type, n)),
         2 if n % 32 == 0 => Ok(crate::attention::kv_row_bytes(kv_type, n)),
