@@ -119,16 +119,44 @@ export function detectDevice(facts: DeviceFacts): Detection {
 }
 
 function readText(path: string): string | undefined {
-  // A read of /proc can fail transiently (seen in the test suite while child processes exit:
-  // an interrupted read), and a wrong answer here picks the wrong device: try again first.
-  for (let attempt = 0; ; attempt++) {
+  // /proc files report size 0; read them chunk by chunk to the end. A read can also come back
+  // empty or fail transiently (seen in the test suite while other processes start and exit),
+  // and a wrong answer here picks the wrong device: try again before giving up.
+  let text = "";
+  for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      return Deno.readTextFileSync(path);
+      text = readAll(path);
+      if (text.length > 0) return text;
     } catch (e) {
       const absent = e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied ||
         e instanceof Deno.errors.NotCapable;
-      if (absent || attempt === 4) return undefined; // absent (non-Linux, no device tree) or not permitted
+      if (absent) return undefined; // absent (non-Linux, no device tree) or not permitted
     }
+  }
+  return text;
+}
+
+function readAll(path: string): string {
+  const file = Deno.openSync(path, { read: true });
+  try {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    while (true) {
+      const buf = new Uint8Array(65536);
+      const n = file.readSync(buf);
+      if (n === null || n === 0) break;
+      chunks.push(buf.subarray(0, n));
+      size += n;
+    }
+    const all = new Uint8Array(size);
+    let at = 0;
+    for (const c of chunks) {
+      all.set(c, at);
+      at += c.length;
+    }
+    return new TextDecoder().decode(all);
+  } finally {
+    file.close();
   }
 }
 
