@@ -20,6 +20,8 @@ export interface DeviceFacts {
   fallbackCpus?: number;
   /** Total RAM if meminfo cannot tell (`Deno.systemMemoryInfo().total`). */
   fallbackMemoryBytes?: number;
+  /** Files that exist but the process may not read (Deno: /proc needs --allow-all). */
+  notReadable?: string[];
 }
 
 /** What detection concluded, and why. */
@@ -92,7 +94,9 @@ export function detectDevice(facts: DeviceFacts): Detection {
   const memoryBytes = parseMemTotal(facts.meminfo) ?? facts.fallbackMemoryBytes ?? 0;
 
   let profile: DeviceProfile = PROFILES.generic;
-  let reason = "no known board, CPU part or x86 AVX2 found";
+  let reason = facts.notReadable?.length
+    ? `could not read ${facts.notReadable.join(", ")} (Deno allows /proc only with --allow-all)`
+    : "no known board, CPU part or x86 AVX2 found";
   let cpu: string | undefined = fieldValues(facts.cpuinfo, "model name")[0];
   // The biggest-numbered part wins on big.LITTLE chips (the fast cores do the work).
   const knownPart = parts.map((p) => p.toLowerCase()).filter((p) => p in ARM_PARTS).sort().pop();
@@ -118,6 +122,8 @@ export function detectDevice(facts: DeviceFacts): Detection {
   return { profile, reason, model, cpu, logicalCpus, physicalCores, features, memoryBytes, threads };
 }
 
+const notReadable = new Set<string>();
+
 function readText(path: string): string | undefined {
   // /proc files report size 0; read them chunk by chunk to the end. A read can also come back
   // empty or fail transiently (seen in the test suite while other processes start and exit),
@@ -128,8 +134,12 @@ function readText(path: string): string | undefined {
       text = readAll(path);
       if (text.length > 0) return text;
     } catch (e) {
-      const absent = e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied ||
-        e instanceof Deno.errors.NotCapable;
+      if (e instanceof Deno.errors.NotCapable) {
+        // Deno grants /proc only to --allow-all; say so rather than silently detect nothing.
+        notReadable.add(path);
+        return undefined;
+      }
+      const absent = e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied;
       if (absent) return undefined; // absent (non-Linux, no device tree) or not permitted
     }
   }
@@ -168,6 +178,7 @@ export function readDeviceFacts(): DeviceFacts {
   } catch {
     fallbackMemoryBytes = undefined;
   }
+  notReadable.clear();
   return {
     cpuinfo: readText("/proc/cpuinfo") ?? "",
     deviceTreeModel: readText("/proc/device-tree/model") ?? readText("/sys/firmware/devicetree/base/model"),
@@ -175,5 +186,6 @@ export function readDeviceFacts(): DeviceFacts {
     arch: Deno.build.arch,
     fallbackCpus: navigator.hardwareConcurrency,
     fallbackMemoryBytes,
+    notReadable: [...notReadable],
   };
 }

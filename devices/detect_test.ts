@@ -89,3 +89,9 @@ Deno.test("profiles: every id resolves; unknown ids name the known ones", () => 
   for (const id of DEVICE_IDS) assert.equal(profileById(id), PROFILES[id]);
   assert.throws(() => profileById("pi3"), /unknown device 'pi3'.*pi4, pi5/);
 });
+
+Deno.test("detect: files Deno would not let us read are named in the reason", () => {
+  const d = detectDevice({ cpuinfo: "", meminfo: "", arch: "x86_64", fallbackCpus: 2, notReadable: ["/proc/cpuinfo"] });
+  assert.equal(d.profile.id, "generic");
+  assert.match(d.reason, /could not read \/proc\/cpuinfo \(Deno allows \/proc only with --allow-all\)/);
+});

@@ -23,15 +23,12 @@ export const TARGETS = {
 /** A target name. */
 export type TargetName = keyof typeof TARGETS;
 
-/** The permissions baked into the executable (what `deno task bonsai` grants). */
-export const RUNTIME_PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-ffi",
-  "--allow-sys",
-  "--allow-net",
-];
+/**
+ * The permissions baked into the executable (what `deno task bonsai` grants): all of them, since
+ * Deno lets a program read /proc (device detection: cpuinfo, meminfo, device tree) only with
+ * --allow-all, and the runtime already needs FFI, which can do anything.
+ */
+export const RUNTIME_PERMISSIONS = ["--allow-all"];
 
 /**
  * node_modules entries the executable never loads: Deno itself (the npm package and its 90 MB
