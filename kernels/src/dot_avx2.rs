@@ -104,10 +104,12 @@ unsafe fn hsum4_epi16(v0: __m256i, v1: __m256i, v2: __m256i, v3: __m256i) -> __m
 /// Sum of the 32 q bytes whose bit is set in `bits`, as sixteen i16 lanes. `q` points at the
 /// block in `q1p` order (position 4a+c holds element 8c+a), so a broadcast of `bits` ANDed with
 /// 1<<a in dword a isolates each element's bit without a byte shuffle.
+/// Dword a holds the byte 1<<a four times: ANDed with a broadcast 32-bit weight word in q1p
+/// order, it isolates each element's sign bit.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn q1_on_sub(bits: u32, q: *const i8) -> __m256i {
-    let bit = _mm256_setr_epi32(
+unsafe fn bit_lanes() -> __m256i {
+    _mm256_setr_epi32(
         0x0101_0101,
         0x0202_0202,
         0x0404_0404,
@@ -116,7 +118,13 @@ unsafe fn q1_on_sub(bits: u32, q: *const i8) -> __m256i {
         0x2020_2020,
         0x4040_4040,
         0x8080_8080u32 as i32,
-    );
+    )
+}
+
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn q1_on_sub(bits: u32, q: *const i8) -> __m256i {
+    let bit = bit_lanes();
     let mask = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_set1_epi32(bits as i32), bit), bit);
     let sel = _mm256_and_si256(mask, _mm256_loadu_si256(q as *const __m256i));
     _mm256_maddubs_epi16(_mm256_set1_epi8(1), sel)
@@ -183,16 +191,7 @@ pub unsafe fn dot_q1_0_multi(row: &[u8], acts: &[Act], ne0: usize, out: &mut [f3
         check(row, a, nw * 18, nw * 4);
         assert!(a.q1p.len() >= nw * 128);
     }
-    let bit = _mm256_setr_epi32(
-        0x0101_0101,
-        0x0202_0202,
-        0x0404_0404,
-        0x0808_0808,
-        0x1010_1010,
-        0x2020_2020,
-        0x4040_4040,
-        0x8080_8080u32 as i32,
-    );
+    let bit = bit_lanes();
     let ones = _mm256_set1_epi8(1);
     let rp = row.as_ptr();
     let mut acc = [_mm_setzero_ps(); 8];
