@@ -62,7 +62,6 @@ export class Scheduler {
   private readonly defaultMaxTokens: number;
   private readonly yielder = new Yielder();
   private running = false;
-  private idleWaiters: (() => void)[] = [];
 
   constructor(readonly model: Model, opts: SchedulerOptions = {}) {
     const c = model.config;
@@ -99,11 +98,6 @@ export class Scheduler {
     return this.queue.length;
   }
 
-  /** Bytes of KV cache allocated for all slots. */
-  get kvBytes(): number {
-    return this.parallel * (this.active[0]?.slot ?? this.free[0]).bytes;
-  }
-
   /**
    * Queues a request. Throws RequestError BUSY at once when the queue is full; otherwise the
    * events stream from the returned iterable, which throws a RequestError if the request fails.
@@ -131,12 +125,6 @@ export class Scheduler {
     return job.channel;
   }
 
-  /** Resolves when no request is queued or running. */
-  idle(): Promise<void> {
-    if (!this.running) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
-  }
-
   /** Starts the loop on a later microtask, so that `submit` never runs model work itself. */
   private kick(): void {
     if (this.running) return;
@@ -155,7 +143,6 @@ export class Scheduler {
     } finally {
       this.running = false;
       this.yielder.close();
-      for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 
