@@ -33,70 +33,59 @@ fn main() {
         let iters = (2_000_000_000 / bytes.len()).max(3).min(2000);
         if t.packed.is_some() {
             // the packed (lookup-table) path first, then the row kernels on the same tensor
-            let start = Instant::now();
-            for _ in 0..iters {
-                matmul::matvec(&t, as_bytes(&act), &mut out).unwrap();
-            }
-            let s = start.elapsed().as_secs_f64() / iters as f64;
-            println!(
-                "{:>8} [{:>5} x {:>6}]: {:8.1} us  {:6.2} GB/s  {:6.2} Gweights/s  (packed LUT)",
-                fmt.name(),
-                ne0,
-                ne1,
-                s * 1e6,
-                bytes.len() as f64 / s / 1e9,
-                (ne0 * ne1) as f64 / s / 1e9
-            );
+            bench_matvec(&t, &act, &mut out, fmt, bytes.len(), iters, "  (packed LUT)");
             if ne1 <= 6144 {
                 bench_matmul(&t, &act, ne0, ne1, iters, "packed LUT");
             }
             t.packed = None;
         }
-        let start = Instant::now();
-        for _ in 0..iters {
-            matmul::matvec(&t, as_bytes(&act), &mut out).unwrap();
-        }
-        let s = start.elapsed().as_secs_f64() / iters as f64;
-        println!(
-            "{:>8} [{:>5} x {:>6}]: {:8.1} us  {:6.2} GB/s  {:6.2} Gweights/s",
-            fmt.name(),
-            ne0,
-            ne1,
-            s * 1e6,
-            bytes.len() as f64 / s / 1e9,
-            (ne0 * ne1) as f64 / s / 1e9
-        );
+        bench_matvec(&t, &act, &mut out, fmt, bytes.len(), iters, "");
         if fmt == Format::Q1_0 && ne1 <= 6144 {
             bench_matmul(&t, &act, ne0, ne1, iters, "row kernels");
         }
     }
 }
 
+/// Decode: `iters` matvecs, printed with `label` after the rates.
+fn bench_matvec(t: &Tensor, act: &[u32], out: &mut [f32], fmt: Format, n_bytes: usize, iters: usize, label: &str) {
+    let start = Instant::now();
+    for _ in 0..iters {
+        matmul::matvec(t, as_bytes(act), out).unwrap();
+    }
+    let s = start.elapsed().as_secs_f64() / iters as f64;
+    println!(
+        "{:>8} [{:>5} x {:>6}]: {:8.1} us  {:6.2} GB/s  {:6.2} Gweights/s{}",
+        fmt.name(),
+        t.ne0,
+        t.ne1,
+        s * 1e6,
+        n_bytes as f64 / s / 1e9,
+        (t.ne0 * t.ne1) as f64 / s / 1e9,
+        label
+    );
+}
+
 /// Prefill: 16 tokens in one matmul.
 fn bench_matmul(t: &Tensor, act: &[u32], ne0: usize, ne1: usize, iters: usize, what: &str) {
-    {
-        {
-            let n_tok = 16;
-            let stride = act.len() * 4;
-            let mut acts = vec![0u32; act.len() * n_tok];
-            for k in 0..n_tok {
-                acts[k * act.len()..(k + 1) * act.len()].copy_from_slice(act);
-            }
-            let mut outm = vec![0.0f32; ne1 * n_tok];
-            let reps = (iters / n_tok).max(2);
-            let start = Instant::now();
-            for _ in 0..reps {
-                matmul::matmul(t, as_bytes(&acts), n_tok, stride, &mut outm, ne1).unwrap();
-            }
-            let s = start.elapsed().as_secs_f64() / reps as f64;
-            println!(
-                "{:>8}   matmul x{} tokens: {:8.1} us/token {:6.2} Gweights/s  ({})",
-                "",
-                n_tok,
-                s * 1e6 / n_tok as f64,
-                (ne0 * ne1 * n_tok) as f64 / s / 1e9,
-                what
-            );
-        }
+    let n_tok = 16;
+    let stride = act.len() * 4;
+    let mut acts = vec![0u32; act.len() * n_tok];
+    for k in 0..n_tok {
+        acts[k * act.len()..(k + 1) * act.len()].copy_from_slice(act);
     }
+    let mut outm = vec![0.0f32; ne1 * n_tok];
+    let reps = (iters / n_tok).max(2);
+    let start = Instant::now();
+    for _ in 0..reps {
+        matmul::matmul(t, as_bytes(&acts), n_tok, stride, &mut outm, ne1).unwrap();
+    }
+    let s = start.elapsed().as_secs_f64() / reps as f64;
+    println!(
+        "{:>8}   matmul x{} tokens: {:8.1} us/token {:6.2} Gweights/s  ({})",
+        "",
+        n_tok,
+        s * 1e6 / n_tok as f64,
+        (ne0 * ne1 * n_tok) as f64 / s / 1e9,
+        what
+    );
 }
