@@ -58,31 +58,32 @@ pub static SCALAR: Table = Table {
     dot_multi: [None; 6],
 };
 
-/// Base NEON: Q1_0 and Q8_0 in NEON, the other formats scalar.
+/// Base NEON: the quantised formats in NEON (Q1_0 also for several activations), F32/F16 scalar.
 #[cfg(target_arch = "aarch64")]
-pub static NEON: Table = Table {
-    name: "neon",
-    isa: ISA_NEON,
-    dot: [sc::dot_f32, sc::dot_f16, crate::dot_neon::dot_q8_0, crate::dot_neon::dot_q1_0, sc::dot_q2_0, sc::dot_q2_0_g64],
-    isums: [None, None, Some(crate::dot_neon::isums_q8_0), Some(crate::dot_neon::isums_q1_0), Some(sc_isums_q2_0), Some(sc_isums_q2_g64)],
-    dot_multi: [None; 6],
+pub static NEON: Table = {
+    use crate::dot_neon as n;
+    use crate::dot_neon_q2 as n2;
+    Table {
+        name: "neon",
+        isa: ISA_NEON,
+        dot: [sc::dot_f32, sc::dot_f16, n::dot_q8_0, n::dot_q1_0, n2::dot_q2_0, n2::dot_q2_0_g64],
+        isums: [None, None, Some(n::isums_q8_0), Some(n::isums_q1_0), Some(n2::isums_q2_0), Some(n2::isums_q2_g64)],
+        dot_multi: [None, None, None, Some(n::dot_q1_0_multi), None, None],
+    }
 };
 
-/// NEON with the dot-product extension (`sdot`) for Q1_0 and Q8_0.
+/// NEON with the dot-product extension (`sdot`) for the quantised formats.
 #[cfg(target_arch = "aarch64")]
-pub static NEON_DOTPROD: Table = Table {
-    name: "neon+dotprod",
-    isa: ISA_NEON | ISA_NEON_DOTPROD,
-    dot: [sc::dot_f32, sc::dot_f16, crate::dot_neon::dot_q8_0_dot, crate::dot_neon::dot_q1_0_dot, sc::dot_q2_0, sc::dot_q2_0_g64],
-    isums: [
-        None,
-        None,
-        Some(crate::dot_neon::isums_q8_0_dot),
-        Some(crate::dot_neon::isums_q1_0_dot),
-        Some(sc_isums_q2_0),
-        Some(sc_isums_q2_g64),
-    ],
-    dot_multi: [None; 6],
+pub static NEON_DOTPROD: Table = {
+    use crate::dot_neon as n;
+    use crate::dot_neon_q2 as n2;
+    Table {
+        name: "neon+dotprod",
+        isa: ISA_NEON | ISA_NEON_DOTPROD,
+        dot: [sc::dot_f32, sc::dot_f16, n::dot_q8_0_dot, n::dot_q1_0_dot, n2::dot_q2_0_dot, n2::dot_q2_0_g64_dot],
+        isums: [None, None, Some(n::isums_q8_0_dot), Some(n::isums_q1_0_dot), Some(n2::isums_q2_0_dot), Some(n2::isums_q2_g64_dot)],
+        dot_multi: [None, None, None, Some(n::dot_q1_0_multi_dot), None, None],
+    }
 };
 
 #[cfg(target_arch = "x86_64")]
