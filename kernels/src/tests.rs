@@ -470,3 +470,67 @@ fn parallel_for_covers_each_item_once() {
     }
     pool::set_threads(0);
 }
+
+/// Sets every weight byte of a block-quantised row (not the scales) to `byte`: all bits set or clear.
+fn fill_weight_bytes(fmt: Format, row: &mut [u8], byte: u8) {
+    let bb = fmt.block_bytes();
+    for blk in row.chunks_mut(bb) {
+        for v in blk[2..].iter_mut() {
+            *v = byte;
+        }
+    }
+}
+
+/// Every table's multi-activation kernels give, for each activation, that table's `dot` bit for bit:
+/// 1..8 activations, odd row counts, and rows with all weight bits set or clear.
+#[test]
+fn dot_multi_equals_dot_bit_for_bit() {
+    let mut rng = Rng::new(16);
+    let mut covered = 0;
+    for t in simd_tables() {
+        for &fmt in ALL_FORMATS.iter() {
+            let multi = match t.dot_multi[fmt.index()] {
+                Some(m) => m,
+                None => continue,
+            };
+            covered += 1;
+            for iter in 0..24 {
+                let ne0 = ne0_for(fmt, &mut rng);
+                let n_rows = [1usize, 3, 7, 17][iter % 4];
+                let n_act = 1 + iter % 8;
+                let mut rows = random_rows(&mut rng, fmt, ne0, n_rows, iter % 2 == 0);
+                let rb = fmt.row_bytes(ne0);
+                if fmt.is_quantized() && n_rows > 1 {
+                    fill_weight_bytes(fmt, &mut rows[..rb], 0xFF);
+                    fill_weight_bytes(fmt, &mut rows[rb..2 * rb], 0x00);
+                }
+                let bufs: Vec<Vec<u32>> = (0..n_act).map(|_| random_act(&mut rng, ne0).1).collect();
+                let acts: Vec<Act> = bufs.iter().map(|b| Act::from_bytes(as_bytes(b), ne0).unwrap()).collect();
+                for r in 0..n_rows {
+                    let row = &rows[r * rb..(r + 1) * rb];
+                    let mut got = [f32::NAN; 8];
+                    multi(row, &acts, ne0, &mut got);
+                    for (k, a) in acts.iter().enumerate() {
+                        let want = (t.dot_fn(fmt))(row, a, ne0);
+                        assert_eq!(
+                            want.to_bits(),
+                            got[k].to_bits(),
+                            "{} {} dot_multi ne0={} row {} act {}/{}: {} vs {}",
+                            t.name,
+                            fmt.name(),
+                            ne0,
+                            r,
+                            k,
+                            n_act,
+                            got[k],
+                            want
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if covered == 0 {
+        say("skipped: no table with dot_multi on this machine");
+    }
+}
