@@ -701,7 +701,8 @@ export class Kernels {
 
   /**
    * Attention of one query (all heads) over positions 0..nKv-1 of the K/V caches (`kvStride`
-   * elements between positions); grouped-query. `scratch` holds nKv floats.
+   * elements between positions); grouped-query. `scratch` holds 2 * nKv floats (the scores of
+   * the two query heads that share a KV head).
    */
   attention(
     q: Float32Array,
@@ -734,9 +735,9 @@ export class Kernels {
         `attention: k and v caches need ${kvLen} bytes for ${nKv} positions`,
       );
     }
-    if (!(scratch.length >= nKv)) {
+    if (!(scratch.length >= 2 * nKv)) {
       throw new KernelError(
-        `attention: scratch needs ${nKv} floats, has ${scratch.length}`,
+        `attention: scratch needs ${2 * nKv} floats, has ${scratch.length}`,
       );
     }
     this.#check(

@@ -220,11 +220,11 @@ Deno.test("small ops", () => {
   const kv = new Uint8Array(8 * 4);
   k.storeKv(new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]), kv, 0);
   const att = new Float32Array(8);
-  k.attention(q, kv, kv, 0, 1, 1, 8, 1, 8, att, new Float32Array(1));
+  k.attention(q, kv, kv, 0, 1, 1, 8, 1, 8, att, new Float32Array(2));
   assert.deepEqual(att, new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]));
   // 2 heads of 8 need 16 floats of q and out: the size check must refuse this call
   assert.throws(
-    () => k.attention(q, kv, kv, 0, 2, 1, 8, 1, 8, att, new Float32Array(1)),
+    () => k.attention(q, kv, kv, 0, 2, 1, 8, 1, 8, att, new Float32Array(2)),
     KernelError,
   );
   // n_head not a multiple of n_head_kv: the library's own check
@@ -241,7 +241,7 @@ Deno.test("small ops", () => {
         1,
         16,
         new Float32Array(24),
-        new Float32Array(1),
+        new Float32Array(2),
       ),
     /n_head_kv/,
   );
@@ -326,7 +326,7 @@ Deno.test("q8 KV cache: 34 bytes per 32 elements, attention close to f32, errors
       nKv,
       kvDim,
       out,
-      new Float32Array(nKv),
+      new Float32Array(2 * nKv),
     );
     return out;
   };

@@ -65,7 +65,7 @@ export class Forward {
     this.proj = new Float32Array(B * c.nEmbd);
     this.gate = new Float32Array(B * c.nFf);
     this.up = new Float32Array(B * c.nFf);
-    this.scores = new Float32Array(maxContext);
+    this.scores = new Float32Array(2 * maxContext); // scores of the two query heads sharing a KV head
     this.logits = new Float32Array((opts.maxLogitRows ?? B) * c.nVocab);
     this.actEmbdBytes = kernels.actBytes(c.nEmbd);
     this.actQBytes = kernels.actBytes(this.qDim);

@@ -363,7 +363,7 @@ pub extern "C" fn bk_attention(
         };
         let qs = slice(q, sh.n_head * sh.head_dim, "q")?;
         let o = slice_mut(out, sh.n_head * sh.head_dim, "output")?;
-        let s = slice_mut(scratch, sh.n_kv, "scratch")?;
+        let s = slice_mut(scratch, 2 * sh.n_kv, "scratch (2 * n_kv floats)")?;
         attention(sh, qs, kv(k, "k cache")?, kv(v, "v cache")?, o, s, false)
     })
 }

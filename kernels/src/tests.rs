@@ -376,7 +376,19 @@ fn norms_softmax_silu_store() {
 fn attention_matches_naive() {
     let mut rng = Rng::new(15);
     for &(kv_type, n_head, n_head_kv, hd, n_kv) in
-        [(0u32, 4usize, 2usize, 16usize, 1usize), (1, 4, 1, 20, 9), (0, 16, 8, 128, 70), (1, 8, 2, 128, 300), (2, 4, 2, 32, 1), (2, 8, 2, 64, 37), (2, 16, 8, 128, 300)]
+        [
+            (0u32, 4usize, 2usize, 16usize, 1usize),
+            (1, 4, 1, 20, 9),
+            (0, 16, 8, 128, 70),
+            (1, 8, 2, 128, 300),
+            (2, 4, 2, 32, 1),
+            (2, 8, 2, 64, 37),
+            (2, 16, 8, 128, 300),
+            // three query heads per KV head (a pair and a single), and a lone query head
+            (1, 6, 2, 40, 45),
+            (1, 12, 4, 64, 403),
+            (0, 3, 3, 8, 6),
+        ]
             .iter()
     {
         // padding between positions (q8 rows stay whole 32-element blocks)
@@ -404,7 +416,7 @@ fn attention_matches_naive() {
         let vb: &'static [u8] = Box::leak(vb.into_boxed_slice());
         let mut out = vec![0.0f32; n_head * hd];
         let mut out_scalar = vec![0.0f32; n_head * hd];
-        let mut scratch = vec![0.0f32; n_kv];
+        let mut scratch = vec![0.0f32; 2 * n_kv];
         attention(sh, &q, kv(kb), kv(vb), &mut out, &mut scratch, false).unwrap();
         attention(sh, &q, kv(kb), kv(vb), &mut out_scalar, &mut scratch, true).unwrap();
         assert_eq!(bits(&out), bits(&out_scalar), "SIMD attention differs from scalar");
