@@ -26,6 +26,8 @@ pub mod tensor;
 pub mod testutil;
 
 #[cfg(target_arch = "x86_64")]
+mod attention_avx2;
+#[cfg(target_arch = "x86_64")]
 pub mod dot_avx2;
 #[cfg(bk_avx512)]
 pub mod dot_avx512;
