@@ -55,3 +55,18 @@ Deno.test("overhead: the parts add up and the step is counted call by call", asy
   assert.ok(Math.abs(parts - o.overheadMs) < 1e-9);
   assert.ok(Math.abs(o.fraction - o.overheadMs / o.stepMs) < 1e-9);
 });
+
+Deno.test("attention bench: one timing per thread count and context, longer contexts cost more", async () => {
+  const { benchAttention } = await import("./attention.ts");
+  const { Kernels } = await import("../kernels/ffi.ts");
+  const k = Kernels.load();
+  const before = k.threads();
+  try {
+    const r = benchAttention(k, { layers: 2, heads: 4, kvHeads: 2, headDim: 64 }, [8, 2048], [1]);
+    assert.deepEqual(r.map((x) => [x.threads, x.positions]), [[1, 8], [1, 2048]]);
+    assert.ok(r.every((x) => x.msPerToken > 0 && Number.isFinite(x.msPerToken)));
+    assert.ok(r[1].msPerToken > r[0].msPerToken, "256x the positions must take longer");
+  } finally {
+    k.setThreads(before);
+  }
+});

@@ -2,7 +2,7 @@
  * `deno task bench`: decode / prefill speed of the 1.7B and 4B Bonsai shapes (synthetic Q1_0
  * weights, generated once into models/), on 1 and all threads, against this machine's ceilings
  * (memory-bandwidth roofline and in-cache kernel rate), plus the per-token FFI/dispatch overhead
- * and the prefix-cache time to first token. Each model configuration runs in its own process
+ * and the prefix-cache time to first token, and attention over the KV cache alone. Each model configuration runs in its own process
  * (bench/measure.ts) so load time and peak RSS are its own. Prints a table; writes JSON to
  * bench/results/latest.json.
  *
@@ -17,6 +17,8 @@ import { type Ceilings, measureCeilings } from "./roofline.ts";
 import { fmt, table } from "./report.ts";
 import { measureMemory } from "./memory_budget.ts";
 import type { Overhead } from "./overhead.ts";
+import { benchAttention } from "./attention.ts";
+import { BENCH_SHAPES } from "./models.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -104,6 +106,18 @@ const ovhOut = await new Deno.Command(Deno.execPath(), {
 if (!ovhOut.success) throw new Error("overhead measurement failed");
 const ovh: Overhead = JSON.parse(new TextDecoder().decode(ovhOut.stdout).trim().split("\n").pop()!);
 
+// Attention alone (the part of a decode step that grows with the context), on the first model's
+// geometry with a per-layer f16 cache, in this process.
+const attShape = BENCH_SHAPES[models[0]];
+const attKernels = Kernels.load();
+const attention = benchAttention(
+  attKernels,
+  { layers: attShape.blockCount, heads: attShape.nHead, kvHeads: attShape.nHeadKv, headDim: attShape.headDim },
+  quick ? [64, 600] : [64, 600, 2000],
+  threadCounts,
+);
+attKernels.close();
+
 const rows = runs.map((r) => {
   const c = ceilings.find((x) => x.threads === r.threads)!;
   const bwRoof = (c.readGBs * 1e9) / r.weightBytesPerToken;
@@ -179,6 +193,11 @@ for (const r of runs) {
   }
 }
 
+console.log(
+  `attention alone (${models[0]}, f16 cache), ms per token: ` +
+    attention.map((a) => `${a.positions} positions ${a.threads} thr ${fmt(a.msPerToken, 2)}`).join(", "),
+);
+
 // Memory budget (issue 4): peak RSS of a decode with a full-size KV cache against the figure
 // the runtime computes before loading, for the largest model of this run.
 const memoryShape = models.includes("4b") ? "4b" : models[models.length - 1];
@@ -197,6 +216,7 @@ const result = {
   ceilings,
   runs: rows,
   overhead: ovh,
+  attention,
 };
 await Deno.mkdir(new URL(".", `file://${Deno.cwd()}/${values.out}`).pathname, {
   recursive: true,
