@@ -1,12 +1,16 @@
 //! Causal attention of one query vector (all heads) over cached K/V (f32, f16 or q8), grouped-query.
 //! q8 (kv_type 2) rows are blocks of 32 elements: an f16 scale `d` then 32 i8 (34 bytes per 32
 //! elements); element value `f32(d) * q`, exact in f32, so every path reads the same values.
-//! The per-position dot products use the 8-lane order below on every path (scalar and AVX2), so the
-//! result is the same bits whichever path runs:
+//!
+//! Paths: the scalar reference here (any CPU; `force_scalar` or the scalar table of
+//! `dispatch::force_isa(0)`), `attention_avx2` (x86_64 with AVX2 + F16C) and `attention_neon`
+//! (aarch64, base NEON). The SIMD paths need `head_dim` a multiple of 8 and fall back to the
+//! reference otherwise. Every path uses the order below, without fused multiply-add, so the result
+//! is the same bits whichever runs (NaN inputs give NaN on every path, payloads aside):
 //! `lane[i % 8] = lane[i % 8] + q[i] * k[i]` for i in order, then `t[l] = lane[l] + lane[l+4]`,
 //! `dot = (t[0] + t[2]) + (t[1] + t[3])`; the V sum is `out[i] = out[i] + w[p] * v[p][i]` for p in order.
 
-use crate::dispatch::{self, ISA_AVX2, ISA_F16C};
+use crate::dispatch::{self, ISA_AVX2, ISA_F16C, ISA_NEON};
 use crate::f16::f16_to_f32;
 use crate::ops::softmax;
 use crate::pool;
@@ -134,35 +138,49 @@ fn one_group(g: usize, sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut
     }
 }
 
-// Only called when AVX2 + F16C are active.
+/// The SIMD kernels of this architecture (used only when [`simd_active`]).
 #[cfg(target_arch = "x86_64")]
-use crate::attention_avx2 as avx2;
+use crate::attention_avx2 as simd;
+#[cfg(target_arch = "aarch64")]
+use crate::attention_neon as simd;
 
-#[cfg(target_arch = "x86_64")]
+/// Whether the active kernel table allows the SIMD kernels: AVX2 + F16C on x86_64 (what they are
+/// compiled for), NEON on aarch64. The scalar table (`force_isa(0)`) keeps the scalar reference.
+fn simd_active() -> bool {
+    let active = dispatch::active();
+    if cfg!(target_arch = "x86_64") {
+        active & (ISA_AVX2 | ISA_F16C) == ISA_AVX2 | ISA_F16C
+    } else {
+        cfg!(target_arch = "aarch64") && active & ISA_NEON != 0
+    }
+}
+
+// SAFETY of both: reached only when `simd_active()` and `hd % 8 == 0` (see `head_run`).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn simd_scores(n: usize, q: &[f32], hd: usize, k: KvView, offset: usize, scale: f32, out: &mut [f32]) {
     unsafe {
         if n == 2 {
-            avx2::scores::<2>(q, hd, k, offset, scale, out)
+            simd::scores::<2>(q, hd, k, offset, scale, out)
         } else {
-            avx2::scores::<1>(q, hd, k, offset, scale, out)
+            simd::scores::<1>(q, hd, k, offset, scale, out)
         }
     }
 }
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn simd_weighted_sum(n: usize, out: &mut [f32], hd: usize, w: &[f32], v: KvView, offset: usize) {
     unsafe {
         if n == 2 {
-            avx2::weighted_sum::<2>(out, hd, w, v, offset)
+            simd::weighted_sum::<2>(out, hd, w, v, offset)
         } else {
-            avx2::weighted_sum::<1>(out, hd, w, v, offset)
+            simd::weighted_sum::<1>(out, hd, w, v, offset)
         }
     }
 }
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn simd_scores(_: usize, _: &[f32], _: usize, _: KvView, _: usize, _: f32, _: &mut [f32]) {
     unreachable!("no SIMD attention on this architecture")
 }
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn simd_weighted_sum(_: usize, _: &mut [f32], _: usize, _: &[f32], _: KvView, _: usize) {
     unreachable!("no SIMD attention on this architecture")
 }
@@ -171,8 +189,7 @@ fn simd_weighted_sum(_: usize, _: &mut [f32], _: usize, _: &[f32], _: KvView, _:
 /// `scratch` (2 * n_kv floats) holds the scores when running on one thread; long contexts are
 /// split over the pool by KV head (each task with its own scores buffer).
 pub fn attention(sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut [f32], scratch: &mut [f32], force_scalar: bool) -> Result<(), String> {
-    let need = ISA_AVX2 | ISA_F16C;
-    let simd = !force_scalar && cfg!(target_arch = "x86_64") && dispatch::active() & need == need;
+    let simd = !force_scalar && simd_active();
     let group_len = sh.n_head / sh.n_head_kv * sh.head_dim;
     if sh.n_head * sh.n_kv * sh.head_dim < 1 << 18 {
         for (g, o) in out[..sh.n_head * sh.head_dim].chunks_mut(group_len).enumerate() {

@@ -27,6 +27,8 @@ pub mod testutil;
 
 #[cfg(target_arch = "x86_64")]
 mod attention_avx2;
+#[cfg(target_arch = "aarch64")]
+mod attention_neon;
 #[cfg(target_arch = "x86_64")]
 pub mod dot_avx2;
 #[cfg(bk_avx512)]

@@ -372,22 +372,85 @@ fn norms_softmax_silu_store() {
     assert_eq!(b, [0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b]);
 }
 
+/// Values a KV cache can hold beyond ordinary ones, injected into some attention cases.
+#[derive(Clone, Copy, PartialEq)]
+enum KvEdges {
+    /// store_kv of random normal values only.
+    Plain,
+    /// f16: signed zeros, subnormals, the largest magnitude; q8: block scales zero, subnormal, largest.
+    Finite,
+    /// `Finite`, and f16 infinities (store_kv of |x| >= 65520) in V: NaN or ±inf in those columns.
+    InfInV,
+    /// `Finite`, and f16 infinities in K: ±inf or NaN scores, NaN heads.
+    InfInK,
+}
+
+/// f16 bit patterns of `KvEdges::Finite`: ±0 and subnormals (smallest, largest, others) first,
+/// then ±65504.
+const EDGE_HALVES: [u16; 8] = [0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x8200, 0x7bff, 0xfbff];
+/// q8 block scales `amax / 127` of `KvEdges::Finite`: zero (all-zero block) and subnormal (amax
+/// below 127 * 2^-14) first, then the largest half.
+const EDGE_SCALES: [u16; 4] = [0x0000, 0x0001, 0x03ff, 0x7bff];
+/// How many leading entries of `EDGE_HALVES` / `EDGE_SCALES` are zeros and subnormals.
+const TINY_HALVES: usize = 6;
+const TINY_SCALES: usize = 3;
+const INF_HALVES: [u16; 2] = [0x7c00, 0xfc00];
+
+/// The bytes holding element `e` of a cache: the element, or for q8 the scale of its block.
+fn half_at(kv_type: u32, e: usize) -> std::ops::Range<usize> {
+    let at = if kv_type == 2 { 34 * (e / 32) } else { 2 * e };
+    at..at + 2
+}
+
+/// Writes each of `halves` over three random elements of the cache's rows (`n_kv` positions of
+/// `row_len` elements, `stride` apart).
+fn scatter_halves(rng: &mut Rng, bytes: &mut [u8], kv_type: u32, n_kv: usize, stride: usize, row_len: usize, halves: &[u16]) {
+    for &h in halves {
+        for _ in 0..3 {
+            let e = rng.below(n_kv) * stride + rng.below(row_len);
+            bytes[half_at(kv_type, e)].copy_from_slice(&h.to_le_bytes());
+        }
+    }
+}
+
+/// Fills `elements` of a cache with random picks of `halves`.
+fn fill_halves(rng: &mut Rng, bytes: &mut [u8], kv_type: u32, elements: impl Iterator<Item = usize>, halves: &[u16]) {
+    for e in elements {
+        bytes[half_at(kv_type, e)].copy_from_slice(&halves[rng.below(halves.len())].to_le_bytes());
+    }
+}
+
+/// The SIMD attention of this machine (AVX2 + F16C, NEON) equals the scalar reference bit for bit,
+/// and both are close to an f64 computation.
 #[test]
 fn attention_matches_naive() {
+    use KvEdges::*;
+    let simd = if cfg!(target_arch = "x86_64") {
+        dispatch::available() & (dispatch::ISA_AVX2 | dispatch::ISA_F16C) == dispatch::ISA_AVX2 | dispatch::ISA_F16C
+    } else {
+        cfg!(target_arch = "aarch64") && dispatch::available() & dispatch::ISA_NEON != 0
+    };
+    if !simd {
+        say("attention_matches_naive: no SIMD attention here, scalar only");
+    }
     let mut rng = Rng::new(15);
-    for &(kv_type, n_head, n_head_kv, hd, n_kv) in
+    for &(kv_type, n_head, n_head_kv, hd, n_kv, edges) in
         [
-            (0u32, 4usize, 2usize, 16usize, 1usize),
-            (1, 4, 1, 20, 9),
-            (0, 16, 8, 128, 70),
-            (1, 8, 2, 128, 300),
-            (2, 4, 2, 32, 1),
-            (2, 8, 2, 64, 37),
-            (2, 16, 8, 128, 300),
+            (0u32, 4usize, 2usize, 16usize, 1usize, Plain),
+            (1, 4, 1, 20, 9, Plain),
+            (0, 16, 8, 128, 70, Plain),
+            (1, 8, 2, 128, 300, Plain),
+            (2, 4, 2, 32, 1, Plain),
+            (2, 8, 2, 64, 37, Plain),
+            (2, 16, 8, 128, 300, Plain),
             // three query heads per KV head (a pair and a single), and a lone query head
-            (1, 6, 2, 40, 45),
-            (1, 12, 4, 64, 403),
-            (0, 3, 3, 8, 6),
+            (1, 6, 2, 40, 45, Plain),
+            (1, 12, 4, 64, 403, Plain),
+            (0, 3, 3, 8, 6, Plain),
+            (1, 8, 2, 128, 70, Finite),
+            (1, 6, 2, 64, 37, InfInV),
+            (1, 4, 2, 32, 23, InfInK),
+            (2, 6, 2, 96, 50, Finite),
         ]
             .iter()
     {
@@ -400,6 +463,23 @@ fn attention_matches_naive() {
         let mut vb = vec![0u8; crate::attention::kv_row_bytes(kv_type, vf.len())];
         ops::store_kv(&kf, &mut kb, kv_type);
         ops::store_kv(&vf, &mut vb, kv_type);
+        if edges != Plain {
+            let (finite, tiny): (&[u16], usize) = if kv_type == 2 { (&EDGE_SCALES, TINY_SCALES) } else { (&EDGE_HALVES, TINY_HALVES) };
+            let row_len = n_head_kv * hd;
+            scatter_halves(&mut rng, &mut kb, kv_type, n_kv, stride, row_len, finite);
+            scatter_halves(&mut rng, &mut vb, kv_type, n_kv, stride, row_len, finite);
+            // a key row and a value column of zeros and subnormals alone: scores and outputs that
+            // hang on converting them exactly (next to ordinary values they would round away)
+            let p = rng.below(n_kv);
+            fill_halves(&mut rng, &mut kb, kv_type, p * stride..p * stride + row_len, &finite[..tiny]);
+            let e = rng.below(row_len);
+            fill_halves(&mut rng, &mut vb, kv_type, (0..n_kv).map(|p| p * stride + e), &finite[..tiny]);
+            match edges {
+                InfInV => scatter_halves(&mut rng, &mut vb, kv_type, n_kv, stride, row_len, &INF_HALVES),
+                InfInK => scatter_halves(&mut rng, &mut kb, kv_type, n_kv, stride, row_len, &INF_HALVES),
+                _ => {}
+            }
+        }
         let rd = |b: &[u8], i: usize| -> f64 {
             if kv_type == 0 {
                 f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]) as f64
@@ -419,7 +499,8 @@ fn attention_matches_naive() {
         let mut scratch = vec![0.0f32; 2 * n_kv];
         attention(sh, &q, kv(kb), kv(vb), &mut out, &mut scratch, false).unwrap();
         attention(sh, &q, kv(kb), kv(vb), &mut out_scalar, &mut scratch, true).unwrap();
-        assert_eq!(bits(&out), bits(&out_scalar), "SIMD attention differs from scalar");
+        let case = format!("kv_type {} heads {}/{} head_dim {} n_kv {}", kv_type, n_head, n_head_kv, hd, n_kv);
+        assert_eq!(bits(&out), bits(&out_scalar), "SIMD attention differs from scalar: {}", case);
         for h in 0..n_head {
             let g = h / (n_head / n_head_kv);
             let s: Vec<f64> = (0..n_kv)
@@ -429,8 +510,12 @@ fn attention_matches_naive() {
             let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for i in 0..hd {
-                let want: f64 = (0..n_kv).map(|p| e[p] / z * rd(vb, p * stride + g * hd + i)).sum();
-                assert!((out[h * hd + i] as f64 - want).abs() < 1e-4, "h {} i {}: {} vs {}", h, i, out[h * hd + i], want);
+                let terms = (0..n_kv).map(|p| e[p] / z * rd(vb, p * stride + g * hd + i));
+                let (want, size) = terms.fold((0.0f64, 1.0f64), |(sum, size), t| (sum + t, size + t.abs()));
+                let got = out[h * hd + i] as f64;
+                // an infinity in the column's values (or in K) leaves no finite result on either side
+                assert_eq!(got.is_finite(), want.is_finite(), "{} h {} i {}: {} vs {}", case, h, i, got, want);
+                assert!(!want.is_finite() || (got - want).abs() < 1e-4 * size, "{} h {} i {}: {} vs {}", case, h, i, got, want);
             }
         }
     }
