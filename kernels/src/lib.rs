@@ -21,6 +21,7 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 pub mod q1_lut;
+pub mod q2_lut;
 mod selfcheck;
 pub mod tensor;
 pub mod testutil;

@@ -1,0 +1,326 @@
+//! Q2_0 (ternary, blocks of 128 or 64) lookup-table matvec, bit-identical to the scalar reference.
+//! The Q1_0 scheme of `q1_lut` with 2-bit codes: one nibble holds the codes of 2 weights.
+//!
+//! # Packed weights ([`PackedQ2`], built once per tensor)
+//! Rows are grouped in tiles of [`TILE`] = 32. Per tile and per weight block (`block` = 128 or 64):
+//! ```text
+//! u16 d[32]                 fp16 scale of each row of the tile
+//! u8  qs[block / 4][32]     qs[i][r] = code byte i of row r (a pure byte transpose)
+//! ```
+//! so one 32-byte load gives one code byte of 32 rows: its low nibble holds the codes of elements
+//! `4i, 4i+1`, its high nibble those of `4i+2, 4i+3` (code `c` of element `e` at bits `2 * (e % 4)`).
+//!
+//! # Tables (built once per activation, shared by every row)
+//! For each pair of activation elements `(q0, q1)` and each nibble `p = c0 + 4 * c1`:
+//! `U[p] = 512 + (c0 - 1) * q0 + (c1 - 1) * q1`, in `[0, 1020]` for any i8 `q` (code 3, unused by
+//! the format, still means `+2` as in the reference), split as `L = U & 31`, `H = U >> 5`. A
+//! 32-element activation block has 16 pairs; their parts are summed in bytes 8 pairs at a time
+//! (8 * 31 < 256), each half turned into `L + 32 * H` (i16), and the two halves added less the
+//! `16 * 512` bias: the exact `isum` of the reference. The float steps are those of `dot_scalar`
+//! lane-wise over rows, so the results are the same bits as every other path.
+
+use crate::pool;
+pub use crate::q1_lut::TILE;
+
+/// Table bytes per 32-element activation block (16 pairs x 16 L + 16 H bytes).
+pub const TAB_BYTES: usize = 512;
+
+/// A Q2_0 tensor in tile order (see the module docs). Rows past `ne1` in the last tile are zero.
+pub struct PackedQ2 {
+    data: Vec<u8>,
+    /// Weights per block: 128 (Q2_0) or 64 (Q2_0_g64).
+    pub block: usize,
+    /// Blocks per row.
+    pub nb: usize,
+    pub tiles: usize,
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut u8);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl PackedQ2 {
+    /// Bytes per tile per weight block.
+    #[inline]
+    pub fn tile_block_bytes(&self) -> usize {
+        TILE * (2 + self.block / 4)
+    }
+
+    /// Repacks `ne1` rows of `ne0` weights in blocks of `block` (`data` = the rows, `2 + block/4`
+    /// bytes per block), in parallel on the pool.
+    pub fn pack(data: &[u8], ne0: usize, ne1: usize, block: usize) -> PackedQ2 {
+        assert!((block == 128 || block == 64) && ne0 % block == 0);
+        let nb = ne0 / block;
+        let bbytes = 2 + block / 4;
+        let row_bytes = nb * bbytes;
+        assert!(data.len() >= row_bytes * ne1);
+        let tiles = (ne1 + TILE - 1) / TILE;
+        let tbb = TILE * bbytes;
+        let tile_bytes = nb * tbb;
+        let mut out = vec![0u8; tiles * tile_bytes];
+        let dst = SendPtr(out.as_mut_ptr());
+        let body = |ts: std::ops::Range<usize>| {
+            let dst = dst;
+            for t in ts {
+                // SAFETY: tile t owns bytes [t*tile_bytes, (t+1)*tile_bytes) of `out`.
+                let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(t * tile_bytes), tile_bytes) };
+                for r in 0..TILE.min(ne1 - t * TILE) {
+                    let src = &data[(t * TILE + r) * row_bytes..(t * TILE + r + 1) * row_bytes];
+                    for b in 0..nb {
+                        let s = &src[bbytes * b..bbytes * (b + 1)];
+                        let ob = &mut o[b * tbb..(b + 1) * tbb];
+                        ob[2 * r] = s[0];
+                        ob[2 * r + 1] = s[1];
+                        for i in 0..block / 4 {
+                            ob[64 + 32 * i + r] = s[2 + i];
+                        }
+                    }
+                }
+            }
+        };
+        // The pool is only used when packing runs on a thread outside it (always, from the C ABI).
+        if pool::parallel_for(tiles, 8, &body).is_err() {
+            body(0..tiles);
+        }
+        PackedQ2 { data: out, block, nb, tiles }
+    }
+
+    /// Bytes of tile `t`.
+    #[inline]
+    pub fn tile(&self, t: usize) -> &[u8] {
+        let n = self.nb * self.tile_block_bytes();
+        &self.data[t * n..(t + 1) * n]
+    }
+
+    /// Heap bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Table bytes for an activation of `ne0` elements.
+pub fn tab_len(ne0: usize) -> usize {
+    ne0 / 32 * TAB_BYTES
+}
+
+/// Scalar table builder (reference for the SIMD one; also documents the layout).
+pub fn build_tables_scalar(q: &[i8], ne0: usize, tab: &mut [u8]) {
+    for pair in 0..ne0 / 2 {
+        let (q0, q1) = (q[2 * pair] as i32, q[2 * pair + 1] as i32);
+        let t = &mut tab[32 * pair..32 * pair + 32];
+        for p in 0..16 {
+            let u = 512 + ((p & 3) as i32 - 1) * q0 + ((p >> 2) as i32 - 1) * q1;
+            t[p] = (u & 31) as u8;
+            t[16 + p] = (u >> 5) as u8;
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", bk_f16c))]
+pub mod avx2 {
+    //! The AVX2 + F16C kernels. Callers must have detected both features.
+    use super::{PackedQ2, TAB_BYTES, TILE};
+    use std::arch::x86_64::*;
+
+    /// Builds the tables for the `ne0 / 2` element pairs of `q` into `tab` ([`super::tab_len`] bytes).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn build_tables(q: &[i8], ne0: usize, tab: &mut [u8]) {
+        assert!(q.len() >= ne0 && ne0 % 32 == 0 && tab.len() >= super::tab_len(ne0));
+        let coef = |shift: i16| {
+            let c = |p: i16| ((p >> shift) & 3) - 1;
+            _mm256_setr_epi16(c(0), c(1), c(2), c(3), c(4), c(5), c(6), c(7), c(8), c(9), c(10), c(11), c(12), c(13), c(14), c(15))
+        };
+        let (c0, c1) = (coef(0), coef(2));
+        let bias = _mm256_set1_epi16(512);
+        let m31 = _mm256_set1_epi16(31);
+        let qp = q.as_ptr();
+        let tp = tab.as_mut_ptr();
+        for pair in 0..ne0 / 2 {
+            let q0 = _mm256_set1_epi16(*qp.add(2 * pair) as i16);
+            let q1 = _mm256_set1_epi16(*qp.add(2 * pair + 1) as i16);
+            let u = _mm256_add_epi16(bias, _mm256_add_epi16(_mm256_mullo_epi16(c0, q0), _mm256_mullo_epi16(c1, q1)));
+            let lh = _mm256_packus_epi16(_mm256_and_si256(u, m31), _mm256_srli_epi16::<5>(u));
+            // [L0-7 H0-7 | L8-15 H8-15] -> [L0-15 | H0-15]
+            _mm256_storeu_si256(tp.add(32 * pair) as *mut __m256i, _mm256_permute4x64_epi64::<0xD8>(lh));
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn bcast(p: *const u8) -> __m256i {
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i))
+    }
+
+    /// `L + 32 * H` of 8 pairs' parts for 32 rows (i16; rows 0-7 and 16-23 first, then 8-15, 24-31):
+    /// the 4 code bytes at `bits` (32 rows each) against the tables of pairs `t[0..8]`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn half_sum(bits: *const u8, t: *const u8) -> (__m256i, __m256i) {
+        let m15 = _mm256_set1_epi8(0x0F);
+        let mut la = _mm256_setzero_si256();
+        let mut ha = _mm256_setzero_si256();
+        for i in 0..4 {
+            let w = _mm256_loadu_si256(bits.add(32 * i) as *const __m256i);
+            let lo = _mm256_and_si256(w, m15);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), m15);
+            let g0 = t.add(64 * i);
+            let g1 = g0.add(32);
+            la = _mm256_add_epi8(la, _mm256_shuffle_epi8(bcast(g0), lo));
+            ha = _mm256_add_epi8(ha, _mm256_shuffle_epi8(bcast(g0.add(16)), lo));
+            la = _mm256_add_epi8(la, _mm256_shuffle_epi8(bcast(g1), hi));
+            ha = _mm256_add_epi8(ha, _mm256_shuffle_epi8(bcast(g1.add(16)), hi));
+        }
+        let c = _mm256_set1_epi16(0x2001);
+        (_mm256_maddubs_epi16(_mm256_unpacklo_epi8(la, ha), c), _mm256_maddubs_epi16(_mm256_unpackhi_epi8(la, ha), c))
+    }
+
+    /// `out[r] = row r of tile · act` for the 32 rows of tile `tile` (`tab` = the activation's
+    /// tables, `d` = its block scales).
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn tile_dot(p: &PackedQ2, tile: usize, tab: &[u8], d: &[f32], out: &mut [f32; TILE]) {
+        let subs = p.block / 32;
+        let nj = p.nb * subs;
+        let tbb = p.tile_block_bytes();
+        let w = p.tile(tile);
+        assert!(tab.len() >= nj * TAB_BYTES && d.len() >= nj);
+        let (wp, tp, dp) = (w.as_ptr(), tab.as_ptr(), d.as_ptr());
+        let bias = _mm256_set1_epi16(16 * 512);
+        let mut acc = [[_mm256_setzero_ps(); 4]; 4];
+        for b in 0..p.nb {
+            let blk = wp.add(b * tbb);
+            let dw = [
+                _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i)),
+                _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i)),
+                _mm256_cvtph_ps(_mm_loadu_si128(blk.add(32) as *const __m128i)),
+                _mm256_cvtph_ps(_mm_loadu_si128(blk.add(48) as *const __m128i)),
+            ];
+            for k in 0..subs {
+                let j = subs * b + k;
+                let bits = blk.add(64 + 32 * 8 * k);
+                let t = tp.add(j * TAB_BYTES);
+                let (a0, a1) = half_sum(bits, t);
+                let (b0, b1) = half_sum(bits.add(32 * 4), t.add(TAB_BYTES / 2));
+                let s0 = _mm256_sub_epi16(_mm256_add_epi16(a0, b0), bias);
+                let s1 = _mm256_sub_epi16(_mm256_add_epi16(a1, b1), bias);
+                let is = [
+                    _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)),
+                    _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)),
+                    _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(s0)),
+                    _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(s1)),
+                ];
+                let dx = _mm256_set1_ps(*dp.add(j));
+                let a = &mut acc[j & 3];
+                for v in 0..4 {
+                    a[v] = _mm256_add_ps(a[v], _mm256_mul_ps(_mm256_mul_ps(dw[v], dx), _mm256_cvtepi32_ps(is[v])));
+                }
+            }
+        }
+        for v in 0..4 {
+            let s = _mm256_add_ps(_mm256_add_ps(acc[0][v], acc[1][v]), _mm256_add_ps(acc[2][v], acc[3][v]));
+            _mm256_storeu_ps(out.as_mut_ptr().add(8 * v), s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::act::{act_layout, quantize_act, Act};
+    use crate::dispatch::SCALAR;
+    use crate::formats::Format;
+    use crate::testutil::{as_bytes, as_bytes_mut, random_act, random_rows, Rng};
+
+    fn act_of(x: &[f32]) -> Vec<u32> {
+        let mut buf = vec![0u32; act_layout(x.len()).total / 4];
+        quantize_act(x, as_bytes_mut(&mut buf)).unwrap();
+        buf
+    }
+
+    #[test]
+    fn pack_is_a_byte_transpose() {
+        let mut rng = Rng::new(31);
+        for &(fmt, block) in [(Format::Q2_0, 128usize), (Format::Q2_0G64, 64)].iter() {
+            let (ne0, ne1) = (256, 37);
+            let rows = random_rows(&mut rng, fmt, ne0, ne1, false);
+            let p = PackedQ2::pack(&rows, ne0, ne1, block);
+            let bbytes = 2 + block / 4;
+            assert_eq!((p.nb, p.tiles), (ne0 / block, 2));
+            for r in 0..64 {
+                for b in 0..p.nb {
+                    let blk = &p.tile(r / TILE)[b * p.tile_block_bytes()..];
+                    let rr = r % TILE;
+                    let src: Vec<u8> = if r < ne1 { rows[r * p.nb * bbytes + b * bbytes..][..bbytes].to_vec() } else { vec![0; bbytes] };
+                    assert_eq!(&blk[2 * rr..2 * rr + 2], &src[..2]);
+                    for i in 0..block / 4 {
+                        assert_eq!(blk[64 + 32 * i + rr], src[2 + i], "{} row {} block {} byte {}", fmt.name(), r, b, i);
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    #[test]
+    fn simd_tables_equal_scalar_tables() {
+        if !crate::q1_lut::available() {
+            eprintln!("skipped: no avx2+f16c");
+            return;
+        }
+        let mut rng = Rng::new(6);
+        let mut q: Vec<i8> = (0..512).map(|_| rng.next_u32() as u8 as i8).collect();
+        q[0..4].copy_from_slice(&[127, 127, -128, -128]);
+        let mut want = vec![0u8; tab_len(512)];
+        let mut got = vec![1u8; tab_len(512)];
+        build_tables_scalar(&q, 512, &mut want);
+        unsafe { avx2::build_tables(&q, 512, &mut got) };
+        assert_eq!(got, want);
+        assert!(want.iter().all(|&b| b < 32), "table parts must stay below 32 so 8 of them sum in a byte");
+    }
+
+    /// The packed kernel against the scalar reference for both block sizes, at the extremes of the
+    /// accumulators (all codes 0, all codes 3 (the unused code), q = ±127) and on random data.
+    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    #[test]
+    fn tile_dot_equals_scalar_bit_for_bit() {
+        if !crate::q1_lut::available() {
+            eprintln!("skipped: no avx2+f16c");
+            return;
+        }
+        let mut rng = Rng::new(9);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        for &(fmt, block) in [(Format::Q2_0, 128usize), (Format::Q2_0G64, 64)].iter() {
+            let bbytes = 2 + block / 4;
+            for &(ne0, ne1) in [(128usize, 1usize), (256, 31), (320, 33), (1024, 64), (2048, 45)].iter() {
+                if ne0 % block != 0 {
+                    continue;
+                }
+                let mut rows = random_rows(&mut rng, fmt, ne0, ne1, false);
+                let nb = ne0 / block;
+                for b in 0..nb {
+                    for i in 2..bbytes {
+                        rows[b * bbytes + i] = 0xFF; // row 0: every code 3 (+2)
+                        if ne1 > 1 {
+                            rows[nb * bbytes + b * bbytes + i] = 0; // row 1: every code 0 (-1)
+                        }
+                    }
+                }
+                let p = PackedQ2::pack(&rows, ne0, ne1, block);
+                for x in [vec![1.0f32; ne0], vec![-1.0; ne0], random_act(&mut rng, ne0).0].iter() {
+                    let act = act_of(x);
+                    let a = Act::from_bytes(as_bytes(&act), ne0).unwrap();
+                    let mut tab = vec![0u8; tab_len(ne0)];
+                    unsafe { avx2::build_tables(a.q, ne0, &mut tab) };
+                    let want: Vec<f32> = (0..ne1).map(|r| (SCALAR.dot_fn(fmt))(&rows[r * nb * bbytes..(r + 1) * nb * bbytes], &a, ne0)).collect();
+                    let mut got = Vec::new();
+                    for t in 0..p.tiles {
+                        let mut o = [0.0f32; TILE];
+                        unsafe { avx2::tile_dot(&p, t, &tab, a.d, &mut o) };
+                        got.extend_from_slice(&o);
+                    }
+                    assert_eq!(bits(&got[..ne1]), bits(&want), "{} [{} x {}]", fmt.name(), ne0, ne1);
+                }
+            }
+        }
+    }
+}
