@@ -31,7 +31,7 @@ pub fn matvec_with(table: &Table, t: &Tensor, act: &[u8], out: &mut [f32], paral
         return Err(format!("output has {} floats, tensor has {} rows", out.len(), t.ne1));
     }
     let a = Act::from_bytes(act, t.ne0)?;
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
     {
         if let (Some(p), true) = (&t.packed, q1_lut::usable_with(table)) {
             let o = OutPtr(out.as_mut_ptr());
@@ -120,7 +120,7 @@ pub fn matvec_multi(ts: &[&Tensor], act: &[u8], outs: &mut [&mut [f32]]) -> Resu
                 let lo = items.start.max(s);
                 let hi = items.end.min(s + tiles(t));
                 for tile in lo - s..hi.max(lo) - s {
-                    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+                    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
                     {
                         if let (Some(p), true) = (&t.packed, use_lut) {
                             unsafe { lut::tile(t, p, tile, tab, &a, o.0) };
@@ -136,7 +136,7 @@ pub fn matvec_multi(ts: &[&Tensor], act: &[u8], outs: &mut [&mut [f32]]) -> Resu
         };
         pool::parallel_for(total, MIN_PARALLEL_ROWS / q1_lut::TILE, &body)
     };
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
     {
         if use_lut {
             return lut::with_tables(&[a], ne0, run);
@@ -164,7 +164,7 @@ pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut
     let acts: Vec<Act> =
         (0..n_tok).map(|k| Act::from_bytes(&act[k * act_stride..k * act_stride + one], t.ne0)).collect::<Result<_, _>>()?;
     let table = dispatch::table();
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
     {
         if let (Some(p), true) = (&t.packed, q1_lut::usable_with(table)) {
             // Tokens in groups of 8 (their tables stay in cache); each tile is read once per group.
@@ -225,11 +225,15 @@ pub fn dequant_row(t: &Tensor, r: usize, out: &mut [f32]) -> Result<(), String> 
     Ok(())
 }
 
-#[cfg(all(target_arch = "x86_64", bk_f16c))]
+#[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
 mod lut {
     //! Glue for the Q1_0 lookup-table kernels (`q1_lut`): table buffers and one tile's output.
     use crate::act::Act;
-    use crate::q1_lut::{self, avx2, PackedQ1, TILE};
+    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    use crate::q1_lut::avx2::{build_tables, tile_dot};
+    #[cfg(target_arch = "aarch64")]
+    use crate::q1_lut::neon::{build_tables, tile_dot};
+    use crate::q1_lut::{self, PackedQ1, TILE};
     use crate::tensor::Tensor;
     use std::cell::RefCell;
 
@@ -247,8 +251,8 @@ mod lut {
                 buf.resize(one * acts.len(), 0);
             }
             for (k, a) in acts.iter().enumerate() {
-                // SAFETY: only reached when `usable_with` saw AVX2 + F16C in the active table.
-                unsafe { avx2::build_tables(a.q, ne0, &mut buf[k * one..(k + 1) * one]) };
+                // SAFETY: only reached when `usable_with` saw the kernels' ISA in the active table.
+                unsafe { build_tables(a.q, ne0, &mut buf[k * one..(k + 1) * one]) };
             }
             f(&buf[..one * acts.len()])
         })
@@ -257,12 +261,12 @@ mod lut {
     /// Computes tile `tile` of `t` and stores its rows (those below `ne1`) at `out[r]`.
     ///
     /// # Safety
-    /// `out` must hold `t.ne1` floats; AVX2 + F16C must be present; tiles written concurrently
-    /// must differ.
+    /// `out` must hold `t.ne1` floats; the kernels' ISA (AVX2 + F16C, or NEON) must be present;
+    /// tiles written concurrently must differ.
     #[inline]
     pub unsafe fn tile(t: &Tensor, p: &PackedQ1, tile: usize, tab: &[u8], a: &Act, out: *mut f32) {
         let mut res = [0.0f32; TILE];
-        avx2::tile_dot(p.tile(tile), tab, a.d, p.nb, &mut res);
+        tile_dot(p.tile(tile), tab, a.d, p.nb, &mut res);
         let r0 = tile * TILE;
         let n = TILE.min(t.ne1 - r0);
         std::ptr::copy_nonoverlapping(res.as_ptr(), out.add(r0), n);

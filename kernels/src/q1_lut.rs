@@ -1,4 +1,6 @@
-//! Q1_0 lookup-table matvec (T-MAC style), bit-identical to the scalar reference.
+//! Q1_0 lookup-table matvec (T-MAC style), bit-identical to the scalar reference. Kernels: `avx2`
+//! (x86_64 with AVX2 + F16C) and `neon` (AArch64, in `q1_lut_neon.rs`), on the same packed layout
+//! and tables.
 //!
 //! # Packed weights ([`PackedQ1`], built once per tensor)
 //! Rows are grouped in tiles of [`TILE`] = 32. Per tile and per 128-weight block, 576 bytes:
@@ -6,13 +8,14 @@
 //! u16 d[32]          fp16 scale of each row of the tile
 //! u8  bits[16][32]   bits[i][r] = byte i of row r's 16 sign bytes (a pure byte transpose)
 //! ```
-//! so one 32-byte load gives one sign byte of 32 rows: its low nibble holds 4 weights of one
-//! 4-element group, its high nibble the next group's 4.
+//! so one 32-byte load gives one sign byte of 32 rows (16 rows per 16-byte NEON load): its low
+//! nibble holds 4 weights of one 4-element group, its high nibble the next group's 4.
 //!
 //! # Tables (built once per activation, shared by every row)
 //! For each 32-element activation block and each of its 8 groups of 4 elements, 16 entries
 //! `U[p] = 512 + sum_i (bit i of p ? q[i] : -q[i])` (in `[4, 1020]`), split as `L = U & 31`
-//! and `H = U >> 5` (both `< 32`) into two 16-byte tables: one `vpshufb` looks up 32 rows at once.
+//! and `H = U >> 5` (both `< 32`) into two 16-byte tables: one `vpshufb` looks up 32 rows at once
+//! (one NEON `tbl` 16 rows).
 //! Over the 8 groups of a block the byte sums stay below 256 (8 * 31), so they accumulate in
 //! bytes; `Lsum + 32*Hsum - 8*512` is then the exact integer sum of ±q for each row, and the float
 //! steps follow `dot_scalar` exactly (`acc[j%4] += (dw*dx[j]) * isum[j]`, then
@@ -90,25 +93,24 @@ impl PackedQ1 {
     }
 }
 
-/// True when the lookup-table kernel can run here (x86_64 with AVX2 + F16C, passing the
-/// start-up self-check).
+/// ISA bits the lookup-table kernels of this build need (0: none compiled for this target).
+#[cfg(all(target_arch = "x86_64", bk_f16c))]
+const LUT_ISA: u32 = crate::dispatch::ISA_AVX2 | crate::dispatch::ISA_F16C;
+#[cfg(target_arch = "aarch64")]
+const LUT_ISA: u32 = crate::dispatch::ISA_NEON;
+#[cfg(not(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64")))]
+const LUT_ISA: u32 = 0;
+
+/// True when the lookup-table kernel can run here: x86_64 with AVX2 + F16C, or AArch64 (NEON),
+/// with that table passing the start-up self-check.
 pub fn available() -> bool {
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
-    {
-        use crate::dispatch::{ISA_AVX2, ISA_F16C};
-        crate::dispatch::available() & (ISA_AVX2 | ISA_F16C) == ISA_AVX2 | ISA_F16C
-    }
-    #[cfg(not(all(target_arch = "x86_64", bk_f16c)))]
-    {
-        false
-    }
+    LUT_ISA != 0 && crate::dispatch::available() & LUT_ISA == LUT_ISA
 }
 
-/// True when `table` (the active kernels) may use the packed path: it is an x86 SIMD table,
-/// so AVX2 + F16C are present. The scalar table (tests, `force_isa(0)`) never does.
+/// True when `table` (the active kernels) may use the packed path: it is a SIMD table relying on
+/// the kernels' ISA (AVX2 + F16C, or NEON). The scalar table (tests, `force_isa(0)`) never does.
 pub fn usable_with(table: &crate::dispatch::Table) -> bool {
-    use crate::dispatch::{ISA_AVX2, ISA_F16C};
-    cfg!(all(target_arch = "x86_64", bk_f16c)) && table.isa & (ISA_AVX2 | ISA_F16C) == ISA_AVX2 | ISA_F16C
+    LUT_ISA != 0 && table.isa & LUT_ISA == LUT_ISA
 }
 
 /// Table bytes for an activation of `ne0` elements.
@@ -245,6 +247,10 @@ pub mod avx2 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+#[path = "q1_lut_neon.rs"]
+pub mod neon;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,11 +292,11 @@ mod tests {
         }
     }
 
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
     #[test]
     fn simd_tables_equal_scalar_tables() {
         if !available() {
-            eprintln!("skipped: no avx2+f16c");
+            eprintln!("skipped: no lookup-table kernels on this CPU");
             return;
         }
         let mut rng = Rng::new(5);
@@ -300,9 +306,83 @@ mod tests {
         let mut want = vec![0u8; tab_len(512)];
         let mut got = vec![1u8; tab_len(512)];
         build_tables_scalar(&q, 512, &mut want);
+        #[cfg(target_arch = "x86_64")]
         unsafe { avx2::build_tables(&q, 512, &mut got) };
+        #[cfg(target_arch = "aarch64")]
+        unsafe { neon::build_tables(&q, 512, &mut got) };
         assert_eq!(got, want);
         assert!(want.iter().all(|&b| b < 32), "table entries must stay below 32 so 8 of them sum in a byte");
+    }
+
+    /// matvec_multi and matmul on the packed path (wherever the lookup-table kernels run) against
+    /// the scalar reference bit for bit: 1..20 tokens (full and partial groups of 8), odd row
+    /// counts with tail tiles, padded strides, and a Q8_0 tensor sharing the activation.
+    #[test]
+    fn packed_multi_and_matmul_equal_scalar_bit_for_bit() {
+        let mut rng = Rng::new(34);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        let ne0 = 384;
+        let mut ts: Vec<Tensor> = Vec::new();
+        for &(fmt, ne1) in [(Format::Q1_0, 97usize), (Format::Q8_0, 65), (Format::Q1_0, 1), (Format::Q1_0, 33)].iter() {
+            let mut rows = random_rows(&mut rng, fmt, ne0, ne1, false);
+            if fmt == Format::Q1_0 {
+                // row 0 all +d: the largest byte sums
+                for b in 0..ne0 / 128 {
+                    for i in 2..18 {
+                        rows[18 * b + i] = 0xFF;
+                    }
+                }
+            }
+            let t = Tensor::from_bytes(&rows, fmt.code(), ne0 as u64, ne1 as u64).unwrap();
+            assert_eq!(t.packed.is_some(), fmt == Format::Q1_0 && available());
+            ts.push(t);
+        }
+        let n_max = 20;
+        let acts: Vec<Vec<u32>> = (0..n_max).map(|k| if k == 0 { act_of(&vec![-1.0; ne0]) } else { random_act(&mut rng, ne0).1 }).collect();
+        // want[t][k] = scalar rows of tensor t against activation k
+        let want: Vec<Vec<Vec<f32>>> = ts
+            .iter()
+            .map(|t| {
+                acts.iter()
+                    .map(|act| {
+                        let a = Act::from_bytes(as_bytes(act), ne0).unwrap();
+                        (0..t.ne1).map(|r| (SCALAR.dot_fn(t.fmt))(t.row(r), &a, ne0)).collect()
+                    })
+                    .collect()
+            })
+            .collect();
+
+        for (k, act) in acts.iter().take(3).enumerate() {
+            let mut outs: Vec<Vec<f32>> = ts.iter().map(|t| vec![f32::NAN; t.ne1 + 1]).collect();
+            {
+                let refs: Vec<&Tensor> = ts.iter().collect();
+                let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| &mut v[..]).collect();
+                matmul::matvec_multi(&refs, as_bytes(act), &mut o).unwrap();
+            }
+            for (i, t) in ts.iter().enumerate() {
+                assert_eq!(bits(&outs[i][..t.ne1]), bits(&want[i][k]), "matvec_multi tensor {} act {}", i, k);
+                assert!(outs[i][t.ne1].is_nan(), "nothing written past the last row");
+            }
+        }
+
+        let one = act_layout(ne0).total;
+        for n_tok in 1..=n_max {
+            let stride = one + 4 * (n_tok % 3);
+            let mut buf = vec![0u32; (stride * n_tok + 3) / 4];
+            for (k, act) in acts.iter().take(n_tok).enumerate() {
+                as_bytes_mut(&mut buf)[k * stride..k * stride + one].copy_from_slice(&as_bytes(act)[..one]);
+            }
+            for (i, t) in ts.iter().enumerate() {
+                let out_stride = t.ne1 + 3;
+                let mut out = vec![f32::NAN; out_stride * n_tok];
+                matmul::matmul(t, as_bytes(&buf), n_tok, stride, &mut out, out_stride).unwrap();
+                for k in 0..n_tok {
+                    let row = &out[k * out_stride..(k + 1) * out_stride];
+                    assert_eq!(bits(&row[..t.ne1]), bits(&want[i][k]), "matmul tensor {} tokens {} token {}", i, n_tok, k);
+                    assert!(row[t.ne1..].iter().all(|x| x.is_nan()), "matmul wrote into the stride padding");
+                }
+            }
+        }
     }
 
     /// The packed path against the scalar reference at the extremes of the byte accumulators
