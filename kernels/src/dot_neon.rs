@@ -3,6 +3,10 @@
 //! (`acc_q`, no FMA) with the four accumulators in one register, so every result is bit-identical
 //! to the scalar reference. Q1_0 and Q8_0 live here, Q2_0 in `dot_neon_q2`.
 //!
+//! Q1_0 tensors are repacked at load for the lookup-table kernels (`q1_lut::neon`), which then do
+//! their matvecs and matmuls; the Q1_0 row kernels here serve rows that are not packed (the
+//! start-up self-check, tests, the bench's row-kernel comparison).
+//!
 //! Rust 1.63 (Debian's aarch64 toolchain) has the base NEON intrinsics but not `vdotq_s32`, so
 //! `sdot` is emitted with `asm!`.
 

@@ -1,6 +1,7 @@
 //! Q1_0 lookup-table matvec (T-MAC style), bit-identical to the scalar reference. Kernels: `avx2`
 //! (x86_64 with AVX2 + F16C) and `neon` (AArch64, in `q1_lut_neon.rs`), on the same packed layout
-//! and tables.
+//! and tables. The NEON kernels were checked bit for bit under qemu only: their speed on real
+//! AArch64 hardware has not been measured.
 //!
 //! # Packed weights ([`PackedQ1`], built once per tensor)
 //! Rows are grouped in tiles of [`TILE`] = 32. Per tile and per 128-weight block, 576 bytes:
