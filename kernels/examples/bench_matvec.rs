@@ -31,13 +31,13 @@ fn main() {
         let mut out = vec![0.0f32; ne1];
         matmul::matvec(&t, as_bytes(&act), &mut out).unwrap();
         let iters = (2_000_000_000 / bytes.len()).max(3).min(2000);
-        if t.packed.is_some() {
+        if t.packed.is_some() || t.packed_q2.is_some() {
             // the packed (lookup-table) path first, then the row kernels on the same tensor
             bench_matvec(&t, &act, &mut out, fmt, bytes.len(), iters, "  (packed LUT)");
             if ne1 <= 6144 {
                 bench_matmul(&t, &act, ne0, ne1, iters, "packed LUT");
             }
-            t.packed = None;
+            t.unpack();
         }
         bench_matvec(&t, &act, &mut out, fmt, bytes.len(), iters, "");
         if fmt == Format::Q1_0 && ne1 <= 6144 {

@@ -99,6 +99,23 @@ impl PackedQ2 {
     }
 }
 
+/// ISA bits the kernels need (0: none compiled for this target; NEON has no Q2_0 table kernel yet).
+#[cfg(all(target_arch = "x86_64", bk_f16c))]
+const LUT_ISA: u32 = crate::dispatch::ISA_AVX2 | crate::dispatch::ISA_F16C;
+#[cfg(not(all(target_arch = "x86_64", bk_f16c)))]
+const LUT_ISA: u32 = 0;
+
+/// True when the lookup-table kernel can run here (x86_64 with AVX2 + F16C passing the start-up
+/// self-check): Q2_0 tensors are then packed at load.
+pub fn available() -> bool {
+    LUT_ISA != 0 && crate::dispatch::available() & LUT_ISA == LUT_ISA
+}
+
+/// True when `table` (the active kernels) may use the packed path; never the scalar table.
+pub fn usable_with(table: &crate::dispatch::Table) -> bool {
+    LUT_ISA != 0 && table.isa & LUT_ISA == LUT_ISA
+}
+
 /// Table bytes for an activation of `ne0` elements.
 pub fn tab_len(ne0: usize) -> usize {
     ne0 / 32 * TAB_BYTES
@@ -263,7 +280,7 @@ mod tests {
     #[cfg(all(target_arch = "x86_64", bk_f16c))]
     #[test]
     fn simd_tables_equal_scalar_tables() {
-        if !crate::q1_lut::available() {
+        if !available() {
             eprintln!("skipped: no avx2+f16c");
             return;
         }
@@ -283,7 +300,7 @@ mod tests {
     #[cfg(all(target_arch = "x86_64", bk_f16c))]
     #[test]
     fn tile_dot_equals_scalar_bit_for_bit() {
-        if !crate::q1_lut::available() {
+        if !available() {
             eprintln!("skipped: no avx2+f16c");
             return;
         }
@@ -321,6 +338,41 @@ mod tests {
                     assert_eq!(bits(&got[..ne1]), bits(&want), "{} [{} x {}]", fmt.name(), ne0, ne1);
                 }
             }
+        }
+    }
+
+    /// One activation feeding packed Q2_0 (both block sizes), packed Q1_0 and unpacked Q8_0
+    /// tensors in one `matvec_multi`: both kinds of tables are built, and every row equals the
+    /// scalar reference bit for bit.
+    #[test]
+    fn mixed_multi_matvec_equals_scalar_bit_for_bit() {
+        use crate::matmul;
+        use crate::tensor::Tensor;
+        let mut rng = Rng::new(17);
+        let ne0 = 512;
+        let specs = [(Format::Q2_0, 97usize), (Format::Q1_0, 33), (Format::Q2_0G64, 65), (Format::Q8_0, 10), (Format::Q2_0, 1)];
+        let rows: Vec<Vec<u8>> = specs.iter().map(|&(f, n)| random_rows(&mut rng, f, ne0, n, false)).collect();
+        let ts: Vec<Tensor> =
+            specs.iter().zip(&rows).map(|(&(f, n), r)| Tensor::from_bytes(r, f.code(), ne0 as u64, n as u64).unwrap()).collect();
+        for (t, &(f, _)) in ts.iter().zip(specs.iter()) {
+            let q2 = f == Format::Q2_0 || f == Format::Q2_0G64;
+            assert_eq!(t.packed_q2.is_some(), q2 && available(), "{} packing", f.name());
+        }
+        let (_, act) = random_act(&mut rng, ne0);
+        let a = Act::from_bytes(as_bytes(&act), ne0).unwrap();
+        let mut outs: Vec<Vec<f32>> = specs.iter().map(|&(_, n)| vec![f32::NAN; n + 1]).collect();
+        {
+            let refs: Vec<&Tensor> = ts.iter().collect();
+            let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
+            matmul::matvec_multi(&refs, as_bytes(&act), &mut slices).unwrap();
+        }
+        for (i, (&(f, n), r)) in specs.iter().zip(&rows).enumerate() {
+            let rb = f.row_bytes(ne0);
+            for row in 0..n {
+                let want = (SCALAR.dot_fn(f))(&r[row * rb..(row + 1) * rb], &a, ne0);
+                assert_eq!(outs[i][row].to_bits(), want.to_bits(), "{} row {}", f.name(), row);
+            }
+            assert!(outs[i][n].is_nan(), "nothing written past the last row");
         }
     }
 }

@@ -3,7 +3,8 @@
 
 use crate::formats::Format;
 use crate::map::{Map, MapInner};
-use crate::q1_lut::PackedQ1;
+use crate::q1_lut::{PackedQ1, TILE};
+use crate::q2_lut::PackedQ2;
 use std::sync::Arc;
 
 enum Storage {
@@ -20,6 +21,8 @@ pub struct Tensor {
     storage: Storage,
     /// Q1_0 rows repacked for the lookup-table kernel (only where that kernel can run).
     pub packed: Option<PackedQ1>,
+    /// Q2_0 rows (either block size) repacked for their lookup-table kernel (likewise).
+    pub packed_q2: Option<PackedQ2>,
 }
 
 /// Format from an API code, with an error naming the code and the known ones.
@@ -70,6 +73,7 @@ impl Tensor {
             offset: offset as usize,
             storage: Storage::Mapped(map.0.clone()),
             packed: None,
+            packed_q2: None,
         };
         if t.pack() {
             // The kernels now read the packed copy only; drop the mapped pages so resident memory
@@ -94,6 +98,7 @@ impl Tensor {
             offset: 0,
             storage: Storage::Owned(bytes.to_vec()),
             packed: None,
+            packed_q2: None,
         };
         t.pack();
         Ok(t)
@@ -105,7 +110,29 @@ impl Tensor {
             self.packed = Some(PackedQ1::pack(self.data(), self.ne0, self.ne1));
             return true;
         }
+        let block = match self.fmt {
+            Format::Q2_0 => 128,
+            Format::Q2_0G64 => 64,
+            _ => return false,
+        };
+        if crate::q2_lut::available() {
+            self.packed_q2 = Some(PackedQ2::pack(self.data(), self.ne0, self.ne1, block));
+            return true;
+        }
         false
+    }
+
+    /// Drops the packed copies (the row kernels then read the original rows); for benchmarks
+    /// and tests that compare the two.
+    pub fn unpack(&mut self) {
+        self.packed = None;
+        self.packed_q2 = None;
+    }
+
+    /// Tiles of [`TILE`] rows (the work unit of the lookup-table kernels).
+    #[inline]
+    pub fn tiles(&self) -> usize {
+        (self.ne1 + TILE - 1) / TILE
     }
 
     /// All of the tensor's bytes.
