@@ -7,13 +7,14 @@
  * bench/results/latest.json.
  *
  * Options: --quick (1.7B only, 64-token prompt, 32 decode tokens), --models 1.7b,4b,
- * --threads 1,0 (0 = all CPUs), --prompt N, --decode N, --out PATH.
+ * --type q1_0|q2_0|q2_0_g64 (weight format of the models, default q1_0), --threads 1,0
+ * (0 = all CPUs), --prompt N, --decode N, --out PATH.
  */
 import { parseArgs } from "node:util";
 import { Kernels } from "../kernels/ffi.ts";
 import { ensureModel } from "./models.ts";
 import type { Measurement } from "./measure.ts";
-import { type Ceilings, measureCeilings } from "./roofline.ts";
+import { BENCH_FORMATS, type BenchType, type Ceilings, measureCeilings } from "./roofline.ts";
 import { fmt, table } from "./report.ts";
 import { measureMemory } from "./memory_budget.ts";
 import type { Overhead } from "./overhead.ts";
@@ -25,6 +26,7 @@ const { values } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
     models: { type: "string" },
+    type: { type: "string", default: "q1_0" },
     threads: { type: "string", default: "1,0" },
     prompt: { type: "string" },
     decode: { type: "string" },
@@ -32,6 +34,11 @@ const { values } = parseArgs({
   },
 });
 const quick = values.quick;
+if (!(values.type in BENCH_FORMATS)) {
+  console.error(`bench: unknown --type '${values.type}' (${Object.keys(BENCH_FORMATS).join(", ")})`);
+  Deno.exit(2);
+}
+const type = values.type as BenchType;
 const models = (values.models ?? (quick ? "1.7b" : "1.7b,4b")).split(",");
 const nPrompt = Number(values.prompt ?? (quick ? 64 : 512));
 const nDecode = Number(values.decode ?? (quick ? 32 : 128));
@@ -64,12 +71,12 @@ async function child(args: string[]): Promise<Measurement> {
 }
 
 const k = Kernels.load();
-const ceilings: Ceilings[] = threadCounts.map((t) => measureCeilings(k, t));
+const ceilings: Ceilings[] = threadCounts.map((t) => measureCeilings(k, t, type));
 k.close();
 
 const runs: (Measurement & { shape: string })[] = [];
 for (const shape of models) {
-  const path = await ensureModel(shape);
+  const path = await ensureModel(shape, "models", type);
   for (const t of threadCounts) {
     // the prefix-cache line runs once per model, on all threads
     const prefix = t === Math.max(...threadCounts)
@@ -99,7 +106,7 @@ for (const shape of models) {
 // dispatches of a real 1.7B decode step, measured in its own process (bench/overhead.ts).
 const tAll = Math.max(...threadCounts);
 const ovhOut = await new Deno.Command(Deno.execPath(), {
-  args: ["run", "--allow-all", new URL("./overhead.ts", import.meta.url).pathname, "--model", await ensureModel(models[0]), "--threads", String(tAll)],
+  args: ["run", "--allow-all", new URL("./overhead.ts", import.meta.url).pathname, "--model", await ensureModel(models[0], "models", type), "--threads", String(tAll)],
   stdout: "piped",
   stderr: "inherit",
 }).output();
@@ -121,7 +128,8 @@ attKernels.close();
 const rows = runs.map((r) => {
   const c = ceilings.find((x) => x.threads === r.threads)!;
   const bwRoof = (c.readGBs * 1e9) / r.weightBytesPerToken;
-  const weightsPerToken = (r.weightBytesPerToken / 18) * 128; // Q1_0: 18 bytes per 128 weights
+  const fmt = BENCH_FORMATS[type];
+  const weightsPerToken = (r.weightBytesPerToken / fmt.blockBytes) * fmt.blockLen;
   const computeRoof = (c.computeGWs * 1e9) / weightsPerToken;
   const roof = Math.min(bwRoof, computeRoof);
   const stepTokS = 1000 / r.decodeStepMs;
@@ -136,7 +144,7 @@ const rows = runs.map((r) => {
 });
 
 console.log(
-  `\nbonsai bench: ${nPrompt}-token prompt, ${nDecode} decode tokens, kernels ${
+  `\nbonsai bench: ${type} weights, ${nPrompt}-token prompt, ${nDecode} decode tokens, kernels ${
     runs[0]?.isa.join("+") || "scalar"
   }, ${cpus} CPUs\n`,
 );
@@ -170,7 +178,7 @@ console.log(table(
 ));
 console.log(
   "\n" + table(
-    ["threads", "read GB/s", "Q1_0 kernel Gweights/s (in cache)"],
+    ["threads", "read GB/s", `${type} kernel Gweights/s (in cache)`],
     ceilings.map((c) => [c.threads, fmt(c.readGBs), fmt(c.computeGWs)]),
   ),
 );
@@ -209,6 +217,7 @@ console.log(
 
 const result = {
   date: new Date().toISOString(),
+  type,
   memory,
   cpus,
   promptTokens: nPrompt,

@@ -5,6 +5,7 @@
  */
 import { synthesize } from "../tools/synth.ts";
 import { SHAPES, type SynthShape } from "../tools/synth_shapes.ts";
+import type { SynthType } from "../tools/synth.ts";
 
 /** Shapes the bench knows: the two Bonsai sizes. */
 export const BENCH_SHAPES: Record<string, SynthShape> = {
@@ -12,10 +13,11 @@ export const BENCH_SHAPES: Record<string, SynthShape> = {
   "4b": SHAPES["4b"],
 };
 
-/** Path of the bench model for `shape`, synthesizing it first if missing. */
+/** Path of the bench model for `shape` with `type` weights, synthesizing it first if missing. */
 export async function ensureModel(
   shape: string,
   dir = "models",
+  type: SynthType = "q1_0",
 ): Promise<string> {
   const s = BENCH_SHAPES[shape];
   if (!s) {
@@ -25,7 +27,7 @@ export async function ensureModel(
       })`,
     );
   }
-  const path = `${dir}/bench-${shape}-q1_0.gguf`;
+  const path = `${dir}/bench-${shape}-${type}.gguf`;
   try {
     await Deno.stat(path);
     return path;
@@ -35,7 +37,7 @@ export async function ensureModel(
   await Deno.mkdir(dir, { recursive: true });
   const tmp = `${path}.tmp`;
   const t0 = performance.now();
-  await synthesize({ shape: s, out: tmp, seed: 1, type: "q1_0" });
+  await synthesize({ shape: s, out: tmp, seed: 1, type });
   await Deno.rename(tmp, path);
   console.error(
     `generated ${path} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,

@@ -12,8 +12,9 @@ table (and JSON). Figures are ratios within one run on this machine, not absolut
 Suites:
   speed        (default) prefill/decode tok/s, time to first token, load time, peak RSS for the
                1.7B and 4B shapes on 1 and all threads; memory-bandwidth roofline; FFI overhead;
-               prefix-cache time to first token. Options: --quick, --models 1.7b,4b, --threads 1,0,
-               --prompt N, --decode N, --out PATH
+               prefix-cache time to first token; attention alone. Options: --quick, --models 1.7b,4b,
+               --type q1_0|q2_0|q2_0_g64 (weights; default q1_0), --threads 1,0, --prompt N,
+               --decode N, --out PATH
   concurrency  aggregate tok/s with 1, 4, 16 and 50 requests at once (continuous batching)
   constrain    cost per token of the structured-output mask next to a decode step
   memory       peak RSS of a decode against the memory estimate (--shape 4b --ctx 4096)
