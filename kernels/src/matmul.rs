@@ -249,8 +249,8 @@ mod lut {
 
 #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
 mod lut {
-    //! Glue for the lookup-table kernels (`q1_lut` for Q1_0, `q2_lut` for Q2_0 on x86): table
-    //! buffers and one tile's output.
+    //! Glue for the lookup-table kernels (`q1_lut` for Q1_0, `q2_lut` for Q2_0; AVX2 on x86_64,
+    //! NEON on AArch64): table buffers and one tile's output.
     use crate::act::Act;
     use crate::dispatch::Table;
     #[cfg(all(target_arch = "x86_64", bk_f16c))]
@@ -324,9 +324,10 @@ mod lut {
         // SAFETY: Q2_0 tensors are only packed where AVX2 + F16C passed the self-check.
         unsafe { q2_lut::avx2::build_tables(q, ne0, tab) }
     }
-    #[cfg(not(all(target_arch = "x86_64", bk_f16c)))]
-    fn build_q2_tables(_: &[i8], _: usize, _: &mut [u8]) {
-        unreachable!("Q2_0 tensors are packed only where the AVX2 kernel runs")
+    #[cfg(target_arch = "aarch64")]
+    fn build_q2_tables(q: &[i8], ne0: usize, tab: &mut [u8]) {
+        // SAFETY: NEON is part of AArch64.
+        unsafe { q2_lut::neon::build_tables(q, ne0, tab) }
     }
 
     /// Computes tile `tile` of packed tensor `t` against one token's `tabs` and stores its rows
@@ -354,8 +355,10 @@ mod lut {
         let p = t.packed_q2.as_ref().expect("tile of an unpacked tensor");
         q2_lut::avx2::tile_dot(p, tile, tab, a.d, res)
     }
-    #[cfg(not(all(target_arch = "x86_64", bk_f16c)))]
-    unsafe fn q2_tile(_: &Tensor, _: usize, _: &[u8], _: &Act, _: &mut [f32; TILE]) {
-        unreachable!("Q2_0 tensors are packed only where the AVX2 kernel runs")
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    unsafe fn q2_tile(t: &Tensor, tile: usize, tab: &[u8], a: &Act, res: &mut [f32; TILE]) {
+        let p = t.packed_q2.as_ref().expect("tile of an unpacked tensor");
+        q2_lut::neon::tile_dot(p, tile, tab, a.d, res)
     }
 }

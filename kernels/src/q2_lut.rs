@@ -1,5 +1,8 @@
 //! Q2_0 (ternary, blocks of 128 or 64) lookup-table matvec, bit-identical to the scalar reference.
 //! The Q1_0 scheme of `q1_lut` with 2-bit codes: one nibble holds the codes of 2 weights.
+//! Kernels: `avx2` (x86_64 with AVX2 + F16C) and `neon` (AArch64, in `q2_lut_neon.rs`), on the
+//! same packed layout and tables. The NEON kernels were checked bit for bit under qemu only: their
+//! speed on real AArch64 hardware has not been measured.
 //!
 //! # Packed weights ([`PackedQ2`], built once per tensor)
 //! Rows are grouped in tiles of [`TILE`] = 32. Per tile and per weight block (`block` = 128 or 64):
@@ -99,19 +102,22 @@ impl PackedQ2 {
     }
 }
 
-/// ISA bits the kernels need (0: none compiled for this target; NEON has no Q2_0 table kernel yet).
+/// ISA bits the lookup-table kernels of this build need (0: none compiled for this target).
 #[cfg(all(target_arch = "x86_64", bk_f16c))]
 const LUT_ISA: u32 = crate::dispatch::ISA_AVX2 | crate::dispatch::ISA_F16C;
-#[cfg(not(all(target_arch = "x86_64", bk_f16c)))]
+#[cfg(target_arch = "aarch64")]
+const LUT_ISA: u32 = crate::dispatch::ISA_NEON;
+#[cfg(not(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64")))]
 const LUT_ISA: u32 = 0;
 
-/// True when the lookup-table kernel can run here (x86_64 with AVX2 + F16C passing the start-up
-/// self-check): Q2_0 tensors are then packed at load.
+/// True when the lookup-table kernel can run here: x86_64 with AVX2 + F16C, or AArch64 (NEON),
+/// with that table passing the start-up self-check. Q2_0 tensors are then packed at load.
 pub fn available() -> bool {
     LUT_ISA != 0 && crate::dispatch::available() & LUT_ISA == LUT_ISA
 }
 
-/// True when `table` (the active kernels) may use the packed path; never the scalar table.
+/// True when `table` (the active kernels) may use the packed path: it is a SIMD table relying on
+/// the kernels' ISA (AVX2 + F16C, or NEON). The scalar table (tests, `force_isa(0)`) never does.
 pub fn usable_with(table: &crate::dispatch::Table) -> bool {
     LUT_ISA != 0 && table.isa & LUT_ISA == LUT_ISA
 }
@@ -240,6 +246,10 @@ pub mod avx2 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+#[path = "q2_lut_neon.rs"]
+pub mod neon;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +257,11 @@ mod tests {
     use crate::dispatch::SCALAR;
     use crate::formats::Format;
     use crate::testutil::{as_bytes, as_bytes_mut, random_act, random_rows, Rng};
+    /// The SIMD kernels of this build, one signature on both ISAs.
+    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    use super::avx2 as simd;
+    #[cfg(target_arch = "aarch64")]
+    use super::neon as simd;
 
     fn act_of(x: &[f32]) -> Vec<u32> {
         let mut buf = vec![0u32; act_layout(x.len()).total / 4];
@@ -277,11 +292,11 @@ mod tests {
         }
     }
 
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
     #[test]
     fn simd_tables_equal_scalar_tables() {
         if !available() {
-            eprintln!("skipped: no avx2+f16c");
+            eprintln!("skipped: no lookup-table kernels on this CPU");
             return;
         }
         let mut rng = Rng::new(6);
@@ -290,18 +305,18 @@ mod tests {
         let mut want = vec![0u8; tab_len(512)];
         let mut got = vec![1u8; tab_len(512)];
         build_tables_scalar(&q, 512, &mut want);
-        unsafe { avx2::build_tables(&q, 512, &mut got) };
+        unsafe { simd::build_tables(&q, 512, &mut got) };
         assert_eq!(got, want);
         assert!(want.iter().all(|&b| b < 32), "table parts must stay below 32 so 8 of them sum in a byte");
     }
 
     /// The packed kernel against the scalar reference for both block sizes, at the extremes of the
     /// accumulators (all codes 0, all codes 3 (the unused code), q = ±127) and on random data.
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
+    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
     #[test]
     fn tile_dot_equals_scalar_bit_for_bit() {
         if !available() {
-            eprintln!("skipped: no avx2+f16c");
+            eprintln!("skipped: no lookup-table kernels on this CPU");
             return;
         }
         let mut rng = Rng::new(9);
@@ -327,12 +342,12 @@ mod tests {
                     let act = act_of(x);
                     let a = Act::from_bytes(as_bytes(&act), ne0).unwrap();
                     let mut tab = vec![0u8; tab_len(ne0)];
-                    unsafe { avx2::build_tables(a.q, ne0, &mut tab) };
+                    unsafe { simd::build_tables(a.q, ne0, &mut tab) };
                     let want: Vec<f32> = (0..ne1).map(|r| (SCALAR.dot_fn(fmt))(&rows[r * nb * bbytes..(r + 1) * nb * bbytes], &a, ne0)).collect();
                     let mut got = Vec::new();
                     for t in 0..p.tiles {
                         let mut o = [0.0f32; TILE];
-                        unsafe { avx2::tile_dot(&p, t, &tab, a.d, &mut o) };
+                        unsafe { simd::tile_dot(&p, t, &tab, a.d, &mut o) };
                         got.extend_from_slice(&o);
                     }
                     assert_eq!(bits(&got[..ne1]), bits(&want), "{} [{} x {}]", fmt.name(), ne0, ne1);
