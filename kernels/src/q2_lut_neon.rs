@@ -129,6 +129,10 @@ unsafe fn half_dot(p: &PackedQ2, wp: *const u8, tp: *const u8, dp: *const f32, r
     let mut acc = [[vdupq_n_f32(0.0); 4]; 4];
     for b in 0..p.nb {
         let blk = wp.add(b * tbb);
+        if r0 == 0 {
+            // the first half's pass brings the lines in for the second
+            crate::q1_lut::neon::prefetch_lines(blk.wrapping_add(crate::q1_lut::PREFETCH_BLOCKS * tbb), tbb);
+        }
         let (d0, d1) = (vld1q_u16(blk.add(2 * r0) as *const u16), vld1q_u16(blk.add(2 * r0 + 16) as *const u16));
         let dw = [widen_low(d0), widen_high(d0), widen_low(d1), widen_high(d1)];
         for k in 0..subs {
