@@ -209,9 +209,9 @@ console.log(
 // Memory budget (issue 4): peak RSS of a decode with a full-size KV cache against the figure
 // the runtime computes before loading, for the largest model of this run.
 const memoryShape = models.includes("4b") ? "4b" : models[models.length - 1];
-const memory = await measureMemory(memoryShape, quick ? 1024 : 4096, quick ? 8 : 32);
+const memory = await measureMemory(memoryShape, quick ? 1024 : 4096, quick ? 8 : 32, type);
 console.log(
-  `memory (${memory.shape}, ctx ${memory.contextSize}): estimated ${fmt(memory.estimatedBytes / 2 ** 20, 0)} MiB, ` +
+  `memory (${memory.shape} ${memory.type}, ctx ${memory.contextSize}): estimated ${fmt(memory.estimatedBytes / 2 ** 20, 0)} MiB, ` +
     `peak RSS ${fmt(memory.peakRssBytes / 2 ** 20, 0)} MiB (${fmt(100 * memory.error, 1)}%)`,
 );
 

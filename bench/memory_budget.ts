@@ -6,10 +6,12 @@
  */
 import { parseArgs } from "node:util";
 import { ensureModel } from "./models.ts";
+import type { SynthType } from "../tools/synth.ts";
 
 /** One measurement. */
 export interface MemoryResult {
   shape: string;
+  type: SynthType;
   contextSize: number;
   estimatedBytes: number;
   peakRssBytes: number;
@@ -19,8 +21,13 @@ export interface MemoryResult {
 }
 
 /** Generates the model if needed, then measures it in a child process. */
-export async function measureMemory(shape: string, contextSize: number, tokens: number): Promise<MemoryResult> {
-  const path = await ensureModel(shape);
+export async function measureMemory(
+  shape: string,
+  contextSize: number,
+  tokens: number,
+  type: SynthType = "q1_0",
+): Promise<MemoryResult> {
+  const path = await ensureModel(shape, "models", type);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL(import.meta.url).pathname, "--child", path, "--ctx", String(contextSize), "--tokens", String(tokens)],
     stdout: "piped",
@@ -29,7 +36,7 @@ export async function measureMemory(shape: string, contextSize: number, tokens: 
   const out = await child.output();
   if (!out.success) throw new Error(`memory child for ${shape} failed`);
   const r = JSON.parse(new TextDecoder().decode(out.stdout));
-  return { shape, contextSize, ...r, error: (r.peakRssBytes - r.estimatedBytes) / r.estimatedBytes };
+  return { shape, type, contextSize, ...r, error: (r.peakRssBytes - r.estimatedBytes) / r.estimatedBytes };
 }
 
 async function child(path: string, contextSize: number, tokens: number): Promise<void> {
