@@ -145,6 +145,22 @@ const SYMBOLS = {
     ],
     result: "i32",
   },
+  bk_attention_rows: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "u32",
+      "buffer",
+    ],
+    result: "i32",
+  },
 } as const;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -717,44 +733,74 @@ export class Kernels {
     out: Float32Array,
     scratch: Float32Array,
   ): void {
-    if (kvType === KvType.Q8 && (headDim % 32 !== 0 || kvStride % 32 !== 0)) {
-      throw new KernelError(
-        `attention: q8 KV needs head_dim (${headDim}) and kvStride (${kvStride}) multiples of 32`,
-      );
-    }
-    const kvLen = nKv <= 0
-      ? 0
-      : kvRowBytes(kvType, (nKv - 1) * kvStride + nHeadKv * headDim);
-    if (!(q.length >= nHead * headDim && out.length >= nHead * headDim)) {
-      throw new KernelError(
-        `attention: q and out need ${nHead * headDim} floats`,
-      );
-    }
-    if (!(nKv <= 0 || (k.byteLength >= kvLen && v.byteLength >= kvLen))) {
-      throw new KernelError(
-        `attention: k and v caches need ${kvLen} bytes for ${nKv} positions`,
-      );
-    }
+    this.#checkAttention("attention", q, k, v, kvType, nHead, nHeadKv, headDim, 1, nKv, kvStride, out);
     if (!(scratch.length >= 2 * nKv)) {
       throw new KernelError(
         `attention: scratch needs ${2 * nKv} floats, has ${scratch.length}`,
       );
     }
     this.#check(
-      this.lib.bk_attention(
-        q,
-        k,
-        v,
-        kvType,
-        nHead,
-        nHeadKv,
-        headDim,
-        nKv,
-        kvStride,
-        out,
-        scratch,
-      ),
+      this.lib.bk_attention(q, k, v, kvType, nHead, nHeadKv, headDim, nKv, kvStride, out, scratch),
     );
+  }
+
+  /**
+   * Causal attention of `nRows` consecutive query rows of one sequence (a prompt chunk; rows
+   * `nHead * headDim` floats apart in `q` and `out`): the last row sees positions 0..nKv-1, each
+   * earlier row one fewer. Same results as {@link attention} row by row, with each block of the
+   * cache read once for the whole chunk.
+   */
+  attentionRows(
+    q: Float32Array,
+    k: Uint8Array,
+    v: Uint8Array,
+    kvType: number,
+    nHead: number,
+    nHeadKv: number,
+    headDim: number,
+    nRows: number,
+    nKv: number,
+    kvStride: number,
+    out: Float32Array,
+  ): void {
+    this.#checkAttention("attentionRows", q, k, v, kvType, nHead, nHeadKv, headDim, nRows, nKv, kvStride, out);
+    this.#check(
+      this.lib.bk_attention_rows(q, k, v, kvType, nHead, nHeadKv, headDim, nRows, nKv, kvStride, out),
+    );
+  }
+
+  /** Buffer sizes of an attention call, checked before the library reads or writes them. */
+  #checkAttention(
+    what: string,
+    q: Float32Array,
+    k: Uint8Array,
+    v: Uint8Array,
+    kvType: number,
+    nHead: number,
+    nHeadKv: number,
+    headDim: number,
+    nRows: number,
+    nKv: number,
+    kvStride: number,
+    out: Float32Array,
+  ): void {
+    if (kvType === KvType.Q8 && (headDim % 32 !== 0 || kvStride % 32 !== 0)) {
+      throw new KernelError(
+        `${what}: q8 KV needs head_dim (${headDim}) and kvStride (${kvStride}) multiples of 32`,
+      );
+    }
+    const kvLen = nKv <= 0
+      ? 0
+      : kvRowBytes(kvType, (nKv - 1) * kvStride + nHeadKv * headDim);
+    const floats = nRows * nHead * headDim;
+    if (!(q.length >= floats && out.length >= floats)) {
+      throw new KernelError(`${what}: q and out need ${floats} floats`);
+    }
+    if (!(nKv <= 0 || (k.byteLength >= kvLen && v.byteLength >= kvLen))) {
+      throw new KernelError(
+        `${what}: k and v caches need ${kvLen} bytes for ${nKv} positions`,
+      );
+    }
   }
 }
 

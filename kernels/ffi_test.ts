@@ -404,3 +404,40 @@ Deno.test("fused decode ops give the same bits as the single ops they replace", 
   assert.throws(() => k.rmsnormQuantize(x, w, new Float32Array(10), 1e-6, a2), /rmsnormQuantize/);
   k.close();
 });
+
+Deno.test("attentionRows: a prompt chunk gives each row's single-row attention bits; bad calls named", () => {
+  const [nHead, nHeadKv, headDim, nKv, nRows] = [4, 2, 64, 90, 23];
+  const kvDim = nHeadKv * headDim;
+  const next = rng(77);
+  const cache = (): Uint8Array => {
+    const bytes = new Uint8Array(nKv * kvDim * 2);
+    const row = new Float32Array(kvDim);
+    for (let p = 0; p < nKv; p++) {
+      for (let i = 0; i < kvDim; i++) row[i] = next() * 2 - 1;
+      k.storeKv(row, bytes.subarray(p * kvDim * 2, (p + 1) * kvDim * 2), KvType.F16);
+    }
+    return bytes;
+  };
+  const [kc, vc] = [cache(), cache()];
+  const qDim = nHead * headDim;
+  const q = Float32Array.from({ length: nRows * qDim }, () => next() * 2 - 1);
+  const want = new Float32Array(nRows * qDim);
+  const scratch = new Float32Array(2 * nKv);
+  for (let r = 0; r < nRows; r++) {
+    k.attention(
+      q.subarray(r * qDim, (r + 1) * qDim), kc, vc, KvType.F16, nHead, nHeadKv, headDim,
+      nKv - (nRows - 1 - r), kvDim, want.subarray(r * qDim, (r + 1) * qDim), scratch,
+    );
+  }
+  const got = new Float32Array(nRows * qDim);
+  k.attentionRows(q, kc, vc, KvType.F16, nHead, nHeadKv, headDim, nRows, nKv, kvDim, got);
+  assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer));
+  assert.throws(
+    () => k.attentionRows(q, kc, vc, KvType.F16, nHead, nHeadKv, headDim, nRows + 1, nKv, kvDim, got),
+    /attentionRows: q and out need/,
+  );
+  assert.throws(
+    () => k.attentionRows(q.subarray(0, 3 * qDim), kc, vc, KvType.F16, nHead, nHeadKv, headDim, 3, 2, kvDim, got),
+    /3 query rows cannot end at position 2/,
+  );
+});

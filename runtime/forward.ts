@@ -117,13 +117,23 @@ export class Forward {
           kv.slot(kv.keys[l], positions[r]), kv.slot(kv.values[l], positions[r]), kv.typeCode,
         );
       }
-      for (let r = 0; r < n; r++) {
+      // A run of rows of one sequence at consecutive positions (a prompt chunk) attends in one
+      // call that reads each block of the cache once; lone rows (decode) one at a time.
+      for (let r = 0; r < n;) {
         const kv = rows[r].kv;
-        K.attention(
-          this.rowOf(this.q, r, this.qDim), kv.keys[l], kv.values[l], kv.typeCode,
-          c.nHead, c.nHeadKv, c.headDim, positions[r] + 1, kv.kvDim,
-          this.rowOf(this.attnOut, r, this.qDim), this.scores,
-        );
+        let end = r + 1;
+        while (end < n && rows[end].kv === kv && positions[end] === positions[end - 1] + 1) end++;
+        const q = this.q.subarray(r * this.qDim, end * this.qDim);
+        const out = this.attnOut.subarray(r * this.qDim, end * this.qDim);
+        const seen = positions[end - 1] + 1;
+        if (end - r === 1) {
+          K.attention(q, kv.keys[l], kv.values[l], kv.typeCode, c.nHead, c.nHeadKv, c.headDim, seen, kv.kvDim, out, this.scores);
+        } else {
+          K.attentionRows(q, kv.keys[l], kv.values[l], kv.typeCode, c.nHead, c.nHeadKv, c.headDim, end - r, seen, kv.kvDim, out);
+        }
+        r = end;
+      }
+      for (let r = 0; r < n; r++) {
         K.quantizeAct(this.rowOf(this.attnOut, r, this.qDim), this.rowBytes(this.actQ, r, this.actQBytes));
       }
       this.matmul(L.wo, this.actQ, this.actQBytes, n, this.proj, c.nEmbd);

@@ -25,6 +25,12 @@ pub struct KvView<'a> {
 }
 
 impl<'a> KvView<'a> {
+    /// The same cache seen from position `p0` on (its row 0 is position `p0`).
+    #[inline]
+    fn from_position(&self, p0: usize) -> KvView<'a> {
+        KvView { bytes: &self.bytes[kv_row_bytes(self.kv_type, p0 * self.stride)..], ..*self }
+    }
+
     #[inline]
     pub(crate) fn row(&self, pos: usize, offset: usize, len: usize) -> &'a [u8] {
         let start = kv_row_bytes(self.kv_type, pos * self.stride + offset);
@@ -116,11 +122,11 @@ fn head_run(h0: usize, n: usize, g: usize, sh: AttnShape, q: &[f32], k: KvView, 
     for s in scores.chunks_mut(n_kv) {
         softmax(s);
     }
+    out.iter_mut().for_each(|o| *o = 0.0);
     if simd && hd % 8 == 0 {
         simd_weighted_sum(n, out, hd, scores, v, g * hd);
     } else {
         for (j, oh) in out.chunks_mut(hd).enumerate() {
-            oh.iter_mut().for_each(|o| *o = 0.0);
             for p in 0..n_kv {
                 axpy_scalar(oh, scores[j * n_kv + p], v.row(p, g * hd, hd), v.kv_type);
             }
@@ -208,3 +214,7 @@ pub fn attention(sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut [f32]
         }
     })
 }
+
+#[path = "attention_rows.rs"]
+mod rows;
+pub use rows::attention_rows;

@@ -106,16 +106,16 @@ unsafe fn dot(q: &[f32], row: &[u8], kv_type: u32) -> f32 {
     reduce8(&lane)
 }
 
-/// Outputs of `R` heads sharing one KV head: `out[j * hd + i] = sum_p w[j * n_kv + p] * v_p[i]`,
-/// accumulated position by position (the scalar order per element; partial sums pass through
-/// `out` between blocks of positions, exactly), loading each value once for the `R` heads.
-/// Requires `hd` a multiple of 8.
+/// Outputs of `R` heads sharing one KV head: `out[j * hd + i] += sum_p w[j * n_kv + p] * v_p[i]`,
+/// added position by position onto what `out` holds (the scalar order per element; partial sums
+/// pass through `out` between blocks of positions, exactly, so callers may also split the
+/// positions over several calls), loading each value once for the `R` heads. Callers zero `out`
+/// first. Requires `hd` a multiple of 8.
 #[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
 #[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
 pub unsafe fn weighted_sum<const R: usize>(out: &mut [f32], hd: usize, w: &[f32], v: KvView, offset: usize) {
     debug_assert!(hd % 8 == 0 && out.len() >= R * hd && w.len() % R == 0);
     let n_kv = w.len() / R;
-    out[..R * hd].iter_mut().for_each(|o| *o = 0.0);
     if n_kv == 0 {
         return;
     }

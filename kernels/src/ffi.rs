@@ -3,7 +3,6 @@
 //! binding checks them before calling).
 
 use crate::act::{act_layout, quantize_act};
-use crate::attention::{attention, AttnShape, KvView};
 use crate::dispatch;
 use crate::error::{guard, guard_status, last_error, set_error};
 use crate::map::{map_file, Map};
@@ -326,45 +325,6 @@ pub extern "C" fn bk_store_kv(src: *const f32, dst: *mut u8, kv_type: u32, n: u3
         let nb = kv_bytes(kv_type, n, "element count")?;
         ops::store_kv(slice(src, n, "source")?, slice_mut(dst, nb, "destination")?, kv_type);
         Ok(())
-    })
-}
-
-#[no_mangle]
-pub extern "C" fn bk_attention(
-    q: *const f32,
-    k: *const u8,
-    v: *const u8,
-    kv_type: u32,
-    n_head: u32,
-    n_head_kv: u32,
-    head_dim: u32,
-    n_kv: u32,
-    kv_stride: u32,
-    out: *mut f32,
-    scratch: *mut f32,
-) -> i32 {
-    guard_status(|| {
-        kv_bytes(kv_type, head_dim as usize, "head_dim")?;
-        kv_bytes(kv_type, kv_stride as usize, "kv_stride")?;
-        let sh = AttnShape { n_head: n_head as usize, n_head_kv: n_head_kv as usize, head_dim: head_dim as usize, n_kv: n_kv as usize };
-        if sh.n_head == 0 || sh.n_head_kv == 0 || sh.head_dim == 0 || sh.n_head % sh.n_head_kv != 0 {
-            return Err(format!("bad attention shape: n_head {} must be a positive multiple of n_head_kv {}, head_dim {} > 0", n_head, n_head_kv, head_dim));
-        }
-        if sh.n_kv == 0 {
-            return Err("attention over 0 positions".to_string());
-        }
-        let row = sh.n_head_kv * sh.head_dim;
-        if (kv_stride as usize) < row {
-            return Err(format!("kv_stride {} is smaller than n_head_kv * head_dim = {}", kv_stride, row));
-        }
-        let kv_len = kv_bytes(kv_type, (sh.n_kv - 1) * kv_stride as usize + row, "kv length")?;
-        let kv = |p: *const u8, what: &str| -> Result<KvView, String> {
-            Ok(KvView { bytes: slice(p, kv_len, what)?, kv_type, stride: kv_stride as usize })
-        };
-        let qs = slice(q, sh.n_head * sh.head_dim, "q")?;
-        let o = slice_mut(out, sh.n_head * sh.head_dim, "output")?;
-        let s = slice_mut(scratch, 2 * sh.n_kv, "scratch (2 * n_kv floats)")?;
-        attention(sh, qs, kv(k, "k cache")?, kv(v, "v cache")?, o, s, false)
     })
 }
 

@@ -14,6 +14,7 @@ pub mod dot_scalar;
 pub mod error;
 pub mod f16;
 pub mod ffi;
+pub mod ffi_attention;
 pub mod fused;
 pub mod formats;
 pub mod map;
