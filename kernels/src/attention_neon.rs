@@ -11,27 +11,11 @@
 //! differs (it comes out quiet, `f16_to_f32` keeps it signalling), and NaN stays NaN either way.
 
 use crate::attention::{kv_row_bytes, reduce8, KvView, POS_BLOCK, PREFETCH};
+use crate::neon_util::{prefetch_lines, widen_high, widen_low};
 use std::arch::aarch64::*;
-use std::arch::asm;
 
 /// Eight consecutive elements: lanes 0-3 and 4-7 of the reference order.
 type Lanes8 = [float32x4_t; 2];
-
-/// Halves 0-3 of `h` as f32.
-#[inline(always)]
-unsafe fn widen_low(h: uint16x8_t) -> float32x4_t {
-    let f: float32x4_t;
-    asm!("fcvtl {f:v}.4s, {h:v}.4h", h = in(vreg) h, f = lateout(vreg) f, options(pure, nomem, nostack, preserves_flags));
-    f
-}
-
-/// Halves 4-7 of `h` as f32.
-#[inline(always)]
-unsafe fn widen_high(h: uint16x8_t) -> float32x4_t {
-    let f: float32x4_t;
-    asm!("fcvtl2 {f:v}.4s, {h:v}.8h", h = in(vreg) h, f = lateout(vreg) f, options(pure, nomem, nostack, preserves_flags));
-    f
-}
 
 /// Elements `i..i + 8` of a KV row starting at `row` (`i` a multiple of 8). Loads go through byte
 /// pointers: rows of an f16 or q8 cache need not be aligned for their element type.
@@ -60,6 +44,11 @@ unsafe fn load8(row: *const u8, kv_type: u32, i: usize) -> Lanes8 {
 #[inline(always)]
 unsafe fn add_product(acc: float32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
     vaddq_f32(acc, vmulq_f32(a, b))
+}
+
+#[inline(always)]
+unsafe fn prefetch_row(row: &[u8]) {
+    prefetch_lines(row.as_ptr(), row.len())
 }
 
 /// Scores of `R` query heads sharing one KV head: `out[j * n_kv + p] = (q_j · k_p) * scale`,
@@ -102,15 +91,6 @@ pub unsafe fn scores<const R: usize>(q: &[f32], hd: usize, k: KvView, offset: us
         for j in 0..R {
             out[j * n_kv + p] = dot(&q[j * hd..(j + 1) * hd], k.row(p, offset, hd), k.kv_type) * scale;
         }
-    }
-}
-
-#[inline(always)]
-unsafe fn prefetch_row(row: &[u8]) {
-    let mut at = 0;
-    while at < row.len() {
-        asm!("prfm pldl1keep, [{p}]", p = in(reg) row.as_ptr().add(at), options(nostack, preserves_flags, readonly));
-        at += 64;
     }
 }
 

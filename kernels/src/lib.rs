@@ -38,6 +38,8 @@ pub mod dot_avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod dot_neon;
 #[cfg(target_arch = "aarch64")]
+mod neon_util;
+#[cfg(target_arch = "aarch64")]
 pub mod dot_neon_q2;
 
 #[cfg(test)]

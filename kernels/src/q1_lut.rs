@@ -52,41 +52,51 @@ struct SendPtr(*mut u8);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+/// The tile layout shared by the lookup-table formats: `ne1` rows of `nb` blocks of `block_bytes`
+/// (an fp16 scale, then the block's payload) become tiles of [`TILE`] rows in which, per block,
+/// the 32 scales come first and then each payload byte of the 32 rows side by side (a pure byte
+/// transpose; rows past `ne1` are zero). Runs in parallel on the pool.
+pub(crate) fn pack_tiles(data: &[u8], nb: usize, block_bytes: usize, ne1: usize) -> Vec<u8> {
+    let row_bytes = nb * block_bytes;
+    assert!(data.len() >= row_bytes * ne1);
+    let tiles = (ne1 + TILE - 1) / TILE;
+    let tile_block = TILE * block_bytes;
+    let tile_bytes = nb * tile_block;
+    let mut out = vec![0u8; tiles * tile_bytes];
+    let dst = SendPtr(out.as_mut_ptr());
+    let body = |ts: std::ops::Range<usize>| {
+        let dst = dst;
+        for t in ts {
+            // SAFETY: tile t owns bytes [t*tile_bytes, (t+1)*tile_bytes) of `out`.
+            let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(t * tile_bytes), tile_bytes) };
+            for r in 0..TILE.min(ne1 - t * TILE) {
+                let src = &data[(t * TILE + r) * row_bytes..(t * TILE + r + 1) * row_bytes];
+                for b in 0..nb {
+                    let s = &src[block_bytes * b..block_bytes * (b + 1)];
+                    let ob = &mut o[b * tile_block..(b + 1) * tile_block];
+                    ob[2 * r] = s[0];
+                    ob[2 * r + 1] = s[1];
+                    for i in 0..block_bytes - 2 {
+                        ob[64 + 32 * i + r] = s[2 + i];
+                    }
+                }
+            }
+        }
+    };
+    // The pool is only used when packing runs on a thread outside it (always, from the C ABI).
+    if pool::parallel_for(tiles, 8, &body).is_err() {
+        body(0..tiles);
+    }
+    out
+}
+
 impl PackedQ1 {
     /// Repacks `ne1` Q1_0 rows of `ne0` weights (`data` = `ne1 * ne0/128 * 18` bytes), in parallel
     /// on the pool.
     pub fn pack(data: &[u8], ne0: usize, ne1: usize) -> PackedQ1 {
+        assert!(ne0 % 128 == 0);
         let nb = ne0 / 128;
-        let row_bytes = nb * 18;
-        assert!(ne0 % 128 == 0 && data.len() >= row_bytes * ne1);
-        let tiles = (ne1 + TILE - 1) / TILE;
-        let tile_bytes = nb * TILE_BLOCK_BYTES;
-        let mut out = vec![0u8; tiles * tile_bytes];
-        let dst = SendPtr(out.as_mut_ptr());
-        let body = |ts: std::ops::Range<usize>| {
-            let dst = dst;
-            for t in ts {
-                // SAFETY: tile t owns bytes [t*tile_bytes, (t+1)*tile_bytes) of `out`.
-                let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(t * tile_bytes), tile_bytes) };
-                for r in 0..TILE.min(ne1 - t * TILE) {
-                    let src = &data[(t * TILE + r) * row_bytes..(t * TILE + r + 1) * row_bytes];
-                    for b in 0..nb {
-                        let s = &src[18 * b..18 * b + 18];
-                        let ob = &mut o[b * TILE_BLOCK_BYTES..(b + 1) * TILE_BLOCK_BYTES];
-                        ob[2 * r] = s[0];
-                        ob[2 * r + 1] = s[1];
-                        for i in 0..16 {
-                            ob[64 + 32 * i + r] = s[2 + i];
-                        }
-                    }
-                }
-            }
-        };
-        // The pool is only used when packing runs on a thread outside it (always, from the C ABI).
-        if pool::parallel_for(tiles, 8, &body).is_err() {
-            body(0..tiles);
-        }
-        PackedQ1 { data: out, nb, tiles }
+        PackedQ1 { data: pack_tiles(data, nb, 18, ne1), nb, tiles: (ne1 + TILE - 1) / TILE }
     }
 
     /// Bytes of tile `t`.

@@ -17,8 +17,8 @@
 //! kernel of `dot_neon` built by the same compiler.
 
 use super::{TAB_BYTES, TILE, TILE_BLOCK_BYTES};
+use crate::neon_util::{prefetch_lines, widen_high, widen_low};
 use std::arch::aarch64::*;
-use std::arch::asm;
 
 /// Rows per half tile: one `tbl` lookup's worth.
 const HALF: usize = 16;
@@ -74,22 +74,6 @@ pub unsafe fn build_tables(q: &[i8], ne0: usize, tab: &mut [u8]) {
     }
 }
 
-/// Halves 0-3 of `h` as f32 (exact, see the module docs).
-#[inline(always)]
-unsafe fn widen_low(h: uint16x8_t) -> float32x4_t {
-    let f: float32x4_t;
-    asm!("fcvtl {f:v}.4s, {h:v}.4h", h = in(vreg) h, f = lateout(vreg) f, options(pure, nomem, nostack, preserves_flags));
-    f
-}
-
-/// Halves 4-7 of `h` as f32.
-#[inline(always)]
-unsafe fn widen_high(h: uint16x8_t) -> float32x4_t {
-    let f: float32x4_t;
-    asm!("fcvtl2 {f:v}.4s, {h:v}.8h", h = in(vreg) h, f = lateout(vreg) f, options(pure, nomem, nostack, preserves_flags));
-    f
-}
-
 /// Exact integer sums of ±q for 16 rows of one tile and one activation block (`bits` = the rows'
 /// first sign byte, 32 bytes between consecutive bytes of a row; `t` = the block's tables), as
 /// four vectors of rows 0-3, 4-7, 8-11, 12-15.
@@ -112,20 +96,6 @@ unsafe fn isum_block(bits: *const u8, t: *const u8) -> [int32x4_t; 4] {
     let s0 = vreinterpretq_s16_u16(vaddw_u8(vreinterpretq_u16_s16(vshll_n_s8::<5>(vget_low_s8(hs))), vget_low_u8(la)));
     let s1 = vreinterpretq_s16_u16(vaddw_high_u8(vreinterpretq_u16_s16(vshll_high_n_s8::<5>(hs)), la));
     [vmovl_s16(vget_low_s16(s0)), vmovl_high_s16(s0), vmovl_s16(vget_low_s16(s1)), vmovl_high_s16(s1)]
-}
-
-/// Rows `r0..r0 + 16` of one tile: `out[i]` = row `r0 + i` · act.
-#[inline(always)]
-/// Requests `bytes` from `start` into the cache (prefetches never fault, even past the end). As on
-/// x86, where prefetching the weights ahead overlapped streaming with the lookups (decode step
-/// -15%); the effect on ARM cores has not been measured (qemu only).
-#[inline(always)]
-pub(crate) unsafe fn prefetch_lines(start: *const u8, bytes: usize) {
-    let mut line = 0;
-    while line < bytes {
-        asm!("prfm pldl1keep, [{p}]", p = in(reg) start.wrapping_add(line), options(nostack, preserves_flags, readonly));
-        line += 64;
-    }
 }
 
 unsafe fn half_dot(wp: *const u8, tp: *const u8, dp: *const f32, nb: usize, r0: usize, out: *mut f32) {

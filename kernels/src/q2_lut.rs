@@ -22,7 +22,6 @@
 //! `16 * 512` bias: the exact `isum` of the reference. The float steps are those of `dot_scalar`
 //! lane-wise over rows, so the results are the same bits as every other path.
 
-use crate::pool;
 pub use crate::q1_lut::TILE;
 
 /// Table bytes per 32-element activation block (16 pairs x 16 L + 16 H bytes).
@@ -38,11 +37,6 @@ pub struct PackedQ2 {
     pub tiles: usize,
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut u8);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
 impl PackedQ2 {
     /// Bytes per tile per weight block.
     #[inline]
@@ -55,38 +49,8 @@ impl PackedQ2 {
     pub fn pack(data: &[u8], ne0: usize, ne1: usize, block: usize) -> PackedQ2 {
         assert!((block == 128 || block == 64) && ne0 % block == 0);
         let nb = ne0 / block;
-        let bbytes = 2 + block / 4;
-        let row_bytes = nb * bbytes;
-        assert!(data.len() >= row_bytes * ne1);
-        let tiles = (ne1 + TILE - 1) / TILE;
-        let tbb = TILE * bbytes;
-        let tile_bytes = nb * tbb;
-        let mut out = vec![0u8; tiles * tile_bytes];
-        let dst = SendPtr(out.as_mut_ptr());
-        let body = |ts: std::ops::Range<usize>| {
-            let dst = dst;
-            for t in ts {
-                // SAFETY: tile t owns bytes [t*tile_bytes, (t+1)*tile_bytes) of `out`.
-                let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(t * tile_bytes), tile_bytes) };
-                for r in 0..TILE.min(ne1 - t * TILE) {
-                    let src = &data[(t * TILE + r) * row_bytes..(t * TILE + r + 1) * row_bytes];
-                    for b in 0..nb {
-                        let s = &src[bbytes * b..bbytes * (b + 1)];
-                        let ob = &mut o[b * tbb..(b + 1) * tbb];
-                        ob[2 * r] = s[0];
-                        ob[2 * r + 1] = s[1];
-                        for i in 0..block / 4 {
-                            ob[64 + 32 * i + r] = s[2 + i];
-                        }
-                    }
-                }
-            }
-        };
-        // The pool is only used when packing runs on a thread outside it (always, from the C ABI).
-        if pool::parallel_for(tiles, 8, &body).is_err() {
-            body(0..tiles);
-        }
-        PackedQ2 { data: out, block, nb, tiles }
+        let data = crate::q1_lut::pack_tiles(data, nb, 2 + block / 4, ne1);
+        PackedQ2 { data, block, nb, tiles: (ne1 + TILE - 1) / TILE }
     }
 
     /// Bytes of tile `t`.
@@ -102,25 +66,9 @@ impl PackedQ2 {
     }
 }
 
-/// ISA bits the lookup-table kernels of this build need (0: none compiled for this target).
-#[cfg(all(target_arch = "x86_64", bk_f16c))]
-const LUT_ISA: u32 = crate::dispatch::ISA_AVX2 | crate::dispatch::ISA_F16C;
-#[cfg(target_arch = "aarch64")]
-const LUT_ISA: u32 = crate::dispatch::ISA_NEON;
-#[cfg(not(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64")))]
-const LUT_ISA: u32 = 0;
-
-/// True when the lookup-table kernel can run here: x86_64 with AVX2 + F16C, or AArch64 (NEON),
-/// with that table passing the start-up self-check. Q2_0 tensors are then packed at load.
-pub fn available() -> bool {
-    LUT_ISA != 0 && crate::dispatch::available() & LUT_ISA == LUT_ISA
-}
-
-/// True when `table` (the active kernels) may use the packed path: it is a SIMD table relying on
-/// the kernels' ISA (AVX2 + F16C, or NEON). The scalar table (tests, `force_isa(0)`) never does.
-pub fn usable_with(table: &crate::dispatch::Table) -> bool {
-    LUT_ISA != 0 && table.isa & LUT_ISA == LUT_ISA
-}
+/// Where the Q2_0 kernels run: the same ISAs as Q1_0's (AVX2 + F16C on x86_64, NEON on aarch64,
+/// passing the start-up self-check). Q2_0 tensors are then packed at load.
+pub use crate::q1_lut::{available, usable_with};
 
 /// Table bytes for an activation of `ne0` elements.
 pub fn tab_len(ne0: usize) -> usize {

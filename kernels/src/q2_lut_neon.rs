@@ -16,8 +16,8 @@
 //! table reloads (1 KiB per activation block per tile) are not modelled by that count.
 
 use super::{PackedQ2, TAB_BYTES, TILE};
+use crate::neon_util::{prefetch_lines, widen_high, widen_low};
 use std::arch::aarch64::*;
-use std::arch::asm;
 
 /// Rows per half tile: one `tbl` lookup's worth.
 const HALF: usize = 16;
@@ -63,22 +63,6 @@ pub unsafe fn build_tables(q: &[i8], ne0: usize, tab: &mut [u8]) {
         pair_table::<4, 5>(x1, c0, c1, t.add(192));
         pair_table::<6, 7>(x1, c0, c1, t.add(224));
     }
-}
-
-/// Halves 0-3 of `h` as f32 (exact, see the module docs).
-#[inline(always)]
-unsafe fn widen_low(h: uint16x8_t) -> float32x4_t {
-    let f: float32x4_t;
-    asm!("fcvtl {f:v}.4s, {h:v}.4h", h = in(vreg) h, f = lateout(vreg) f, options(pure, nomem, nostack, preserves_flags));
-    f
-}
-
-/// Halves 4-7 of `h` as f32.
-#[inline(always)]
-unsafe fn widen_high(h: uint16x8_t) -> float32x4_t {
-    let f: float32x4_t;
-    asm!("fcvtl2 {f:v}.4s, {h:v}.8h", h = in(vreg) h, f = lateout(vreg) f, options(pure, nomem, nostack, preserves_flags));
-    f
 }
 
 /// Byte sums of the L and H parts of 8 pairs for 16 rows: the 4 code bytes at `bits` (32 bytes
@@ -131,7 +115,7 @@ unsafe fn half_dot(p: &PackedQ2, wp: *const u8, tp: *const u8, dp: *const f32, r
         let blk = wp.add(b * tbb);
         if r0 == 0 {
             // the first half's pass brings the lines in for the second
-            crate::q1_lut::neon::prefetch_lines(blk.wrapping_add(crate::q1_lut::PREFETCH_BLOCKS * tbb), tbb);
+            prefetch_lines(blk.wrapping_add(crate::q1_lut::PREFETCH_BLOCKS * tbb), tbb);
         }
         let (d0, d1) = (vld1q_u16(blk.add(2 * r0) as *const u16), vld1q_u16(blk.add(2 * r0 + 16) as *const u16));
         let dw = [widen_low(d0), widen_high(d0), widen_low(d1), widen_high(d1)];
