@@ -202,11 +202,13 @@ pub mod avx2 {
         _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i))
     }
 
-    /// Exact integer sums of ±q for the 32 rows of one tile and one activation block: returns
-    /// i16 lanes, rows 0-7 and 16-23 in the first vector, 8-15 and 24-31 in the second.
+    /// `L + 32 * H` per row for 32 rows (i16 lanes: rows 0-7 and 16-23 in the first vector,
+    /// 8-15 and 24-31 in the second) of 8 table lookups: the 4 bytes at `bits` (32 rows each; low
+    /// nibble, then high nibble) index the 8 consecutive 32-byte `[L | H]` tables at `t`. Shared
+    /// with `q2_lut`, whose nibbles hold 2 codes instead of 4 signs.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn isum_block(bits: *const u8, t: *const u8) -> (__m256i, __m256i) {
+    pub(crate) unsafe fn parts_sum(bits: *const u8, t: *const u8) -> (__m256i, __m256i) {
         let m15 = _mm256_set1_epi8(0x0F);
         let mut la = _mm256_setzero_si256();
         let mut ha = _mm256_setzero_si256();
@@ -221,12 +223,19 @@ pub mod avx2 {
             la = _mm256_add_epi8(la, _mm256_shuffle_epi8(bcast(g1), hi));
             ha = _mm256_add_epi8(ha, _mm256_shuffle_epi8(bcast(g1.add(16)), hi));
         }
-        // bytes [L, H] per row -> L + 32*H, minus the 8 * 512 bias of the tables
+        // bytes [L, H] per row -> L + 32*H
         let c = _mm256_set1_epi16(0x2001);
+        (_mm256_maddubs_epi16(_mm256_unpacklo_epi8(la, ha), c), _mm256_maddubs_epi16(_mm256_unpackhi_epi8(la, ha), c))
+    }
+
+    /// Exact integer sums of ±q for the 32 rows of one tile and one activation block (row order
+    /// of [`parts_sum`]): its parts less the 8 * 512 bias of the tables.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn isum_block(bits: *const u8, t: *const u8) -> (__m256i, __m256i) {
+        let (s0, s1) = parts_sum(bits, t);
         let bias = _mm256_set1_epi16(8 * 512);
-        let s0 = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_unpacklo_epi8(la, ha), c), bias);
-        let s1 = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_unpackhi_epi8(la, ha), c), bias);
-        (s0, s1)
+        (_mm256_sub_epi16(s0, bias), _mm256_sub_epi16(s1, bias))
     }
 
     /// Requests `bytes` from `start` into the cache (prefetches never fault, even past the end).

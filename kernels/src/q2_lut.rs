@@ -92,6 +92,7 @@ pub fn build_tables_scalar(q: &[i8], ne0: usize, tab: &mut [u8]) {
 pub mod avx2 {
     //! The AVX2 + F16C kernels. Callers must have detected both features.
     use super::{PackedQ2, TAB_BYTES, TILE};
+    use crate::q1_lut::avx2::parts_sum;
     use std::arch::x86_64::*;
 
     /// Builds the tables for the `ne0 / 2` element pairs of `q` into `tab` ([`super::tab_len`] bytes).
@@ -115,35 +116,6 @@ pub mod avx2 {
             // [L0-7 H0-7 | L8-15 H8-15] -> [L0-15 | H0-15]
             _mm256_storeu_si256(tp.add(32 * pair) as *mut __m256i, _mm256_permute4x64_epi64::<0xD8>(lh));
         }
-    }
-
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    unsafe fn bcast(p: *const u8) -> __m256i {
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i))
-    }
-
-    /// `L + 32 * H` of 8 pairs' parts for 32 rows (i16; rows 0-7 and 16-23 first, then 8-15, 24-31):
-    /// the 4 code bytes at `bits` (32 rows each) against the tables of pairs `t[0..8]`.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    unsafe fn half_sum(bits: *const u8, t: *const u8) -> (__m256i, __m256i) {
-        let m15 = _mm256_set1_epi8(0x0F);
-        let mut la = _mm256_setzero_si256();
-        let mut ha = _mm256_setzero_si256();
-        for i in 0..4 {
-            let w = _mm256_loadu_si256(bits.add(32 * i) as *const __m256i);
-            let lo = _mm256_and_si256(w, m15);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), m15);
-            let g0 = t.add(64 * i);
-            let g1 = g0.add(32);
-            la = _mm256_add_epi8(la, _mm256_shuffle_epi8(bcast(g0), lo));
-            ha = _mm256_add_epi8(ha, _mm256_shuffle_epi8(bcast(g0.add(16)), lo));
-            la = _mm256_add_epi8(la, _mm256_shuffle_epi8(bcast(g1), hi));
-            ha = _mm256_add_epi8(ha, _mm256_shuffle_epi8(bcast(g1.add(16)), hi));
-        }
-        let c = _mm256_set1_epi16(0x2001);
-        (_mm256_maddubs_epi16(_mm256_unpacklo_epi8(la, ha), c), _mm256_maddubs_epi16(_mm256_unpackhi_epi8(la, ha), c))
     }
 
     /// `out[r] = row r of tile · act` for the 32 rows of tile `tile` (`tab` = the activation's
@@ -171,8 +143,8 @@ pub mod avx2 {
                 let j = subs * b + k;
                 let bits = blk.add(64 + 32 * 8 * k);
                 let t = tp.add(j * TAB_BYTES);
-                let (a0, a1) = half_sum(bits, t);
-                let (b0, b1) = half_sum(bits.add(32 * 4), t.add(TAB_BYTES / 2));
+                let (a0, a1) = parts_sum(bits, t);
+                let (b0, b1) = parts_sum(bits.add(32 * 4), t.add(TAB_BYTES / 2));
                 let s0 = _mm256_sub_epi16(_mm256_add_epi16(a0, b0), bias);
                 let s1 = _mm256_sub_epi16(_mm256_add_epi16(a1, b1), bias);
                 let is = [
