@@ -105,13 +105,21 @@ for (const shape of models) {
 // Overhead (issue 3: under 3% of a decode step): host JavaScript work + FFI transitions + pool
 // dispatches of a real 1.7B decode step, measured in its own process (bench/overhead.ts).
 const tAll = Math.max(...threadCounts);
-const ovhOut = await new Deno.Command(Deno.execPath(), {
-  args: ["run", "--allow-all", new URL("./overhead.ts", import.meta.url).pathname, "--model", await ensureModel(models[0], "models", type), "--threads", String(tAll)],
-  stdout: "piped",
-  stderr: "inherit",
-}).output();
-if (!ovhOut.success) throw new Error("overhead measurement failed");
-const ovh: Overhead = JSON.parse(new TextDecoder().decode(ovhOut.stdout).trim().split("\n").pop()!);
+/** bench/overhead.ts on the first model with all threads, in its own process (`env` added). */
+async function overheadRun(env: Record<string, string>): Promise<Overhead> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("./overhead.ts", import.meta.url).pathname, "--model", await ensureModel(models[0], "models", type), "--threads", String(tAll)],
+    stdout: "piped",
+    stderr: "inherit",
+    env,
+  }).output();
+  if (!out.success) throw new Error("overhead measurement failed");
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+}
+const ovh = await overheadRun({ BONSAI_NO_LUT: "" });
+// The same short-context decode step on the row kernels: the evidence for the lookup-table path on
+// a CPU where it has not been timed before (ARM boards).
+const rowKernels = await overheadRun({ BONSAI_NO_LUT: "1" });
 
 // Attention alone (the part of a decode step that grows with the context), on the first model's
 // geometry with a per-layer f16 cache, in this process.
@@ -188,6 +196,10 @@ console.log(
     `(host JS ${fmt(ovh.hostMs, 3)} ms, ${fmt(ovh.callsPerStep, 0)} FFI calls x ${fmt(ovh.callUs, 3)} us, ` +
     `${fmt(ovh.dispatchesPerStep, 0)} pool dispatches x ${fmt(ovh.dispatchUs, 2)} us)`,
 );
+console.log(
+  `${type} path (${models[0]}, ${ovh.threads} threads, short context): lookup tables ${fmt(ovh.stepMs, 1)} ms per decode step, ` +
+    `row kernels (BONSAI_NO_LUT=1) ${fmt(rowKernels.stepMs, 1)} ms`,
+);
 for (const r of runs) {
   if (r.prefix) {
     console.log(
@@ -225,6 +237,7 @@ const result = {
   ceilings,
   runs: rows,
   overhead: ovh,
+  rowKernelStepMs: rowKernels.stepMs,
   attention,
 };
 await Deno.mkdir(new URL(".", `file://${Deno.cwd()}/${values.out}`).pathname, {

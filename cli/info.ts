@@ -35,6 +35,7 @@ export async function collectInfo(modelPath?: string, deviceFlag?: string): Prom
       library: kernels.path,
       available: kernels.isaAvailable(),
       active: kernels.isaActive(),
+      lookup_tables: kernels.lutEnabled(),
     },
     cpus: navigator.hardwareConcurrency,
     memory_bytes: Deno.systemMemoryInfo().total,
@@ -101,7 +102,7 @@ export async function infoCommand(args: string[]): Promise<number> {
     console.log(JSON.stringify(info, null, 2));
     return 0;
   }
-  const k = info.kernels as { library: string; available: string[]; active: string[] };
+  const k = info.kernels as { library: string; available: string[]; active: string[]; lookup_tables: boolean };
   console.log(`os:        ${info.os}, ${info.cpus} CPUs, ${gib(info.memory_bytes as number)} memory`);
   const dv = info.device as Record<string, unknown>;
   console.log(`device:    ${dv.name} [${dv.profile}] (${dv.source === "detected" ? `detected: ${dv.reason}` : "--device"})`);
@@ -118,6 +119,11 @@ export async function infoCommand(args: string[]): Promise<number> {
   console.log(`kernels:   ${k.library}`);
   console.log(`  available SIMD: ${k.available.join(", ") || "none"}`);
   console.log(`  will run:       ${k.active.join("+") || "scalar reference"}`);
+  console.log(
+    `  Q1_0/Q2_0 path: ${
+      k.lookup_tables ? "lookup tables (packed at load; BONSAI_NO_LUT=1 for the row kernels)" : "row kernels"
+    }${Deno.env.get("BONSAI_NO_LUT") ? " (BONSAI_NO_LUT is set)" : ""}`,
+  );
   const m = info.model as Record<string, unknown> | undefined;
   if (m) {
     const c = m.config as Record<string, unknown>;

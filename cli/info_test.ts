@@ -5,12 +5,12 @@ import { detectDevice, readDeviceFacts } from "../devices/detect.ts";
 
 const CLI = new URL("./main.ts", import.meta.url).pathname;
 
-async function bonsai(args: string[]) {
+async function bonsai(args: string[], env: Record<string, string> = {}) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", CLI, ...args],
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   }).output();
   return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
 }
@@ -49,4 +49,16 @@ Deno.test("info: unknown --device is a usage error (exit 2) listing the profiles
   const help = await bonsai(["info", "--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--device NAME/);
+});
+
+Deno.test("info: lookup-table kernels on where the CPU has them, off with BONSAI_NO_LUT=1", async () => {
+  const on = JSON.parse((await bonsai(["info", "--json"], { BONSAI_NO_LUT: "" })).stdout);
+  const simd = on.kernels.available as string[];
+  const expected = (simd.includes("avx2") && simd.includes("f16c")) || simd.includes("neon");
+  assert.equal(on.kernels.lookup_tables, expected, `available ${simd.join(",")}`);
+  const off = await bonsai(["info"], { BONSAI_NO_LUT: "1" });
+  assert.equal(off.code, 0, off.stderr);
+  assert.match(off.stdout, /Q1_0\/Q2_0 path: row kernels \(BONSAI_NO_LUT is set\)/);
+  const zero = JSON.parse((await bonsai(["info", "--json"], { BONSAI_NO_LUT: "0" })).stdout);
+  assert.equal(zero.kernels.lookup_tables, expected, "BONSAI_NO_LUT=0 keeps them on");
 });

@@ -65,6 +65,7 @@ const SYMBOLS = {
   bk_version: { parameters: [], result: "u32" },
   bk_isa_available: { parameters: [], result: "u32" },
   bk_isa_active: { parameters: [], result: "u32" },
+  bk_lut_enabled: { parameters: [], result: "u32" },
   bk_force_isa: { parameters: ["u32"], result: "i32" },
   bk_set_threads: { parameters: ["u32"], result: "u32" },
   bk_threads: { parameters: [], result: "u32" },
@@ -317,6 +318,14 @@ export class Kernels {
   /** ISAs the active kernels use (`[]` = scalar reference). */
   isaActive(): IsaName[] {
     return isaNames(this.lib.bk_isa_active());
+  }
+
+  /**
+   * Whether Q1_0 / Q2_0 tensors created now are packed for the lookup-table kernels (the fast
+   * path): the CPU supports them and `BONSAI_NO_LUT` is not set.
+   */
+  lutEnabled(): boolean {
+    return this.lib.bk_lut_enabled() === 1;
   }
 
   /** Restricts dispatch to `names` (`[]` = scalar reference); throws if one is unavailable. */

@@ -68,6 +68,13 @@ pub extern "C" fn bk_force_isa(mask: u32) -> i32 {
     guard_status(|| dispatch::force_isa(mask))
 }
 
+/// 1 when new Q1_0 / Q2_0 tensors are packed for the lookup-table kernels (CPU support, start-up
+/// self-check, and `BONSAI_NO_LUT` unset), else 0.
+#[no_mangle]
+pub extern "C" fn bk_lut_enabled() -> u32 {
+    crate::q1_lut::available() as u32
+}
+
 #[no_mangle]
 pub extern "C" fn bk_set_threads(n: u32) -> u32 {
     guard(0, || Ok(pool::set_threads(n as usize) as u32))

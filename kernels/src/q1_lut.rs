@@ -120,10 +120,19 @@ const LUT_ISA: u32 = crate::dispatch::ISA_NEON;
 #[cfg(not(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64")))]
 const LUT_ISA: u32 = 0;
 
+/// Environment variable that turns the lookup-table kernels off (any value but empty or "0"):
+/// tensors then stay unpacked and the row kernels run, to compare the two on a new CPU.
+pub const DISABLE_ENV: &str = "BONSAI_NO_LUT";
+
 /// True when the lookup-table kernel can run here: x86_64 with AVX2 + F16C, or AArch64 (NEON),
-/// with that table passing the start-up self-check.
+/// with that table passing the start-up self-check, and not turned off by [`DISABLE_ENV`]
+/// (read when a tensor is created, so it applies to tensors created after it changes).
 pub fn available() -> bool {
-    LUT_ISA != 0 && crate::dispatch::available() & LUT_ISA == LUT_ISA
+    LUT_ISA != 0 && crate::dispatch::available() & LUT_ISA == LUT_ISA && !disabled_by_env()
+}
+
+fn disabled_by_env() -> bool {
+    std::env::var_os(DISABLE_ENV).map_or(false, |v| !v.is_empty() && v != "0")
 }
 
 /// True when `table` (the active kernels) may use the packed path: it is a SIMD table relying on
