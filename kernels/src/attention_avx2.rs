@@ -3,6 +3,7 @@
 //! on one another; each lane still sees the scalar order of `attention`'s module doc.
 
 use crate::attention::{kv_row_bytes, reduce8, KvView, POS_BLOCK, PREFETCH};
+use crate::prefetch::prefetch_row;
 use std::arch::x86_64::*;
 
 #[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
@@ -68,15 +69,6 @@ pub unsafe fn scores<const R: usize>(q: &[f32], hd: usize, k: KvView, offset: us
         for j in 0..R {
             out[j * n_kv + p] = dot(&q[j * hd..(j + 1) * hd], k.row(p, offset, hd), k.kv_type) * scale;
         }
-    }
-}
-
-#[inline(always)]
-unsafe fn prefetch_row(row: &[u8]) {
-    let mut at = 0;
-    while at < row.len() {
-        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(at) as *const i8);
-        at += 64;
     }
 }
 

@@ -11,7 +11,8 @@
 //! differs (it comes out quiet, `f16_to_f32` keeps it signalling), and NaN stays NaN either way.
 
 use crate::attention::{kv_row_bytes, reduce8, KvView, POS_BLOCK, PREFETCH};
-use crate::neon_util::{prefetch_lines, widen_high, widen_low};
+use crate::neon_util::{widen_high, widen_low};
+use crate::prefetch::prefetch_row;
 use std::arch::aarch64::*;
 
 /// Eight consecutive elements: lanes 0-3 and 4-7 of the reference order.
@@ -44,11 +45,6 @@ unsafe fn load8(row: *const u8, kv_type: u32, i: usize) -> Lanes8 {
 #[inline(always)]
 unsafe fn add_product(acc: float32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
     vaddq_f32(acc, vmulq_f32(a, b))
-}
-
-#[inline(always)]
-unsafe fn prefetch_row(row: &[u8]) {
-    prefetch_lines(row.as_ptr(), row.len())
 }
 
 /// Scores of `R` query heads sharing one KV head: `out[j * n_kv + p] = (q_j · k_p) * scale`,

@@ -21,6 +21,7 @@ pub mod map;
 pub mod matmul;
 pub mod ops;
 pub mod pool;
+mod prefetch;
 pub mod q1_lut;
 pub mod q2_lut;
 mod selfcheck;

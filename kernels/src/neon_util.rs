@@ -1,5 +1,5 @@
-//! Small AArch64 helpers shared by the NEON kernels (rustc 1.63 lacks the fp16 and prefetch
-//! intrinsics, so they are `asm!`).
+//! Small AArch64 helpers shared by the NEON kernels (rustc 1.63 lacks the fp16 intrinsics, so
+//! they are `asm!`).
 
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -18,14 +18,4 @@ pub(crate) unsafe fn widen_high(h: uint16x8_t) -> float32x4_t {
     let f: float32x4_t;
     asm!("fcvtl2 {f:v}.4s, {h:v}.8h", h = in(vreg) h, f = lateout(vreg) f, options(pure, nomem, nostack, preserves_flags));
     f
-}
-
-/// Requests `bytes` from `start` into the cache (prefetches never fault, even past the end).
-#[inline(always)]
-pub(crate) unsafe fn prefetch_lines(start: *const u8, bytes: usize) {
-    let mut line = 0;
-    while line < bytes {
-        asm!("prfm pldl1keep, [{p}]", p = in(reg) start.wrapping_add(line), options(nostack, preserves_flags, readonly));
-        line += 64;
-    }
 }

@@ -247,17 +247,6 @@ pub mod avx2 {
         (_mm256_sub_epi16(s0, bias), _mm256_sub_epi16(s1, bias))
     }
 
-    /// Requests `bytes` from `start` into the cache (prefetches never fault, even past the end).
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    pub(crate) unsafe fn prefetch_lines(start: *const u8, bytes: usize) {
-        let mut line = 0;
-        while line < bytes {
-            _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line) as *const i8);
-            line += 64;
-        }
-    }
-
     /// `out[r] = row r of tile · act` for the 32 rows of one tile (`w` = the tile's bytes, `tab` =
     /// the activation's tables, `d` = its block scales).
     #[target_feature(enable = "avx2,f16c")]
@@ -267,7 +256,7 @@ pub mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); 4]; 4];
         for b in 0..nb {
             let blk = wp.add(b * TILE_BLOCK_BYTES);
-            prefetch_lines(blk.wrapping_add(super::PREFETCH_BYTES), TILE_BLOCK_BYTES);
+            crate::prefetch::prefetch_lines(blk.wrapping_add(super::PREFETCH_BYTES), TILE_BLOCK_BYTES);
             let dw = [
                 _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i)),
                 _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i)),

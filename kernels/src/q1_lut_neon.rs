@@ -17,7 +17,8 @@
 //! kernel of `dot_neon` built by the same compiler.
 
 use super::{TAB_BYTES, TILE, TILE_BLOCK_BYTES};
-use crate::neon_util::{prefetch_lines, widen_high, widen_low};
+use crate::neon_util::{widen_high, widen_low};
+use crate::prefetch::prefetch_lines;
 use std::arch::aarch64::*;
 
 /// Rows per half tile: one `tbl` lookup's worth.

@@ -132,7 +132,7 @@ pub mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); 4]; 4];
         for b in 0..p.nb {
             let blk = wp.add(b * tbb);
-            crate::q1_lut::avx2::prefetch_lines(blk.wrapping_add(crate::q1_lut::PREFETCH_BLOCKS * tbb), tbb);
+            crate::prefetch::prefetch_lines(blk.wrapping_add(crate::q1_lut::PREFETCH_BLOCKS * tbb), tbb);
             let dw = [
                 _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i)),
                 _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i)),

@@ -16,7 +16,8 @@
 //! table reloads (1 KiB per activation block per tile) are not modelled by that count.
 
 use super::{PackedQ2, TAB_BYTES, TILE};
-use crate::neon_util::{prefetch_lines, widen_high, widen_low};
+use crate::neon_util::{widen_high, widen_low};
+use crate::prefetch::prefetch_lines;
 use std::arch::aarch64::*;
 
 /// Rows per half tile: one `tbl` lookup's worth.
