@@ -257,27 +257,45 @@ pub mod avx2 {
         for b in 0..nb {
             let blk = wp.add(b * TILE_BLOCK_BYTES);
             crate::prefetch::prefetch_lines(blk.wrapping_add(super::PREFETCH_BYTES), TILE_BLOCK_BYTES);
-            let dw = [
-                _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i)),
-                _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i)),
-                _mm256_cvtph_ps(_mm_loadu_si128(blk.add(32) as *const __m128i)),
-                _mm256_cvtph_ps(_mm_loadu_si128(blk.add(48) as *const __m128i)),
-            ];
+            let dw = row_scales(blk);
             for k in 0..4 {
                 let j = 4 * b + k;
                 let (s0, s1) = isum_block(blk.add(64 + 128 * k), tp.add(j * TAB_BYTES));
-                let is = [
-                    _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)),
-                    _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)),
-                    _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(s0)),
-                    _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(s1)),
-                ];
-                let dx = _mm256_set1_ps(*dp.add(j));
-                for v in 0..4 {
-                    acc[k][v] = _mm256_add_ps(acc[k][v], _mm256_mul_ps(_mm256_mul_ps(dw[v], dx), _mm256_cvtepi32_ps(is[v])));
-                }
+                add_block(&mut acc[k], &dw, *dp.add(j), s0, s1);
             }
         }
+        store_tile(&acc, out);
+    }
+
+    /// The fp16 scales of a tile block's 32 rows (its first 64 bytes), rows 0-7, 8-15, 16-23, 24-31.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    pub(crate) unsafe fn row_scales(blk: *const u8) -> [__m256; 4] {
+        let half = |v: usize| _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16 * v) as *const __m128i));
+        [half(0), half(1), half(2), half(3)]
+    }
+
+    /// The reference float step of one activation block, lane-wise over the 32 rows:
+    /// `acc[v] = acc[v] + (dw[v] * dx) * isum` with the integer sums in [`parts_sum`] row order.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    pub(crate) unsafe fn add_block(acc: &mut [__m256; 4], dw: &[__m256; 4], dx: f32, s0: __m256i, s1: __m256i) {
+        let is = [
+            _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)),
+            _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)),
+            _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(s0)),
+            _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(s1)),
+        ];
+        let dx = _mm256_set1_ps(dx);
+        for v in 0..4 {
+            acc[v] = _mm256_add_ps(acc[v], _mm256_mul_ps(_mm256_mul_ps(dw[v], dx), _mm256_cvtepi32_ps(is[v])));
+        }
+    }
+
+    /// `(acc0 + acc1) + (acc2 + acc3)` (the accumulators of blocks `j % 4`) for the 32 rows.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) unsafe fn store_tile(acc: &[[__m256; 4]; 4], out: &mut [f32; TILE]) {
         for v in 0..4 {
             let s = _mm256_add_ps(_mm256_add_ps(acc[0][v], acc[1][v]), _mm256_add_ps(acc[2][v], acc[3][v]));
             _mm256_storeu_ps(out.as_mut_ptr().add(8 * v), s);

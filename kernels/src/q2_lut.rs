@@ -92,7 +92,7 @@ pub fn build_tables_scalar(q: &[i8], ne0: usize, tab: &mut [u8]) {
 pub mod avx2 {
     //! The AVX2 + F16C kernels. Callers must have detected both features.
     use super::{PackedQ2, TAB_BYTES, TILE};
-    use crate::q1_lut::avx2::parts_sum;
+    use crate::q1_lut::avx2::{add_block, parts_sum, row_scales, store_tile};
     use std::arch::x86_64::*;
 
     /// Builds the tables for the `ne0 / 2` element pairs of `q` into `tab` ([`super::tab_len`] bytes).
@@ -133,12 +133,7 @@ pub mod avx2 {
         for b in 0..p.nb {
             let blk = wp.add(b * tbb);
             crate::prefetch::prefetch_lines(blk.wrapping_add(crate::q1_lut::PREFETCH_BLOCKS * tbb), tbb);
-            let dw = [
-                _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i)),
-                _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i)),
-                _mm256_cvtph_ps(_mm_loadu_si128(blk.add(32) as *const __m128i)),
-                _mm256_cvtph_ps(_mm_loadu_si128(blk.add(48) as *const __m128i)),
-            ];
+            let dw = row_scales(blk);
             for k in 0..subs {
                 let j = subs * b + k;
                 let bits = blk.add(64 + 32 * 8 * k);
@@ -147,23 +142,10 @@ pub mod avx2 {
                 let (b0, b1) = parts_sum(bits.add(32 * 4), t.add(TAB_BYTES / 2));
                 let s0 = _mm256_sub_epi16(_mm256_add_epi16(a0, b0), bias);
                 let s1 = _mm256_sub_epi16(_mm256_add_epi16(a1, b1), bias);
-                let is = [
-                    _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)),
-                    _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)),
-                    _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(s0)),
-                    _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(s1)),
-                ];
-                let dx = _mm256_set1_ps(*dp.add(j));
-                let a = &mut acc[j & 3];
-                for v in 0..4 {
-                    a[v] = _mm256_add_ps(a[v], _mm256_mul_ps(_mm256_mul_ps(dw[v], dx), _mm256_cvtepi32_ps(is[v])));
-                }
+                add_block(&mut acc[j & 3], &dw, *dp.add(j), s0, s1);
             }
         }
-        for v in 0..4 {
-            let s = _mm256_add_ps(_mm256_add_ps(acc[0][v], acc[1][v]), _mm256_add_ps(acc[2][v], acc[3][v]));
-            _mm256_storeu_ps(out.as_mut_ptr().add(8 * v), s);
-        }
+        store_tile(&acc, out);
     }
 }
 
