@@ -88,6 +88,59 @@ pub(crate) const PREFETCH: usize = 8;
 /// stay in L1 while every column chunk walks them.
 pub(crate) const POS_BLOCK: usize = 16;
 
+/// The ISA part of [`weighted_sum`] (`attention_avx2::Columns`, `attention_neon::Columns`).
+pub(crate) trait ValueColumns {
+    /// Adds positions `ps` (weights `w[j * n_kv + p]`) to columns `c..c + 8 * W` of each of the
+    /// `R` heads' outputs, position by position; returns `8 * W`.
+    ///
+    /// # Safety
+    /// The ISA of the implementation must be present; `v` must hold rows `ps` from `offset + c`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn columns<const W: usize, const R: usize>(
+        out: &mut [f32],
+        hd: usize,
+        w: &[f32],
+        n_kv: usize,
+        ps: std::ops::Range<usize>,
+        v: KvView,
+        offset: usize,
+        c: usize,
+    ) -> usize;
+}
+
+/// Outputs of `R` heads sharing one KV head: `out[j * hd + i] += sum_p w[j * n_kv + p] * v_p[i]`,
+/// added position by position onto what `out` holds (the scalar order per element; partial sums
+/// pass through `out` between blocks of positions, exactly, so callers may also split the
+/// positions over several calls), loading each value once for the `R` heads. Callers zero `out`
+/// first. Requires `hd` a multiple of 8.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+unsafe fn weighted_sum<C: ValueColumns, const R: usize>(out: &mut [f32], hd: usize, w: &[f32], v: KvView, offset: usize) {
+    debug_assert!(hd % 8 == 0 && out.len() >= R * hd && w.len() % R == 0);
+    let n_kv = w.len() / R;
+    if n_kv == 0 {
+        return;
+    }
+    v.row(n_kv - 1, offset, hd); // bounds of the furthest row, checked once
+    let mut p0 = 0;
+    while p0 < n_kv {
+        let ps = p0..(p0 + POS_BLOCK).min(n_kv);
+        for p in ps.end..(ps.end + POS_BLOCK).min(n_kv) {
+            crate::prefetch::prefetch_row(v.row(p, offset, hd));
+        }
+        // 64 columns of one head or 32 of each of two in accumulators per pass
+        let mut c = 0;
+        while c < hd {
+            c += match ((hd - c) / 8, R) {
+                (8.., 1) => C::columns::<8, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
+                (4.., _) => C::columns::<4, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
+                (2..=3, _) => C::columns::<2, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
+                _ => C::columns::<1, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
+            };
+        }
+        p0 = ps.end;
+    }
+}
+
 /// Shape of one attention call.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnShape {
@@ -176,9 +229,9 @@ fn simd_scores(n: usize, q: &[f32], hd: usize, k: KvView, offset: usize, scale: 
 fn simd_weighted_sum(n: usize, out: &mut [f32], hd: usize, w: &[f32], v: KvView, offset: usize) {
     unsafe {
         if n == 2 {
-            simd::weighted_sum::<2>(out, hd, w, v, offset)
+            weighted_sum::<simd::Columns, 2>(out, hd, w, v, offset)
         } else {
-            simd::weighted_sum::<1>(out, hd, w, v, offset)
+            weighted_sum::<simd::Columns, 1>(out, hd, w, v, offset)
         }
     }
 }

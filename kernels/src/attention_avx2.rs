@@ -2,7 +2,7 @@
 //! positions (dot) or output registers (weighted sum) are in flight at once so the adds do not wait
 //! on one another; each lane still sees the scalar order of `attention`'s module doc.
 
-use crate::attention::{kv_row_bytes, reduce8, KvView, POS_BLOCK, PREFETCH};
+use crate::attention::{kv_row_bytes, reduce8, KvView, ValueColumns, PREFETCH};
 use crate::prefetch::prefetch_row;
 use std::arch::x86_64::*;
 
@@ -98,37 +98,21 @@ unsafe fn dot(q: &[f32], row: &[u8], kv_type: u32) -> f32 {
     reduce8(&lane)
 }
 
-/// Outputs of `R` heads sharing one KV head: `out[j * hd + i] += sum_p w[j * n_kv + p] * v_p[i]`,
-/// added position by position onto what `out` holds (the scalar order per element; partial sums
-/// pass through `out` between blocks of positions, exactly, so callers may also split the
-/// positions over several calls), loading each value once for the `R` heads. Callers zero `out`
-/// first. Requires `hd` a multiple of 8.
-#[cfg_attr(bk_f16c, target_feature(enable = "avx2,f16c"))]
-#[cfg_attr(not(bk_f16c), target_feature(enable = "avx2"))]
-pub unsafe fn weighted_sum<const R: usize>(out: &mut [f32], hd: usize, w: &[f32], v: KvView, offset: usize) {
-    debug_assert!(hd % 8 == 0 && out.len() >= R * hd && w.len() % R == 0);
-    let n_kv = w.len() / R;
-    if n_kv == 0 {
-        return;
-    }
-    v.row(n_kv - 1, offset, hd); // bounds of the furthest row, checked once
-    let mut p0 = 0;
-    while p0 < n_kv {
-        let ps = p0..(p0 + POS_BLOCK).min(n_kv);
-        for p in ps.end..(ps.end + POS_BLOCK).min(n_kv) {
-            prefetch_row(v.row(p, offset, hd));
-        }
-        // 8 accumulators in flight: 8 columns of one head or 4 of each of two
-        let mut c = 0;
-        while c < hd {
-            c += match ((hd - c) / 8, R) {
-                (8.., 1) => columns::<8, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
-                (4.., _) => columns::<4, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
-                (2..=3, _) => columns::<2, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
-                _ => columns::<1, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
-            };
-        }
-        p0 = ps.end;
+/// This ISA's part of `attention::weighted_sum`.
+pub struct Columns;
+
+impl ValueColumns for Columns {
+    unsafe fn columns<const W: usize, const R: usize>(
+        out: &mut [f32],
+        hd: usize,
+        w: &[f32],
+        n_kv: usize,
+        ps: std::ops::Range<usize>,
+        v: KvView,
+        offset: usize,
+        c: usize,
+    ) -> usize {
+        columns::<W, R>(out, hd, w, n_kv, ps, v, offset, c)
     }
 }
 

@@ -10,7 +10,7 @@
 //! for every half, subnormals and infinities included, as `f16_to_f32` is; only a signalling NaN
 //! differs (it comes out quiet, `f16_to_f32` keeps it signalling), and NaN stays NaN either way.
 
-use crate::attention::{kv_row_bytes, reduce8, KvView, POS_BLOCK, PREFETCH};
+use crate::attention::{kv_row_bytes, reduce8, KvView, ValueColumns, PREFETCH};
 use crate::neon_util::{widen_high, widen_low};
 use crate::prefetch::prefetch_row;
 use std::arch::aarch64::*;
@@ -124,35 +124,21 @@ unsafe fn dot(q: &[f32], row: &[u8], kv_type: u32) -> f32 {
     reduce8(&lane)
 }
 
-/// Outputs of `R` heads sharing one KV head: `out[j * hd + i] += sum_p w[j * n_kv + p] * v_p[i]`,
-/// added position by position onto what `out` holds (the scalar order per element; partial sums
-/// pass through `out` between blocks of positions, exactly, so callers may also split the
-/// positions over several calls), loading each value once for the `R` heads. Callers zero `out`
-/// first. Requires `hd` a multiple of 8.
-pub unsafe fn weighted_sum<const R: usize>(out: &mut [f32], hd: usize, w: &[f32], v: KvView, offset: usize) {
-    debug_assert!(hd % 8 == 0 && out.len() >= R * hd && w.len() % R == 0);
-    let n_kv = w.len() / R;
-    if n_kv == 0 {
-        return;
-    }
-    v.row(n_kv - 1, offset, hd); // bounds of the furthest row, checked once
-    let mut p0 = 0;
-    while p0 < n_kv {
-        let ps = p0..(p0 + POS_BLOCK).min(n_kv);
-        for p in ps.end..(ps.end + POS_BLOCK).min(n_kv) {
-            prefetch_row(v.row(p, offset, hd));
-        }
-        // 16 accumulator registers in flight (of 32): 64 columns of one head or 32 of each of two
-        let mut c = 0;
-        while c < hd {
-            c += match ((hd - c) / 8, R) {
-                (8.., 1) => columns::<8, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
-                (4.., _) => columns::<4, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
-                (2..=3, _) => columns::<2, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
-                _ => columns::<1, R>(out, hd, w, n_kv, ps.clone(), v, offset, c),
-            };
-        }
-        p0 = ps.end;
+/// This ISA's part of `attention::weighted_sum`.
+pub struct Columns;
+
+impl ValueColumns for Columns {
+    unsafe fn columns<const W: usize, const R: usize>(
+        out: &mut [f32],
+        hd: usize,
+        w: &[f32],
+        n_kv: usize,
+        ps: std::ops::Range<usize>,
+        v: KvView,
+        offset: usize,
+        c: usize,
+    ) -> usize {
+        columns::<W, R>(out, hd, w, n_kv, ps, v, offset, c)
     }
 }
 
