@@ -31,24 +31,21 @@ pub fn matvec_with(table: &Table, t: &Tensor, act: &[u8], out: &mut [f32], paral
         return Err(format!("output has {} floats, tensor has {} rows", out.len(), t.ne1));
     }
     let a = Act::from_bytes(act, t.ne0)?;
-    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
-    {
-        if lut::usable(t, table) {
-            let o = OutPtr(out.as_mut_ptr());
-            return lut::with_tables(&[a], t.ne0, &[t], |tabs| {
-                let body = |tiles: std::ops::Range<usize>| {
-                    for tile in tiles {
-                        unsafe { lut::tile(t, tile, tabs, &a, o.0) };
-                    }
-                };
-                if parallel {
-                    pool::parallel_for(t.tiles(), MIN_PARALLEL_ROWS / q1_lut::TILE, &body)
-                } else {
-                    body(0..t.tiles());
-                    Ok(())
+    if lut::usable(t, table) {
+        let o = OutPtr(out.as_mut_ptr());
+        return lut::with_tables(&[a], t.ne0, &[t], |tabs| {
+            let body = |tiles: std::ops::Range<usize>| {
+                for tile in tiles {
+                    unsafe { lut::tile(t, tile, tabs, &a, o.0) };
                 }
-            });
-        }
+            };
+            if parallel {
+                pool::parallel_for(t.tiles(), MIN_PARALLEL_ROWS / q1_lut::TILE, &body)
+            } else {
+                body(0..t.tiles());
+                Ok(())
+            }
+        });
     }
     let dot: DotFn = table.dot_fn(t.fmt);
     let o = OutPtr(out.as_mut_ptr());
@@ -98,7 +95,7 @@ pub fn matvec_multi(ts: &[&Tensor], act: &[u8], outs: &mut [&mut [f32]]) -> Resu
     check_act(ts[0], act)?;
     let a = Act::from_bytes(act, ne0)?;
     let table = dispatch::table();
-    let lut_of: Vec<bool> = ts.iter().map(|t| lut_usable(t, table)).collect();
+    let lut_of: Vec<bool> = ts.iter().map(|t| lut::usable(t, table)).collect();
     // Work items are tiles of 32 rows for every tensor (the lookup-table kernel's unit).
     let tiles = |t: &Tensor| t.tiles();
     let segs: Vec<(usize, DotFn, OutPtr)> = {
@@ -120,14 +117,10 @@ pub fn matvec_multi(ts: &[&Tensor], act: &[u8], outs: &mut [&mut [f32]]) -> Resu
                 let lo = items.start.max(s);
                 let hi = items.end.min(s + tiles(t));
                 for tile in lo - s..hi.max(lo) - s {
-                    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
-                    {
-                        if lut_of[i] {
-                            unsafe { lut::tile(t, tile, tabs, &a, o.0) };
-                            continue;
-                        }
+                    if lut_of[i] {
+                        unsafe { lut::tile(t, tile, tabs, &a, o.0) };
+                        continue;
                     }
-                    let _ = tabs;
                     for r in tile * q1_lut::TILE..((tile + 1) * q1_lut::TILE).min(t.ne1) {
                         unsafe { *o.0.add(r) = dot(t.row(r), &a, ne0) };
                     }
@@ -136,27 +129,11 @@ pub fn matvec_multi(ts: &[&Tensor], act: &[u8], outs: &mut [&mut [f32]]) -> Resu
         };
         pool::parallel_for(total, MIN_PARALLEL_ROWS / q1_lut::TILE, &body)
     };
-    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
-    {
-        if lut_of.iter().any(|&u| u) {
-            let packed: Vec<&Tensor> = ts.iter().zip(&lut_of).filter(|(_, &u)| u).map(|(t, _)| *t).collect();
-            return lut::with_tables(&[a], ne0, &packed, run);
-        }
+    if lut_of.iter().any(|&u| u) {
+        let packed: Vec<&Tensor> = ts.iter().zip(&lut_of).filter(|(_, &u)| u).map(|(t, _)| *t).collect();
+        return lut::with_tables(&[a], ne0, &packed, run);
     }
     run(&lut::Tables::NONE)
-}
-
-/// True when `t` is packed for a lookup-table kernel that `table` may use.
-fn lut_usable(t: &Tensor, table: &Table) -> bool {
-    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
-    {
-        lut::usable(t, table)
-    }
-    #[cfg(not(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64")))]
-    {
-        let _ = (t, table);
-        false
-    }
 }
 
 /// `out[tok * out_stride + r] = row_r · act_tok` for `n_tok` activations `act_stride` bytes apart.
@@ -178,25 +155,22 @@ pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut
     let acts: Vec<Act> =
         (0..n_tok).map(|k| Act::from_bytes(&act[k * act_stride..k * act_stride + one], t.ne0)).collect::<Result<_, _>>()?;
     let table = dispatch::table();
-    #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
-    {
-        if lut::usable(t, table) {
-            // Tokens in groups of 8 (their tables stay in cache); each tile is read once per group.
-            for (g, group) in acts.chunks(8).enumerate() {
-                lut::with_tables(group, t.ne0, &[t], |tabs| {
-                    let o = OutPtr(out.as_mut_ptr());
-                    let body = |tiles: std::ops::Range<usize>| {
-                        for tile in tiles {
-                            for (k, a) in group.iter().enumerate() {
-                                unsafe { lut::tile(t, tile, &tabs.token(k), a, o.0.add((8 * g + k) * out_stride)) };
-                            }
+    if lut::usable(t, table) {
+        // Tokens in groups of 8 (their tables stay in cache); each tile is read once per group.
+        for (g, group) in acts.chunks(8).enumerate() {
+            lut::with_tables(group, t.ne0, &[t], |tabs| {
+                let o = OutPtr(out.as_mut_ptr());
+                let body = |tiles: std::ops::Range<usize>| {
+                    for tile in tiles {
+                        for (k, a) in group.iter().enumerate() {
+                            unsafe { lut::tile(t, tile, &tabs.token(k), a, o.0.add((8 * g + k) * out_stride)) };
                         }
-                    };
-                    pool::parallel_for(t.tiles(), 2, &body)
-                })?;
-            }
-            return Ok(());
+                    }
+                };
+                pool::parallel_for(t.tiles(), 2, &body)
+            })?;
         }
+        return Ok(());
     }
     let dot = table.dot_fn(t.fmt);
     let multi = table.dot_multi[t.fmt.index()];
@@ -240,10 +214,34 @@ pub fn dequant_row(t: &Tensor, r: usize, out: &mut [f32]) -> Result<(), String> 
 
 #[cfg(not(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64")))]
 mod lut {
-    /// No lookup-table kernels on this target: only the empty table set exists.
+    //! No lookup-table kernels on this target: no tensor is packed for them, so `usable` is
+    //! always false and the rest is never reached.
+    use crate::act::Act;
+    use crate::dispatch::Table;
+    use crate::tensor::Tensor;
+
     pub struct Tables;
+
     impl Tables {
         pub const NONE: Tables = Tables;
+
+        pub fn token(&self, _: usize) -> Tables {
+            Tables
+        }
+    }
+
+    pub fn usable(_: &Tensor, _: &Table) -> bool {
+        false
+    }
+
+    pub fn with_tables<R>(_: &[Act], _: usize, _: &[&Tensor], _: impl FnOnce(&Tables) -> R) -> R {
+        unreachable!("no lookup-table kernels on this target")
+    }
+
+    /// # Safety
+    /// Never called (see the module docs).
+    pub unsafe fn tile(_: &Tensor, _: usize, _: &Tables, _: &Act, _: *mut f32) {
+        unreachable!("no lookup-table kernels on this target")
     }
 }
 
