@@ -105,11 +105,6 @@ impl PackedQ1 {
         let n = self.nb * TILE_BLOCK_BYTES;
         &self.data[t * n..(t + 1) * n]
     }
-
-    /// Heap bytes held.
-    pub fn bytes(&self) -> usize {
-        self.data.len()
-    }
 }
 
 /// ISA bits the lookup-table kernels of this build need (0: none compiled for this target).

@@ -59,11 +59,6 @@ impl PackedQ2 {
         let n = self.nb * self.tile_block_bytes();
         &self.data[t * n..(t + 1) * n]
     }
-
-    /// Heap bytes held.
-    pub fn bytes(&self) -> usize {
-        self.data.len()
-    }
 }
 
 /// Where the Q2_0 kernels run: the same ISAs as Q1_0's (AVX2 + F16C on x86_64, NEON on aarch64,
