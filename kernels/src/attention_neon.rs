@@ -128,6 +128,8 @@ unsafe fn dot(q: &[f32], row: &[u8], kv_type: u32) -> f32 {
 pub struct Columns;
 
 impl ValueColumns for Columns {
+    /// Adds positions `ps` to columns `c..c + 8 * W` of each head's output; returns `8 * W`.
+    #[inline(always)]
     unsafe fn columns<const W: usize, const R: usize>(
         out: &mut [f32],
         hd: usize,
@@ -138,57 +140,42 @@ impl ValueColumns for Columns {
         offset: usize,
         c: usize,
     ) -> usize {
-        columns::<W, R>(out, hd, w, n_kv, ps, v, offset, c)
-    }
-}
-
-/// Adds positions `ps` to columns `c..c + 8 * W` of each head's output; returns `8 * W`.
-#[inline(always)]
-unsafe fn columns<const W: usize, const R: usize>(
-    out: &mut [f32],
-    hd: usize,
-    w: &[f32],
-    n_kv: usize,
-    ps: std::ops::Range<usize>,
-    v: KvView,
-    offset: usize,
-    c: usize,
-) -> usize {
-    let base = v.bytes.as_ptr();
-    // q8 rows are whole 32-element blocks: address from the block start, index within it
-    let at = offset + c;
-    let (first, skip) = if v.kv_type == 2 { (at / 32 * 32, at % 32) } else { (at, 0) };
-    let op = out.as_mut_ptr();
-    let zero = vdupq_n_f32(0.0);
-    let mut acc = [[[zero; 2]; W]; R];
-    for j in 0..R {
-        for x in 0..W {
-            for h in 0..2 {
-                acc[j][x][h] = vld1q_f32(op.add(j * hd + c + 8 * x + 4 * h));
-            }
-        }
-    }
-    for p in ps {
-        let row = base.add(kv_row_bytes(v.kv_type, p * v.stride + first));
-        let mut vals = [[zero; 2]; W];
-        for x in 0..W {
-            vals[x] = load8(row, v.kv_type, skip + 8 * x);
-        }
+        let base = v.bytes.as_ptr();
+        // q8 rows are whole 32-element blocks: address from the block start, index within it
+        let at = offset + c;
+        let (first, skip) = if v.kv_type == 2 { (at / 32 * 32, at % 32) } else { (at, 0) };
+        let op = out.as_mut_ptr();
+        let zero = vdupq_n_f32(0.0);
+        let mut acc = [[[zero; 2]; W]; R];
         for j in 0..R {
-            let wv = vdupq_n_f32(*w.get_unchecked(j * n_kv + p));
             for x in 0..W {
                 for h in 0..2 {
-                    acc[j][x][h] = add_product(acc[j][x][h], wv, vals[x][h]);
+                    acc[j][x][h] = vld1q_f32(op.add(j * hd + c + 8 * x + 4 * h));
                 }
             }
         }
-    }
-    for j in 0..R {
-        for x in 0..W {
-            for h in 0..2 {
-                vst1q_f32(op.add(j * hd + c + 8 * x + 4 * h), acc[j][x][h]);
+        for p in ps {
+            let row = base.add(kv_row_bytes(v.kv_type, p * v.stride + first));
+            let mut vals = [[zero; 2]; W];
+            for x in 0..W {
+                vals[x] = load8(row, v.kv_type, skip + 8 * x);
+            }
+            for j in 0..R {
+                let wv = vdupq_n_f32(*w.get_unchecked(j * n_kv + p));
+                for x in 0..W {
+                    for h in 0..2 {
+                        acc[j][x][h] = add_product(acc[j][x][h], wv, vals[x][h]);
+                    }
+                }
             }
         }
+        for j in 0..R {
+            for x in 0..W {
+                for h in 0..2 {
+                    vst1q_f32(op.add(j * hd + c + 8 * x + 4 * h), acc[j][x][h]);
+                }
+            }
+        }
+        8 * W
     }
-    8 * W
 }
