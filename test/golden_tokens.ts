@@ -59,15 +59,12 @@ const CONSTRAINED: GenerationRequest[] = [
     maxTokens: 64,
     sampling: { temperature: 0.5, seed: 11 },
     tools: [{
-      type: "function",
-      function: {
-        name: "stop",
-        description: "stop all motors",
-        parameters: {
-          type: "object",
-          properties: { now: { type: "boolean" } },
-          required: ["now"],
-        },
+      name: "stop",
+      description: "stop all motors",
+      parameters: {
+        type: "object",
+        properties: { now: { type: "boolean" } },
+        required: ["now"],
       },
     }],
     toolChoice: "required",
