@@ -13,19 +13,13 @@
  * ```
  * @module
  */
-export { Model, type LoadOptions } from "./runtime/model.ts";
-export {
-  type FinishReason,
-  type GenerationEvent,
-  type GenerationRequest,
-  type GenerationStats,
-  RequestError,
-} from "./runtime/generate.ts";
+export { type LoadOptions, Model } from "./runtime/model.ts";
+export { type FinishReason, type GenerationEvent, type GenerationRequest, type GenerationStats, RequestError } from "./runtime/generate.ts";
 export { Scheduler, type SchedulerOptions } from "./runtime/scheduler.ts";
 export { promptTokens, Sequence, type TokenConstraint } from "./runtime/sequence.ts";
 export { type BatchRow, Forward } from "./runtime/forward.ts";
 export { ModelConfigError, type Qwen3Config, qwen3ConfigFromGguf, type RopeScaling } from "./runtime/config.ts";
-export { type GgufFile, GgufError, type GgufTensorInfo, type GgufValue, parseGguf, readGguf } from "./runtime/gguf.ts";
+export { GgufError, type GgufFile, type GgufTensorInfo, type GgufValue, parseGguf, readGguf } from "./runtime/gguf.ts";
 export { GgufWriter } from "./runtime/gguf_writer.ts";
 export { FORMATS, GgmlType, type WeightFormat } from "./runtime/ggml_types.ts";
 export { StreamDecoder, Tokenizer, type TokenizerSpec, tokenizerSpecFromMetadata } from "./runtime/tokenizer.ts";
@@ -33,20 +27,12 @@ export { type ChatMessage, type ChatOptions, encodeChat, renderChat } from "./ru
 export { DEFAULT_SAMPLING, type ResolvedSampling, Sampler, type SamplingOptions } from "./runtime/sampler.ts";
 export { KvCache, KvCacheFullError, type KvType } from "./runtime/kv_cache.ts";
 export { slideKv } from "./runtime/kv_shift.ts";
-export {
-  checkMemoryBudget,
-  estimateMemory,
-  MemoryBudgetError,
-  type MemoryEstimate,
-  type MemoryPlan,
-  parseByteSize,
-} from "./runtime/memory.ts";
+export { estimateMemory, type MemoryEstimate, type ServingShape } from "./runtime/memory.ts";
 export { Rng } from "./runtime/rng.ts";
 export { Kernels } from "./kernels/ffi.ts";
 export { serveStdin, type StdinAdapterOptions } from "./adapters/stdin.ts";
 export { parseWireRequest, type WireRequest } from "./adapters/request.ts";
-export { synthesize, type SynthOptions } from "./tools/synth.ts";
-export { jsonSchemaToGrammar, type JsonSchemaOptions, SchemaError } from "./runtime/constrain/json_schema.ts";
+export { type JsonSchemaOptions, jsonSchemaToGrammar, SchemaError } from "./runtime/constrain/json_schema.ts";
 export { parseGbnf } from "./runtime/constrain/gbnf.ts";
 export { type Grammar, GrammarError } from "./runtime/constrain/grammar.ts";
 export { ByteMatcher } from "./runtime/constrain/matcher.ts";

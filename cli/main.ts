@@ -3,11 +3,6 @@
  * Exit codes: 0 success, 1 failure (message on stderr), 2 usage error, 130 interrupted.
  */
 import { UsageError } from "./args.ts";
-import { runCommand } from "./run.ts";
-import { synthCommand } from "./synth.ts";
-import { infoCommand } from "./info.ts";
-import { serveCommand } from "./serve.ts";
-import { benchCommand } from "./bench.ts";
 
 const USAGE = `bonsai: run PrismML Bonsai 1-bit models on small CPUs
 
@@ -22,34 +17,44 @@ Commands:
 
 Run 'bonsai <command> --help' for a command's options.`;
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  run: runCommand,
-  serve: serveCommand,
-  synth: synthCommand,
-  info: infoCommand,
-  bench: benchCommand,
+type Command = (args: string[]) => Promise<number>;
+
+/** Each command's module is loaded only when that command runs, so a start loads one command. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  run: async () => (await import("./run.ts")).runCommand,
+  serve: async () => (await import("./serve.ts")).serveCommand,
+  synth: async () => (await import("./synth.ts")).synthCommand,
+  info: async () => (await import("./info.ts")).infoCommand,
+  bench: async () => (await import("./bench.ts")).benchCommand,
 };
 
 /** Runs the CLI with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
-  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+  if (
+    name === undefined || name === "help" || name === "--help" || name === "-h"
+  ) {
     console.log(USAGE);
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = COMMANDS[name];
+  if (!load) {
     console.error(`bonsai: unknown command '${name}'\n\n${USAGE}`);
     return 2;
   }
   try {
+    const command = await load();
     return await command(rest);
   } catch (e) {
     if (e instanceof UsageError) {
-      console.error(`bonsai ${name}: ${e.message}\nRun 'bonsai ${name} --help' for usage.`);
+      console.error(
+        `bonsai ${name}: ${e.message}\nRun 'bonsai ${name} --help' for usage.`,
+      );
       return 2;
     }
-    console.error(`bonsai ${name}: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(
+      `bonsai ${name}: ${e instanceof Error ? e.message : String(e)}`,
+    );
     return 1;
   }
 }

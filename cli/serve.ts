@@ -1,11 +1,11 @@
 /**
  * `bonsai serve`: load a model and answer generation requests over MQTT until SIGINT/SIGTERM.
  */
-import { kvTypeFlag, numberFlag, overflowFlag, parseFlags, UsageError } from "./args.ts";
-import { Model } from "../runtime/model.ts";
-import { Scheduler } from "../runtime/scheduler.ts";
+import { numberFlag, parseFlags, UsageError } from "./args.ts";
 import { MqttService } from "../adapters/mqtt_service.ts";
-import { DEFAULT_MAX_PAYLOAD } from "../adapters/mqtt_options.ts";
+import { DEFAULT_MAX_PAYLOAD, resolveMqttOptions } from "../adapters/mqtt_options.ts";
+import { nodeTopics } from "../adapters/mqtt_topics.ts";
+import { MODEL_FLAGS, MODEL_FLAGS_USAGE, parseModelFlags, setupModel } from "./setup.ts";
 
 export const SERVE_USAGE = `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]
 
@@ -16,7 +16,6 @@ Answers generation requests over MQTT (5, falling back to 3.1.1). Topics, under 
   status   retained presence: online (model, shape, capabilities, limits) or offline
 
 Options:
-  -m, --model FILE        GGUF model file (required)
       --mqtt URL          broker: mqtt://host:1883, mqtts://host:8883, ws://, wss:// (required)
       --node NAME         this node's name, one topic level (required)
       --prefix P          topic prefix (default bonsai)
@@ -29,17 +28,8 @@ Options:
       --qos 0|1|2         QoS of the subscription and of replies (default 1)
       --mqtt-version V    5, 3.1.1 or auto (default auto: 5, then 3.1.1 if refused)
       --max-payload N     largest request in bytes (default ${DEFAULT_MAX_PAYLOAD}); larger: TOO_LARGE reply
-  -P, --parallel N        requests decoding together (default 4)
-  -c, --ctx N             KV cache per request, in tokens (default: model context, at most 4096)
-      --max-queue N       requests waiting for a slot; more get a BUSY reply (default 64)
-  -n, --max-tokens N      default most tokens per answer (default 512)
-  -t, --threads N         kernel threads (default: all CPUs)
-      --kv-type f16|f32|q8
-                          KV cache element type (default f16; q8 = 8-bit blocks)
-      --overflow error|slide
-                          a full KV slot ends that request with CONTEXT_FULL (default), or keeps
-                          the first --keep tokens and drops the older half of the rest
-      --keep N            tokens kept when sliding (default: the whole prompt, at most half)
+      --keepalive S       MQTT keepalive in seconds (default 30): how soon a dead broker is noticed
+${MODEL_FLAGS_USAGE}
   -q, --quiet             no log lines on stderr
   -h, --help              this text
 
@@ -50,7 +40,7 @@ request's "id". SIGINT/SIGTERM: running requests are cancelled and answered, the
 is published, and the process exits (0 on SIGTERM, 130 on SIGINT).`;
 
 const OPTIONS = {
-  model: { type: "string", short: "m" },
+  ...MODEL_FLAGS,
   mqtt: { type: "string" },
   node: { type: "string" },
   prefix: { type: "string" },
@@ -63,14 +53,7 @@ const OPTIONS = {
   qos: { type: "string" },
   "mqtt-version": { type: "string" },
   "max-payload": { type: "string" },
-  parallel: { type: "string", short: "P" },
-  ctx: { type: "string", short: "c" },
-  "max-queue": { type: "string" },
-  "max-tokens": { type: "string", short: "n" },
-  threads: { type: "string", short: "t" },
-  "kv-type": { type: "string" },
-  overflow: { type: "string" },
-  keep: { type: "string" },
+  keepalive: { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -82,29 +65,62 @@ export async function serveCommand(args: string[]): Promise<number> {
     console.log(SERVE_USAGE);
     return 0;
   }
-  if (!v.model) throw new UsageError("--model FILE is required");
-  if (!v.mqtt) throw new UsageError("--mqtt URL is required (e.g. mqtt://127.0.0.1:1883)");
+  const flags = parseModelFlags(v);
+  if (!v.mqtt) {
+    throw new UsageError("--mqtt URL is required (e.g. mqtt://127.0.0.1:1883)");
+  }
   if (!v.node) throw new UsageError("--node NAME is required");
-  const kvType = kvTypeFlag(v["kv-type"]);
-  const overflow = overflowFlag(v.overflow);
-  const keep = numberFlag("keep", v.keep, { integer: true, min: 0 });
-  const versions: Record<string, 4 | 5 | undefined> = { auto: undefined, "5": 5, "3.1.1": 4, "4": 4 };
+  const versions: Record<string, 4 | 5 | undefined> = {
+    auto: undefined,
+    "5": 5,
+    "3.1.1": 4,
+    "4": 4,
+  };
   const version = v["mqtt-version"] ?? "auto";
-  if (!(version in versions)) throw new UsageError(`--mqtt-version must be 5, 3.1.1 or auto, got '${version}'`);
-  const qos = numberFlag("qos", v.qos, { integer: true, min: 0, max: 2 }) as 0 | 1 | 2 | undefined;
-  const maxPayload = numberFlag("max-payload", v["max-payload"], { integer: true, min: 64 });
-  const parallel = numberFlag("parallel", v.parallel, { integer: true, min: 1, max: 256 }) ?? 4;
-  const contextSize = numberFlag("ctx", v.ctx, { integer: true, min: 16 });
-  const maxQueue = numberFlag("max-queue", v["max-queue"], { integer: true, min: 0 });
-  const maxTokens = numberFlag("max-tokens", v["max-tokens"], { integer: true, min: 1 });
-  const threads = numberFlag("threads", v.threads, { integer: true, min: 1, max: 1024 });
-  const password = v.password ?? Deno.env.get("BONSAI_MQTT_PASSWORD");
+  if (!(version in versions)) {
+    throw new UsageError(
+      `--mqtt-version must be 5, 3.1.1 or auto, got '${version}'`,
+    );
+  }
+  const mqttOptions = {
+    url: v.mqtt,
+    node: v.node,
+    prefix: v.prefix,
+    clientId: v["client-id"],
+    username: v.username,
+    password: v.password ?? Deno.env.get("BONSAI_MQTT_PASSWORD"),
+    ca: v.ca,
+    cert: v.cert,
+    key: v.key,
+    qos: numberFlag("qos", v.qos, { integer: true, min: 0, max: 2 }) as
+      | 0
+      | 1
+      | 2
+      | undefined,
+    maxPayload: numberFlag("max-payload", v["max-payload"], {
+      integer: true,
+      min: 64,
+    }),
+    keepalive: numberFlag("keepalive", v.keepalive, {
+      integer: true,
+      min: 1,
+      max: 65535,
+    }),
+    protocolVersion: versions[version],
+  };
+  // Everything about the broker is checked before the model loads (which can take many seconds).
+  try {
+    const resolved = resolveMqttOptions(mqttOptions);
+    nodeTopics(resolved.prefix, resolved.node);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const encoder = new TextEncoder();
   const log = (s: string) => {
     if (!v.quiet) Deno.stderr.writeSync(encoder.encode(`bonsai serve: ${s}\n`));
   };
 
-  const model = await Model.load(v.model, { threads });
+  const { model, scheduler, settings } = await setupModel(flags, { log });
   const controller = new AbortController();
   let signal: Deno.Signal | undefined;
   const onSignal = (name: Deno.Signal) => () => {
@@ -118,37 +134,30 @@ export async function serveCommand(args: string[]): Promise<number> {
   const handlers = (["SIGINT", "SIGTERM"] as const).map((name) => [name, onSignal(name)] as const);
   for (const [name, h] of handlers) Deno.addSignalListener(name, h);
   try {
-    const c = model.config;
-    log(`loaded ${c.name}: ${c.nLayer} layers, ${c.nEmbd} wide in ${model.loadMs.toFixed(0)} ms`);
-    const scheduler = new Scheduler(model, { parallel, contextSize, kvType, maxQueue, maxTokens, overflow, keep });
-    const service = new MqttService(scheduler, {
-      url: v.mqtt,
-      node: v.node,
-      prefix: v.prefix,
-      clientId: v["client-id"],
-      username: v.username,
-      password,
-      ca: v.ca,
-      cert: v.cert,
-      key: v.key,
-      qos,
-      maxPayload,
-      protocolVersion: versions[version],
-      log,
-    });
-    log(`connecting to ${v.mqtt} as node '${v.node}' (requests on ${service.topics.request})`);
+    const service = new MqttService(scheduler, { ...mqttOptions, log });
+    log(
+      `connecting to ${v.mqtt} as node '${v.node}' (requests on ${service.topics.request})`,
+    );
     try {
       await service.start(controller.signal);
     } catch (e) {
       if (controller.signal.aborted) return signal === "SIGINT" ? 130 : 0;
       throw e;
     }
-    log(`serving: ${parallel} in parallel, KV ${scheduler.contextSize} tokens each, queue ${scheduler.maxQueue}`);
-    await new Promise<void>((resolve) => controller.signal.addEventListener("abort", () => resolve(), { once: true }));
+    log(
+      `serving: ${settings.parallel} in parallel, KV ${scheduler.contextSize} tokens each, queue ${scheduler.maxQueue}`,
+    );
+    await new Promise<void>((resolve) =>
+      controller.signal.addEventListener("abort", () => resolve(), {
+        once: true,
+      })
+    );
     log(`${signal}: stopping`);
     await service.stop();
     const s = service.stats;
-    log(`served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, no reply address ${s.droppedNoReplyTo}`);
+    log(
+      `served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, no reply address ${s.droppedNoReplyTo}`,
+    );
     return signal === "SIGINT" ? 130 : 0;
   } finally {
     for (const [name, h] of handlers) Deno.removeSignalListener(name, h);

@@ -20,6 +20,8 @@ export interface ModelFootprint {
    * runtime): `estimateMemory` of `runtime/memory.ts` for a real model file.
    */
   bytesNeeded(ctx: number, parallel: number): number;
+  /** What those bytes are made of, for messages (e.g. "weights 240 MiB, KV cache 96 MiB, ..."). */
+  describe?(ctx: number, parallel: number): string;
 }
 
 /** Explicit choices that the plan must keep (from flags). */
@@ -38,13 +40,27 @@ export interface MemoryPlan {
   /** Bytes the plan needs: weights + KV + scratch + runtime. */
   neededBytes: number;
   fits: boolean;
+  /**
+   * When the plan does not fit: the largest context (a multiple of {@link MIN_PLANNED_CTX}, at
+   * most the model's) that would, with the same parallel count; 0 when none does. Equal to `ctx`
+   * when the plan fits.
+   */
+  fittingCtx: number;
   /** Why the defaults were lowered, or why the plan does not fit; empty when nothing to say. */
   notes: string[];
 }
 
 /** The profile's budget on a machine with `memoryBytes` RAM: a share, minus a margin, never negative. */
-export function memoryBudget(profile: DeviceProfile, memoryBytes: number): number {
-  return Math.max(0, Math.floor(memoryBytes * profile.memoryFraction - profile.memoryReserveBytes));
+export function memoryBudget(
+  profile: DeviceProfile,
+  memoryBytes: number,
+): number {
+  return Math.max(
+    0,
+    Math.floor(
+      memoryBytes * profile.memoryFraction - profile.memoryReserveBytes,
+    ),
+  );
 }
 
 /**
@@ -59,13 +75,16 @@ export function planMemory(
   model: ModelFootprint,
   overrides: PlanOverrides = {},
 ): MemoryPlan {
-  const budgetBytes = overrides.budgetBytes ?? memoryBudget(profile, memoryBytes);
+  const budgetBytes = overrides.budgetBytes ??
+    memoryBudget(profile, memoryBytes);
   const notes: string[] = [];
   let ctx = overrides.ctx ?? Math.min(profile.ctx, model.contextLength);
   let parallel = overrides.parallel ?? profile.parallel;
   const fitsNow = () => model.bytesNeeded(ctx, parallel) <= budgetBytes;
   const start = { ctx, parallel };
-  while (!fitsNow() && overrides.parallel === undefined && parallel > 1) parallel = Math.max(1, parallel >> 1);
+  while (!fitsNow() && overrides.parallel === undefined && parallel > 1) {
+    parallel = Math.max(1, parallel >> 1);
+  }
   while (!fitsNow() && overrides.ctx === undefined && ctx > MIN_PLANNED_CTX) {
     ctx = Math.max(MIN_PLANNED_CTX, ctx >> 1);
   }
@@ -77,13 +96,35 @@ export function planMemory(
   }
   const neededBytes = model.bytesNeeded(ctx, parallel);
   const fits = neededBytes <= budgetBytes;
+  const fittingCtx = fits ? ctx : largestFittingCtx(model, parallel, budgetBytes);
   if (!fits) {
+    const advice = fittingCtx > 0
+      ? `a context of ${fittingCtx} tokens would fit (--ctx ${fittingCtx}${parallel > 1 ? ", or fewer parallel slots" : ""})`
+      : `even a ${MIN_PLANNED_CTX}-token context does not fit: this model needs a device with more memory, or a smaller model`;
+    const parts = model.describe ? ` (${model.describe(ctx, parallel)})` : "";
     notes.push(
-      `needs ${mib(neededBytes)} for ctx ${ctx} x ${parallel} but the memory budget is ${mib(budgetBytes)}: ` +
-        "use a smaller model, a smaller --ctx/--parallel, or raise --max-memory",
+      `model needs ${mib(neededBytes)}${parts} for ctx ${ctx} x ${parallel} but the memory budget is ${mib(budgetBytes)}; ${advice}`,
     );
   }
-  return { budgetBytes, ctx, parallel, neededBytes, fits, notes };
+  return { budgetBytes, ctx, parallel, neededBytes, fits, fittingCtx, notes };
+}
+
+/** The largest multiple of MIN_PLANNED_CTX up to the model's context that fits; 0 if none. */
+function largestFittingCtx(
+  model: ModelFootprint,
+  parallel: number,
+  budgetBytes: number,
+): number {
+  const fits = (steps: number) => model.bytesNeeded(steps * MIN_PLANNED_CTX, parallel) <= budgetBytes;
+  if (!fits(1)) return 0;
+  let lo = 1; // fits
+  let hi = Math.floor(model.contextLength / MIN_PLANNED_CTX) + 1; // does not fit, or past the model's context
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (fits(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo * MIN_PLANNED_CTX;
 }
 
 function mib(n: number): string {

@@ -1,16 +1,27 @@
 import assert from "node:assert/strict";
 import { memoryBudget, MIN_PLANNED_CTX, type ModelFootprint, planMemory } from "./budget.ts";
+import { footprintOf } from "./settings.ts";
+import { tinyModel } from "../test/fixtures.ts";
+import { readGguf } from "../runtime/gguf.ts";
+import { qwen3ConfigFromGguf } from "../runtime/config.ts";
+import { KvCache } from "../runtime/kv_cache.ts";
 import { PROFILES } from "./profiles.ts";
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
 /** A linear stand-in for `estimateMemory`: weights + KV + logits + tokenizer/runtime. */
-function footprint(weightBytes: number, nLayer: number, contextLength: number): ModelFootprint {
+function footprint(
+  weightBytes: number,
+  nLayer: number,
+  contextLength: number,
+): ModelFootprint {
   const kvPerToken = 2 * nLayer * 8 * 128 * 2; // f16, 8 KV heads of 128
   return {
     contextLength,
-    bytesNeeded: (ctx, parallel) => weightBytes + kvPerToken * ctx * parallel + parallel * 151669 * 4 + 145 * MiB,
+    bytesNeeded: (ctx, parallel) =>
+      weightBytes + kvPerToken * ctx * parallel + parallel * 151669 * 4 +
+      145 * MiB,
   };
 }
 // Bonsai 1.7B and 8B Q1_0 (BONSAI.md): ~242 MB / 1.15 GB of weights, 28 / 36 layers
@@ -20,7 +31,10 @@ const bytesNeeded = (m: ModelFootprint, ctx: number, parallel: number) => m.byte
 
 Deno.test("budget: a share of RAM minus the margin, never negative", () => {
   assert.equal(memoryBudget(PROFILES.pi4, 4 * GiB), 4 * GiB * 0.75 - 128 * MiB);
-  assert.ok(memoryBudget(PROFILES["jetson-orin"], 8 * GiB) < memoryBudget(PROFILES.pi5, 8 * GiB));
+  assert.ok(
+    memoryBudget(PROFILES["jetson-orin"], 8 * GiB) <
+      memoryBudget(PROFILES.pi5, 8 * GiB),
+  );
   assert.equal(memoryBudget(PROFILES["x86-kiosk"], 256 * MiB), 0);
 });
 
@@ -30,7 +44,10 @@ Deno.test("budget: profile defaults stand when they fit", () => {
   assert.equal(plan.parallel, PROFILES.pi5.parallel);
   assert.ok(plan.fits);
   assert.deepEqual(plan.notes, []);
-  assert.equal(plan.neededBytes, bytesNeeded(BONSAI_1_7B, plan.ctx, plan.parallel));
+  assert.equal(
+    plan.neededBytes,
+    bytesNeeded(BONSAI_1_7B, plan.ctx, plan.parallel),
+  );
 });
 
 Deno.test("budget: a 1 GB Pi 4 still runs the 1.7B model, with what fits", () => {
@@ -47,14 +64,22 @@ Deno.test("budget: defaults are lowered parallel first, then ctx", () => {
   const plan = planMemory(p, 8 * GiB, BONSAI_1_7B, { budgetBytes: budget });
   assert.equal(plan.parallel, 1);
   assert.equal(plan.ctx, 4096);
-  assert.match(plan.notes[0], /lowered jetson-orin defaults from ctx 4096 x 4 to ctx 4096 x 1/);
-  const tighter = planMemory(p, 8 * GiB, BONSAI_1_7B, { budgetBytes: bytesNeeded(BONSAI_1_7B, 1024, 1) });
+  assert.match(
+    plan.notes[0],
+    /lowered jetson-orin defaults from ctx 4096 x 4 to ctx 4096 x 1/,
+  );
+  const tighter = planMemory(p, 8 * GiB, BONSAI_1_7B, {
+    budgetBytes: bytesNeeded(BONSAI_1_7B, 1024, 1),
+  });
   assert.equal(tighter.ctx, 1024);
   assert.ok(tighter.fits);
 });
 
 Deno.test("budget: ctx is capped by the model's trained context", () => {
-  const plan = planMemory(PROFILES.pi5, 8 * GiB, { ...BONSAI_1_7B, contextLength: 1024 });
+  const plan = planMemory(PROFILES.pi5, 8 * GiB, {
+    ...BONSAI_1_7B,
+    contextLength: 1024,
+  });
   assert.equal(plan.ctx, 1024);
 });
 
@@ -66,8 +91,56 @@ Deno.test("budget: the 8B model does not fit a 1 GB Pi 4, and the note says why"
 });
 
 Deno.test("budget: explicit ctx and parallel are kept even when over budget", () => {
-  const plan = planMemory(PROFILES.pi4, 1 * GiB, BONSAI_1_7B, { ctx: 32768, parallel: 3 });
+  const plan = planMemory(PROFILES.pi4, 1 * GiB, BONSAI_1_7B, {
+    ctx: 32768,
+    parallel: 3,
+  });
   assert.equal(plan.ctx, 32768);
   assert.equal(plan.parallel, 3);
   assert.equal(plan.fits, false);
+});
+
+Deno.test("budget: a plan over budget names a context that fits, and that context does fit", async () => {
+  const file = await readGguf(await tinyModel());
+  const config = qwen3ConfigFromGguf(file);
+  // 32 slots of f32 keys and values: the KV cache, not the tokenizer, decides what fits.
+  const footprint = footprintOf(file, config, "f32");
+  const budget = footprint.bytesNeeded(512, 32) +
+    200 * 32 * KvCache.bytesPerToken(config, "f32");
+  const over = planMemory(PROFILES.generic, 8 * GiB, footprint, {
+    ctx: 2048,
+    parallel: 32,
+    budgetBytes: budget,
+  });
+  assert.equal(over.fits, false);
+  assert.match(
+    over.notes.at(-1)!,
+    /model needs \d+ MiB \(weights \d+ MiB, KV cache \d+ MiB, .*\) for ctx 2048 x 32 but the memory budget is \d+ MiB; a context of \d+ tokens would fit \(--ctx \d+/,
+  );
+  assert.ok(
+    over.fittingCtx >= 512 && over.fittingCtx < 2048,
+    String(over.fittingCtx),
+  );
+  assert.ok(
+    planMemory(PROFILES.generic, 8 * GiB, footprint, {
+      ctx: over.fittingCtx,
+      parallel: 32,
+      budgetBytes: budget,
+    }).fits,
+  );
+  const next = over.fittingCtx + MIN_PLANNED_CTX;
+  assert.equal(
+    planMemory(PROFILES.generic, 8 * GiB, footprint, {
+      ctx: next,
+      parallel: 32,
+      budgetBytes: budget,
+    }).fits,
+    false,
+  );
+  const none = planMemory(PROFILES.generic, 8 * GiB, footprint, {
+    ctx: 256,
+    budgetBytes: 1000,
+  });
+  assert.equal(none.fittingCtx, 0);
+  assert.match(none.notes.at(-1)!, /even a 256-token context does not fit/);
 });

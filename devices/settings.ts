@@ -5,7 +5,7 @@
  */
 
 import { type DeviceProfile, profileById } from "./profiles.ts";
-import { type DeviceFacts, type Detection, detectDevice, readDeviceFacts } from "./detect.ts";
+import { detectDevice, type Detection, type DeviceFacts, readDeviceFacts } from "./detect.ts";
 import { memoryBudget, type MemoryPlan, type ModelFootprint, planMemory } from "./budget.ts";
 import type { GgufFile } from "../runtime/gguf.ts";
 import type { Qwen3Config } from "../runtime/config.ts";
@@ -21,22 +21,47 @@ export interface DeviceChoice {
 }
 
 /** Detects the device, or uses the profile named by `--device` (`auto` or absent = detect). */
-export function chooseDevice(flag: string | undefined, facts: DeviceFacts = readDeviceFacts()): DeviceChoice {
+export function chooseDevice(
+  flag: string | undefined,
+  facts: DeviceFacts = readDeviceFacts(),
+): DeviceChoice {
   const detection = detectDevice(facts);
-  if (flag === undefined || flag === "auto") return { detection, profile: detection.profile, source: "detected" };
+  if (flag === undefined || flag === "auto") {
+    return { detection, profile: detection.profile, source: "detected" };
+  }
   return { detection, profile: profileById(flag), source: "--device" };
 }
 
 /** Kernel threads `profile` asks for on the detected machine. */
-export function profileThreads(profile: DeviceProfile, detection: Detection): number {
-  return Math.max(1, profile.threads === "physical" ? detection.physicalCores : detection.logicalCpus);
+export function profileThreads(
+  profile: DeviceProfile,
+  detection: Detection,
+): number {
+  return Math.max(
+    1,
+    profile.threads === "physical" ? detection.physicalCores : detection.logicalCpus,
+  );
 }
 
 /** The footprint of a model file for the planner, from the calibrated `estimateMemory`. */
-export function footprintOf(file: GgufFile, config: Qwen3Config, kvType: KvType = "f16"): ModelFootprint {
+export function footprintOf(
+  file: GgufFile,
+  config: Qwen3Config,
+  kvType: KvType = "f16",
+): ModelFootprint {
   return {
     contextLength: config.contextLength,
-    bytesNeeded: (ctx, parallel) => estimateMemory(file, config, { contextSize: ctx, parallel, kvType }).totalBytes,
+    bytesNeeded: (ctx, parallel) =>
+      estimateMemory(file, config, { contextSize: ctx, parallel, kvType })
+        .totalBytes,
+    describe: (ctx, parallel) => {
+      const e = estimateMemory(file, config, {
+        contextSize: ctx,
+        parallel,
+        kvType,
+      });
+      return `weights ${mib(e.weightsBytes)}, KV cache ${mib(e.kvBytes)}, scratch ${mib(e.scratchBytes)}, runtime ${mib(e.runtimeBytes)}`;
+    },
   };
 }
 
@@ -60,8 +85,13 @@ export interface DeviceSettings {
 }
 
 /** Applies the profile's defaults to whatever the flags leave open. */
-export function deviceSettings(device: DeviceChoice, model: ModelFootprint, flags: SettingFlags = {}): DeviceSettings {
-  const budgetBytes = flags.maxMemory ?? memoryBudget(device.profile, device.detection.memoryBytes);
+export function deviceSettings(
+  device: DeviceChoice,
+  model: ModelFootprint,
+  flags: SettingFlags = {},
+): DeviceSettings {
+  const budgetBytes = flags.maxMemory ??
+    memoryBudget(device.profile, device.detection.memoryBytes);
   const plan = planMemory(device.profile, device.detection.memoryBytes, model, {
     ctx: flags.ctx,
     parallel: flags.parallel,
@@ -83,4 +113,8 @@ export function describeSettings(s: DeviceSettings): string {
   const why = d.source === "detected" ? d.detection.reason : "--device";
   return `device ${d.profile.id} (${why}): ${s.threads} threads, ctx ${s.ctx} x ${s.parallel}, ` +
     `memory budget ${(s.budgetBytes / 2 ** 20).toFixed(0)} MiB`;
+}
+
+function mib(n: number): string {
+  return `${(n / 2 ** 20).toFixed(0)} MiB`;
 }

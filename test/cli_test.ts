@@ -121,7 +121,7 @@ Deno.test("--max-memory refuses a plan that does not fit, naming what it needs",
   const model = await tinyModel();
   const r = await runWithInput(["run", "-m", model, "--ctx", "2048", "--max-memory", "100M", "-q"], "hi\n");
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /model needs \d+ MiB \(weights \d+ MiB, KV cache .*\) but the memory budget is 100 MiB; even a 256-token context does not fit/);
+  assert.match(r.stderr, /model needs \d+ MiB \(weights \d+ MiB, KV cache .*\) for ctx 2048 x 1 but the memory budget is 100 MiB; even a 256-token context does not fit/);
   const ok = await runWithInput(["run", "-m", model, "--ctx", "256", "--max-memory", "1G", "-q", "-n", "2"], "hi\n");
   assert.equal(ok.code, 0, ok.stderr);
 });
@@ -168,4 +168,24 @@ Deno.test("every command has --help (exit 0); an unknown command is a usage erro
   const r = await runWithInput(["fly"], "");
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown command 'fly'/);
+});
+
+Deno.test("serve: broker flags are checked before the model is read (exit 2), and the memory plan applies", async () => {
+  // The model path does not exist: a bad URL or node name must be reported first, as a usage error.
+  const missing = "/nonexistent/model.gguf";
+  const badUrl = await runWithInput(["serve", "-m", missing, "--mqtt", "http://broker", "--node", "a"], "");
+  assert.equal(badUrl.code, 2, badUrl.stderr);
+  assert.match(badUrl.stderr, /MQTT broker URL 'http:\/\/broker' has scheme 'http:'/);
+  const badNode = await runWithInput(["serve", "-m", missing, "--mqtt", "mqtt://127.0.0.1:1", "--node", "a/b"], "");
+  assert.equal(badNode.code, 2, badNode.stderr);
+  assert.match(badNode.stderr, /node name 'a\/b' must be a single topic level/);
+  const badKeepalive = await runWithInput(["serve", "-m", missing, "--mqtt", "mqtt://127.0.0.1:1", "--node", "a", "--keepalive", "0"], "");
+  assert.equal(badKeepalive.code, 2);
+  assert.match(badKeepalive.stderr, /--keepalive must be >= 1/);
+  // serve shares run's setup path: the device profile and the memory budget refuse a plan that does not fit.
+  const model = await tinyModel();
+  const r = await runWithInput(["serve", "-m", model, "--mqtt", "mqtt://127.0.0.1:1", "--node", "a", "--device", "pi4", "--max-memory", "100M"], "");
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /device pi4 \(--device\): \d+ threads, ctx \d+ x 1, memory budget 100 MiB/);
+  assert.match(r.stderr, /memory budget is 100 MiB; even a 256-token context does not fit/);
 });

