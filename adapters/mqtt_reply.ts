@@ -4,10 +4,10 @@
  * (`seq` counts every reply of the request from 0; the final one is the last).
  */
 import { Buffer } from "node:buffer";
-import type { GenerationEvent } from "../runtime/generate.ts";
-import { RequestError } from "../runtime/generate.ts";
+import type { GenerationEvent } from "../runtime/request.ts";
+import { RequestError } from "../runtime/request.ts";
 import { doneEvent } from "./stdin.ts";
-import { CONTENT_TYPES, type Encoding, encodePayload } from "./mqtt_codec.ts";
+import { CONTENT_TYPES, encodePayload, type Encoding } from "./mqtt_codec.ts";
 import type { MqttConnection } from "./mqtt_connection.ts";
 
 /** Where and how one request is answered. */
@@ -86,7 +86,10 @@ export class ReplyStream {
         ...(a.correlationData ? { correlationData: Buffer.from(a.correlationData) } : {}),
       }
       : undefined;
-    const sent = this.conn.publish(a.topic, encodePayload(value, a.encoding), { qos: this.qos, ...(properties ? { properties } : {}) });
+    const sent = this.conn.publish(a.topic, encodePayload(value, a.encoding), {
+      qos: this.qos,
+      ...(properties ? { properties } : {}),
+    });
     this.pending.push(sent);
     return sent;
   }

@@ -12,7 +12,7 @@
  */
 import type { Model } from "../runtime/model.ts";
 import type { Scheduler } from "../runtime/scheduler.ts";
-import { RequestError } from "../runtime/generate.ts";
+import { RequestError } from "../runtime/request.ts";
 import { parseWireRequest, type WireRequest } from "./request.ts";
 import { decodePayload, detectEncoding, type Encoding, encodePayload } from "./mqtt_codec.ts";
 import { type NodeTopics, nodeTopics, publishTopicProblem } from "./mqtt_topics.ts";

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Model } from "../runtime/model.ts";
 import { Scheduler, type SchedulerOptions } from "../runtime/scheduler.ts";
-import type { GenerationRequest } from "../runtime/generate.ts";
+import type { GenerationRequest } from "../runtime/request.ts";
 import { tinyModel } from "../test/fixtures.ts";
 import { mosquittoPath, startAedes, startMosquitto, startProxy, type TestBroker } from "../test/mqtt_brokers.ts";
 import { checkStream, type Reply, TestClient } from "../test/mqtt_client.ts";

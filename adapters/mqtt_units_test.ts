@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { encode as cborEncode } from "cbor-x";
-import { RequestError } from "../runtime/generate.ts";
+import { RequestError } from "../runtime/request.ts";
 import { decodePayload, detectEncoding, encodePayload } from "./mqtt_codec.ts";
 import { nodeTopics, publishTopicProblem } from "./mqtt_topics.ts";
 import { Backoff } from "./mqtt_backoff.ts";

@@ -6,12 +6,12 @@
  * reply is one JSON event per line: `token`, `done` or `error`, each carrying the request's id.
  * A bad line gets an error event and the next line is served as usual.
  */
-import type { GenerationEvent } from "../runtime/generate.ts";
+import type { GenerationEvent } from "../runtime/request.ts";
 import type { Scheduler } from "../runtime/scheduler.ts";
-import { RequestError } from "../runtime/generate.ts";
+import { RequestError } from "../runtime/request.ts";
 import { readLines } from "./lines.ts";
 import { parseWireRequest, type WireRequest } from "./request.ts";
-import type { GenerationRequest } from "../runtime/generate.ts";
+import type { GenerationRequest } from "../runtime/request.ts";
 
 /** How the adapter reads and writes. */
 export interface StdinAdapterOptions {
@@ -157,7 +157,9 @@ class JsonSession {
   private cancel(id: string | number, line: number): void {
     const control = this.running.get(id);
     if (!control) {
-      this.emit(errorEvent(id, line, new RequestError("UNKNOWN_ID", `no running request has id ${JSON.stringify(id)}`)));
+      this.emit(
+        errorEvent(id, line, new RequestError("UNKNOWN_ID", `no running request has id ${JSON.stringify(id)}`)),
+      );
       return;
     }
     control.abort();

@@ -4,7 +4,7 @@
 import { kvTypeFlag, numberFlag, overflowFlag, parseFlags, UsageError } from "./args.ts";
 import { Model } from "../runtime/model.ts";
 import { Scheduler } from "../runtime/scheduler.ts";
-import type { SamplingOptions } from "../runtime/sampler.ts";
+import type { SamplingOptions } from "../runtime/request.ts";
 import { serveStdin } from "../adapters/stdin.ts";
 import { checkMemoryBudget, parseByteSize } from "../runtime/memory.ts";
 import { readGguf } from "../runtime/gguf.ts";
