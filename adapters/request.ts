@@ -1,10 +1,12 @@
 /**
  * The wire form of a generation request (JSON over stdin, JSON or CBOR over MQTT) and its
- * checked conversion to a {@link GenerationRequest}. Field names are snake_case, as in the
- * llama.cpp and ollama APIs device integrators already know.
+ * checked conversion to a {@link GenerationRequest}, and the wire form of the events answering
+ * it. Field names are snake_case, as in the llama.cpp and ollama APIs device integrators
+ * already know.
  */
 import {
   type ChatMessage,
+  type GenerationEvent,
   type GenerationRequest,
   RequestError,
   type SamplingOptions,
@@ -202,4 +204,41 @@ function normalizeToolChoice(value: unknown, tools: ToolDefinition[]): ToolChoic
     return { name: v.name };
   }
   throw new Error(`tool_choice must be "auto", "none", "required" or {"name": ...}`);
+}
+
+/** A streamed chunk; `token` is -1 for text released at the end. */
+export function tokenEvent(id: string | number | undefined, ev: Extract<GenerationEvent, { type: "token" }>) {
+  return { event: "token", ...(id !== undefined ? { id } : {}), text: ev.text, token: ev.token };
+}
+
+/** The final event, with usage and timings in the field names llama.cpp's server uses. */
+export function doneEvent(id: string | number | undefined, ev: Extract<GenerationEvent, { type: "done" }>) {
+  const s = ev.stats;
+  return {
+    event: "done",
+    ...(id !== undefined ? { id } : {}),
+    text: ev.text,
+    finish_reason: ev.finishReason,
+    usage: {
+      prompt_tokens: s.promptTokens,
+      completion_tokens: s.completionTokens,
+      cached_prompt_tokens: s.cachedPromptTokens,
+    },
+    timings: {
+      prompt_ms: round(s.prefillMs),
+      predicted_ms: round(s.decodeMs),
+      prompt_per_second: round(s.prefillTokensPerSecond),
+      predicted_per_second: round(s.decodeTokensPerSecond),
+    },
+    ...(ev.toolCalls ? { tool_calls: ev.toolCalls } : {}),
+  };
+}
+
+/** The `error` object of an error event: a RequestError's code, INTERNAL for anything else (a bug). */
+export function wireError(e: unknown): { code: string; message: string } {
+  return { code: e instanceof RequestError ? e.code : "INTERNAL", message: e instanceof Error ? e.message : String(e) };
+}
+
+function round(x: number): number {
+  return Number.isFinite(x) ? Math.round(x * 100) / 100 : 0;
 }

@@ -4,8 +4,8 @@
 import { kvTypeFlag, numberFlag, overflowFlag, parseFlags, UsageError } from "./args.ts";
 import { Model } from "../runtime/model.ts";
 import { Scheduler } from "../runtime/scheduler.ts";
-import { MqttService } from "../adapters/mqtt_service.ts";
-import { DEFAULT_MAX_PAYLOAD } from "../adapters/mqtt_options.ts";
+import { MqttService } from "../adapters/mqtt/service.ts";
+import { DEFAULT_MAX_PAYLOAD } from "../adapters/mqtt/options.ts";
 
 export const SERVE_USAGE = `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]
 

@@ -142,7 +142,6 @@ export class Scheduler {
       }
     } finally {
       this.running = false;
-      this.yielder.close();
     }
   }
 

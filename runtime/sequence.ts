@@ -54,7 +54,6 @@ export class Sequence {
   cachedPromptTokens = 0;
   generated = 0;
   text = "";
-  finishReason?: FinishReason;
   readonly startedAt = performance.now();
   prefillDoneAt = 0;
   private readonly sampler: Sampler;
@@ -139,7 +138,6 @@ export class Sequence {
 
   /** Ends the sequence now (cancelled, or out of context); returns the final events. */
   finish(reason: FinishReason, events: GenerationEvent[] = []): { events: GenerationEvent[] } {
-    this.finishReason = reason;
     if (!this.stop.stopped) {
       const rest = this.stop.flush(this.decoder.flush());
       if (rest) {

@@ -8,7 +8,7 @@ import { Model } from "../model.ts";
 import { Scheduler } from "../scheduler.ts";
 import { type GenerationEvent, type GenerationRequest, RequestError, type ToolDefinition } from "../request.ts";
 import { renderChat } from "../chat.ts";
-import { TEST_SCHEMAS, validate } from "./test_validator.ts";
+import { TEST_SCHEMAS, validate } from "../../test/json_schema_validator.ts";
 
 let shared: Promise<Model> | undefined;
 const model = () => shared ??= tinyModel().then((p) => Model.load(p));
