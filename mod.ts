@@ -13,18 +13,32 @@
  * ```
  * @module
  */
-export { type LoadOptions, Model } from "./runtime/model.ts";
-export { type FinishReason, type GenerationEvent, type GenerationRequest, type GenerationStats, RequestError } from "./runtime/generate.ts";
+export { Model, type LoadOptions } from "./runtime/model.ts";
+export {
+  type ChatMessage,
+  type FinishReason,
+  type GenerationEvent,
+  type GenerationRequest,
+  type GenerationStats,
+  RequestError,
+  type SamplingOptions,
+  type TokenConstraint,
+  type TokenVocabulary,
+  type ToolCall,
+  type ToolChoice,
+  type ToolDefinition,
+} from "./runtime/request.ts";
 export { Scheduler, type SchedulerOptions } from "./runtime/scheduler.ts";
-export { promptTokens, Sequence, type TokenConstraint } from "./runtime/sequence.ts";
+export { promptTokens, Sequence } from "./runtime/sequence.ts";
 export { type BatchRow, Forward } from "./runtime/forward.ts";
 export { ModelConfigError, type Qwen3Config, qwen3ConfigFromGguf, type RopeScaling } from "./runtime/config.ts";
 export { GgufError, type GgufFile, type GgufTensorInfo, type GgufValue, parseGguf, readGguf } from "./runtime/gguf.ts";
 export { GgufWriter } from "./runtime/gguf_writer.ts";
 export { FORMATS, GgmlType, type WeightFormat } from "./runtime/ggml_types.ts";
-export { StreamDecoder, Tokenizer, type TokenizerSpec, tokenizerSpecFromMetadata } from "./runtime/tokenizer.ts";
-export { type ChatMessage, type ChatOptions, encodeChat, renderChat } from "./runtime/chat.ts";
-export { DEFAULT_SAMPLING, type ResolvedSampling, Sampler, type SamplingOptions } from "./runtime/sampler.ts";
+export { Tokenizer, type TokenizerSpec, tokenizerSpecFromMetadata } from "./runtime/tokenizer.ts";
+export { StreamDecoder } from "./runtime/utf8_stream.ts";
+export { type ChatOptions, encodeChat, renderChat } from "./runtime/chat.ts";
+export { DEFAULT_SAMPLING, type ResolvedSampling, Sampler } from "./runtime/sampler.ts";
 export { KvCache, KvCacheFullError, type KvType } from "./runtime/kv_cache.ts";
 export { slideKv } from "./runtime/kv_shift.ts";
 export { estimateMemory, type MemoryEstimate, type ServingShape } from "./runtime/memory.ts";
@@ -38,4 +52,4 @@ export { type Grammar, GrammarError } from "./runtime/constrain/grammar.ts";
 export { ByteMatcher } from "./runtime/constrain/matcher.ts";
 export { GrammarConstraint, tokenIndex } from "./runtime/constrain/token_constraint.ts";
 export { requestConstraint } from "./runtime/constrain/request.ts";
-export { parseToolCalls, type ToolCall, type ToolChoice, type ToolDefinition } from "./runtime/constrain/tools.ts";
+export { parseToolCalls } from "./runtime/constrain/tools.ts";

@@ -1,12 +1,18 @@
 /**
  * The wire form of a generation request (JSON over stdin, JSON or CBOR over MQTT) and its
- * checked conversion to a {@link GenerationRequest}. Field names are snake_case, as in the
- * llama.cpp and ollama APIs device integrators already know.
+ * checked conversion to a {@link GenerationRequest}, and the wire form of the events answering
+ * it. Field names are snake_case, as in the llama.cpp and ollama APIs device integrators
+ * already know.
  */
-import { type GenerationRequest, RequestError } from "../runtime/generate.ts";
-import type { ChatMessage } from "../runtime/chat.ts";
-import type { SamplingOptions } from "../runtime/sampler.ts";
-import { normalizeToolChoice, normalizeTools } from "../runtime/constrain/tools.ts";
+import {
+  type ChatMessage,
+  type GenerationEvent,
+  type GenerationRequest,
+  RequestError,
+  type SamplingOptions,
+  type ToolChoice,
+  type ToolDefinition,
+} from "../runtime/request.ts";
 
 /** A parsed request with its correlation id. */
 export interface WireRequest {
@@ -140,4 +146,99 @@ function parseMessages(value: unknown): ChatMessage[] {
     }
     return { role: role as ChatMessage["role"], content };
   });
+}
+
+/** Tool names as the OpenAI API allows them. */
+const NAME = /^[a-zA-Z0-9_.-]{1,64}$/;
+
+/**
+ * Checks tool definitions, given as `{name, description?, parameters?}` or in the OpenAI form
+ * `{type: "function", function: {...}}`; throws an Error naming the bad field.
+ */
+function normalizeTools(value: unknown): ToolDefinition[] {
+  if (!Array.isArray(value) || value.length === 0) throw new Error("tools must be a non-empty array");
+  const seen = new Set<string>();
+  return value.map((raw, i) => {
+    let t = raw as Record<string, unknown>;
+    if (typeof t !== "object" || t === null || Array.isArray(t)) throw new Error(`tools[${i}] must be an object`);
+    if (t.type !== undefined) {
+      if (t.type !== "function") throw new Error(`tools[${i}].type must be "function"`);
+      t = t.function as Record<string, unknown>;
+      if (typeof t !== "object" || t === null) throw new Error(`tools[${i}].function must be an object`);
+    }
+    const extra = Object.keys(t).filter((k) => k !== "name" && k !== "description" && k !== "parameters");
+    if (extra.length > 0) throw new Error(`tools[${i}] has unknown field '${extra[0]}'`);
+    if (typeof t.name !== "string" || !NAME.test(t.name)) {
+      throw new Error(`tools[${i}].name must be 1-64 characters of letters, digits, '_', '.' or '-'`);
+    }
+    if (seen.has(t.name)) throw new Error(`tools[${i}].name '${t.name}' is listed twice`);
+    seen.add(t.name);
+    if (t.description !== undefined && typeof t.description !== "string") {
+      throw new Error(`tools[${i}].description must be a string`);
+    }
+    const p = t.parameters;
+    if (p !== undefined && (typeof p !== "object" || p === null || Array.isArray(p))) {
+      throw new Error(`tools[${i}].parameters must be a JSON-schema object`);
+    }
+    if (
+      p !== undefined && (p as Record<string, unknown>).type !== undefined &&
+      (p as Record<string, unknown>).type !== "object"
+    ) {
+      throw new Error(`tools[${i}].parameters must have type "object" (arguments are an object)`);
+    }
+    const tool: ToolDefinition = { name: t.name };
+    if (t.description !== undefined) tool.description = t.description as string;
+    if (p !== undefined) tool.parameters = p as Record<string, unknown>;
+    return tool;
+  });
+}
+
+/** Checks a tool choice (also `{type: "function", function: {name}}`) against the tools. */
+function normalizeToolChoice(value: unknown, tools: ToolDefinition[]): ToolChoice {
+  if (value === undefined) return "auto";
+  if (value === "auto" || value === "none" || value === "required") return value;
+  let v = value as Record<string, unknown>;
+  if (typeof v === "object" && v !== null && v.type === "function") v = v.function as Record<string, unknown>;
+  if (typeof v === "object" && v !== null && typeof v.name === "string") {
+    if (!tools.some((t) => t.name === v.name)) throw new Error(`tool_choice names '${v.name}', which is not in tools`);
+    return { name: v.name };
+  }
+  throw new Error(`tool_choice must be "auto", "none", "required" or {"name": ...}`);
+}
+
+/** A streamed chunk; `token` is -1 for text released at the end. */
+export function tokenEvent(id: string | number | undefined, ev: Extract<GenerationEvent, { type: "token" }>) {
+  return { event: "token", ...(id !== undefined ? { id } : {}), text: ev.text, token: ev.token };
+}
+
+/** The final event, with usage and timings in the field names llama.cpp's server uses. */
+export function doneEvent(id: string | number | undefined, ev: Extract<GenerationEvent, { type: "done" }>) {
+  const s = ev.stats;
+  return {
+    event: "done",
+    ...(id !== undefined ? { id } : {}),
+    text: ev.text,
+    finish_reason: ev.finishReason,
+    usage: {
+      prompt_tokens: s.promptTokens,
+      completion_tokens: s.completionTokens,
+      cached_prompt_tokens: s.cachedPromptTokens,
+    },
+    timings: {
+      prompt_ms: round(s.prefillMs),
+      predicted_ms: round(s.decodeMs),
+      prompt_per_second: round(s.prefillTokensPerSecond),
+      predicted_per_second: round(s.decodeTokensPerSecond),
+    },
+    ...(ev.toolCalls ? { tool_calls: ev.toolCalls } : {}),
+  };
+}
+
+/** The `error` object of an error event: a RequestError's code, INTERNAL for anything else (a bug). */
+export function wireError(e: unknown): { code: string; message: string } {
+  return { code: e instanceof RequestError ? e.code : "INTERNAL", message: e instanceof Error ? e.message : String(e) };
+}
+
+function round(x: number): number {
+  return Number.isFinite(x) ? Math.round(x * 100) / 100 : 0;
 }

@@ -6,12 +6,10 @@
  * reply is one JSON event per line: `token`, `done` or `error`, each carrying the request's id.
  * A bad line gets an error event and the next line is served as usual.
  */
-import type { GenerationEvent } from "../runtime/generate.ts";
+import { type GenerationEvent, type GenerationRequest, RequestError } from "../runtime/request.ts";
 import type { Scheduler } from "../runtime/scheduler.ts";
-import { RequestError } from "../runtime/generate.ts";
 import { readLines } from "./lines.ts";
-import { parseWireRequest, type WireRequest } from "./request.ts";
-import type { GenerationRequest } from "../runtime/generate.ts";
+import { doneEvent, parseWireRequest, tokenEvent, wireError, type WireRequest } from "./request.ts";
 
 /** How the adapter reads and writes. */
 export interface StdinAdapterOptions {
@@ -91,7 +89,7 @@ async function serveTextLine(scheduler: Scheduler, text: string | null, opts: St
     }
     return true;
   } catch (e) {
-    log(`error: ${errorMessage(e)}\n`);
+    log(`error: ${wireError(e).message}\n`);
     return false;
   }
 }
@@ -157,7 +155,9 @@ class JsonSession {
   private cancel(id: string | number, line: number): void {
     const control = this.running.get(id);
     if (!control) {
-      this.emit(errorEvent(id, line, new RequestError("UNKNOWN_ID", `no running request has id ${JSON.stringify(id)}`)));
+      this.emit(
+        errorEvent(id, line, new RequestError("UNKNOWN_ID", `no running request has id ${JSON.stringify(id)}`)),
+      );
       return;
     }
     control.abort();
@@ -192,44 +192,5 @@ function isCancel(value: unknown): value is { cancel: string | number } {
 }
 
 function errorEvent(id: string | number | undefined, line: number, e: unknown): Record<string, unknown> {
-  return {
-    event: "error",
-    ...(id !== undefined ? { id } : { line }),
-    error: { code: e instanceof RequestError ? e.code : "INTERNAL", message: errorMessage(e) },
-  };
-}
-
-function tokenEvent(id: string | number | undefined, ev: Extract<GenerationEvent, { type: "token" }>) {
-  return { event: "token", ...(id !== undefined ? { id } : {}), text: ev.text, token: ev.token };
-}
-
-/** The final event, with usage and timings in the field names llama.cpp's server uses. */
-export function doneEvent(id: string | number | undefined, ev: Extract<GenerationEvent, { type: "done" }>) {
-  const s = ev.stats;
-  return {
-    event: "done",
-    ...(id !== undefined ? { id } : {}),
-    text: ev.text,
-    finish_reason: ev.finishReason,
-    usage: {
-      prompt_tokens: s.promptTokens,
-      completion_tokens: s.completionTokens,
-      cached_prompt_tokens: s.cachedPromptTokens,
-    },
-    timings: {
-      prompt_ms: round(s.prefillMs),
-      predicted_ms: round(s.decodeMs),
-      prompt_per_second: round(s.prefillTokensPerSecond),
-      predicted_per_second: round(s.decodeTokensPerSecond),
-    },
-    ...(ev.toolCalls ? { tool_calls: ev.toolCalls } : {}),
-  };
-}
-
-function round(x: number): number {
-  return Number.isFinite(x) ? Math.round(x * 100) / 100 : 0;
-}
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  return { event: "error", ...(id !== undefined ? { id } : { line }), error: wireError(e) };
 }

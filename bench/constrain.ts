@@ -24,7 +24,7 @@ import { toolCallsGrammar } from "../runtime/constrain/tools.ts";
 import { ByteMatcher } from "../runtime/constrain/matcher.ts";
 import type { Grammar } from "../runtime/constrain/grammar.ts";
 import { GrammarConstraint, tokenIndex } from "../runtime/constrain/token_constraint.ts";
-import { TEST_SCHEMAS } from "../runtime/constrain/test_validator.ts";
+import { TEST_SCHEMAS } from "../test/json_schema_validator.ts";
 import { ensureModel } from "./models.ts";
 import { synthesize } from "../tools/synth.ts";
 import { SHAPES } from "../tools/synth_shapes.ts";

@@ -2,9 +2,9 @@
  * `bonsai serve`: load a model and answer generation requests over MQTT until SIGINT/SIGTERM.
  */
 import { numberFlag, parseFlags, UsageError } from "./args.ts";
-import { MqttService } from "../adapters/mqtt_service.ts";
-import { DEFAULT_MAX_PAYLOAD, resolveMqttOptions } from "../adapters/mqtt_options.ts";
-import { nodeTopics } from "../adapters/mqtt_topics.ts";
+import { MqttService } from "../adapters/mqtt/service.ts";
+import { DEFAULT_MAX_PAYLOAD, resolveMqttOptions } from "../adapters/mqtt/options.ts";
+import { nodeTopics } from "../adapters/mqtt/topics.ts";
 import { MODEL_FLAGS, MODEL_FLAGS_USAGE, parseModelFlags, setupModel } from "./setup.ts";
 
 export const SERVE_USAGE = `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { chooseDevice, describeSettings, deviceSettings, footprintOf, profileThreads } from "./settings.ts";
-import { FIXTURES } from "./fixtures.ts";
+import { FIXTURES } from "../test/device_fixtures.ts";
 import { PROFILES } from "./profiles.ts";
 import { memoryBudget } from "./budget.ts";
 import { tinyModel } from "../test/fixtures.ts";

@@ -6,13 +6,7 @@
  */
 
 import { type Tokenizer, TokenType } from "./tokenizer.ts";
-import type { ToolDefinition } from "./constrain/tools.ts";
-
-/** One turn of a conversation. */
-export interface ChatMessage {
-  role: "system" | "user" | "assistant" | "tool";
-  content: string;
-}
+import type { ChatMessage, ToolDefinition } from "./request.ts";
 
 /** Prompt options, as the template's variables. */
 export interface ChatOptions {
@@ -89,8 +83,7 @@ export function renderChat(
 function chatParts(messages: ChatMessage[], opts: ChatOptions): Part[] {
   validate(messages);
   const parts: Part[] = [];
-  const startTurn = (role: string) =>
-    parts.push({ special: "<|im_start|>" }, { text: `${role}\n` });
+  const startTurn = (role: string) => parts.push({ special: "<|im_start|>" }, { text: `${role}\n` });
   const endTurn = () => parts.push({ special: "<|im_end|>" }, { text: "\n" });
 
   if (opts.tools && opts.tools.length > 0) {
@@ -197,9 +190,7 @@ function validate(messages: ChatMessage[]): void {
     }
     if (!ROLES.has(m.role)) {
       throw new TypeError(
-        `chat message ${i} has role ${
-          JSON.stringify(m.role)
-        }; expected system, user, assistant or tool`,
+        `chat message ${i} has role ${JSON.stringify(m.role)}; expected system, user, assistant or tool`,
       );
     }
     if (typeof m.content !== "string") {

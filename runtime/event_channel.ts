@@ -23,10 +23,6 @@ export class EventChannel<T> implements AsyncIterable<T> {
     this.wake?.();
   }
 
-  get isEnded(): boolean {
-    return this.ended;
-  }
-
   async *[Symbol.asyncIterator](): AsyncGenerator<T> {
     let finished = false;
     try {

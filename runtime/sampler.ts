@@ -3,28 +3,10 @@
  * its own seeded PRNG so that the same seed always picks the same tokens.
  */
 import { Rng } from "./rng.ts";
+import type { SamplingOptions } from "./request.ts";
 
-/** Sampling settings; zero or absent values switch a stage off. */
-export interface SamplingOptions {
-  /** 0 means greedy (always the most likely token). */
-  temperature?: number;
-  /** Keep only the k most likely tokens (0 = all). */
-  topK?: number;
-  /** Keep the smallest set of tokens whose probability sum reaches p (1 = all). */
-  topP?: number;
-  /** Drop tokens less likely than minP times the most likely one. */
-  minP?: number;
-  /** Divide positive (multiply negative) logits of recently seen tokens by this (1 = off). */
-  repeatPenalty?: number;
-  /** Subtract from the logit of every recently seen token (0 = off). */
-  presencePenalty?: number;
-  /** Subtract this times the count of a recently seen token (0 = off). */
-  frequencyPenalty?: number;
-  /** How many recent tokens the penalties look at. */
-  repeatLastN?: number;
-  /** Seed of the sampler's PRNG. */
-  seed?: number;
-}
+// Re-exported where the sampler's users have always found it; the type lives in the request vocabulary.
+export type { SamplingOptions };
 
 /** Settings with every field resolved. */
 export type ResolvedSampling = Required<SamplingOptions>;

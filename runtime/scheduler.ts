@@ -13,7 +13,7 @@ import { Sequence } from "./sequence.ts";
 import { EventChannel } from "./event_channel.ts";
 import { Yielder } from "./yielder.ts";
 import { slideKv } from "./kv_shift.ts";
-import { type GenerationEvent, type GenerationRequest, RequestError } from "./generate.ts";
+import { type GenerationEvent, type GenerationRequest, RequestError } from "./request.ts";
 
 /** Settings of a scheduler. */
 export interface SchedulerOptions {
@@ -142,7 +142,6 @@ export class Scheduler {
       }
     } finally {
       this.running = false;
-      this.yielder.close();
     }
   }
 

@@ -4,43 +4,21 @@
  * next token to run.
  */
 import type { Model } from "./model.ts";
-import { type ChatMessage, encodeChat } from "./chat.ts";
+import { encodeChat } from "./chat.ts";
 import { Sampler } from "./sampler.ts";
 import { StopMatcher } from "./stop.ts";
-import { StreamDecoder, type Tokenizer } from "./tokenizer.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+import { StreamDecoder } from "./utf8_stream.ts";
 import { activeTools, requestConstraint } from "./constrain/request.ts";
 import { parseToolCalls } from "./constrain/tools.ts";
 import {
+  type ChatMessage,
   type FinishReason,
   type GenerationEvent,
   type GenerationRequest,
   RequestError,
-} from "./generate.ts";
-
-/**
- * Restricts which tokens may come next (structured output). Built per sequence from the
- * request's `constraint` factory.
- */
-export interface TokenConstraint {
-  /** Whether `id` (never an end-of-generation token) may come next. */
-  allows(id: number): boolean;
-  /** Whether the output is complete enough to end here. */
-  canEnd(): boolean;
-  /** Records the chosen token. */
-  accept(id: number): void;
-  /** True when nothing more may follow: generation ends. */
-  isComplete(): boolean;
-  /**
-   * Called before each pick with the tokens the sequence may still generate (that one
-   * included), so that the constraint can steer to a complete output in time.
-   */
-  setRemaining?(tokens: number): void;
-  /**
-   * Every token that may come next (end-of-generation tokens aside), when the constraint can
-   * list them cheaply; the sampler then looks at those only.
-   */
-  candidates?(): ArrayLike<number> | undefined;
-}
+  type TokenConstraint,
+} from "./request.ts";
 
 /** Turns a request into prompt token ids; throws RequestError on a bad request. */
 export function promptTokens(tok: Tokenizer, req: GenerationRequest): number[] {
@@ -76,7 +54,6 @@ export class Sequence {
   cachedPromptTokens = 0;
   generated = 0;
   text = "";
-  finishReason?: FinishReason;
   readonly startedAt = performance.now();
   prefillDoneAt = 0;
   private readonly sampler: Sampler;
@@ -129,9 +106,7 @@ export class Sequence {
   advance(logits: Float32Array): { events: GenerationEvent[]; next?: number } {
     const events: GenerationEvent[] = [];
     const c = this.constraint;
-    const allowed = c
-      ? (id: number) => this.tok.isEndOfGeneration(id) ? c.canEnd() : c.allows(id)
-      : undefined;
+    const allowed = c ? (id: number) => this.tok.isEndOfGeneration(id) ? c.canEnd() : c.allows(id) : undefined;
     // The KV cache may run out before max_tokens does.
     c?.setRemaining?.(Math.min(this.maxTokens, this.capacity - this.prompt.length) - this.generated);
     let candidates: number[] | undefined;
@@ -163,7 +138,6 @@ export class Sequence {
 
   /** Ends the sequence now (cancelled, or out of context); returns the final events. */
   finish(reason: FinishReason, events: GenerationEvent[] = []): { events: GenerationEvent[] } {
-    this.finishReason = reason;
     if (!this.stop.stopped) {
       const rest = this.stop.flush(this.decoder.flush());
       if (rest) {

@@ -22,7 +22,6 @@ import {
 
 export { tokenizerSpecFromMetadata, TokenType } from "./tokenizer_spec.ts";
 export type { TokenizerSpec } from "./tokenizer_spec.ts";
-export { StreamDecoder } from "./utf8_stream.ts";
 
 /** Pre-tokens cached with their token ids before the cache is dropped and refilled. */
 const WORD_CACHE_LIMIT = 32768;

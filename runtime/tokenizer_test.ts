@@ -3,11 +3,11 @@ import { loadQwen3Vocab } from "../tools/qwen3_vocab.ts";
 import { qwen3 } from "../test/qwen3_tokenizers.ts";
 import { bytesToUnicode } from "./pretokenize.ts";
 import {
-  StreamDecoder,
   Tokenizer,
   tokenizerSpecFromMetadata,
   TokenType,
 } from "./tokenizer.ts";
+import { StreamDecoder } from "./utf8_stream.ts";
 
 const CORPUS: string[] = [
   "",

@@ -12,7 +12,4 @@ export class Yielder {
   yield(): Promise<void> {
     return new Promise((resolve) => setImmediate(resolve));
   }
-
-  /** Nothing to release (kept so callers need not change). */
-  close(): void {}
 }

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Model } from "../runtime/model.ts";
 import { Scheduler } from "../runtime/scheduler.ts";
-import type { GenerationRequest } from "../runtime/generate.ts";
+import type { GenerationRequest } from "../runtime/request.ts";
 import { Kernels } from "../kernels/ffi.ts";
 import { synthModel, tinyModel } from "./fixtures.ts";
 

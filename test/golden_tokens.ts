@@ -6,7 +6,7 @@
  */
 import { Model } from "../runtime/model.ts";
 import { Scheduler, type SchedulerOptions } from "../runtime/scheduler.ts";
-import type { GenerationRequest } from "../runtime/generate.ts";
+import type { GenerationRequest } from "../runtime/request.ts";
 import { synthModel } from "./fixtures.ts";
 import type { SynthOptions } from "../tools/synth.ts";
 

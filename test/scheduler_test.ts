@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Model } from "../runtime/model.ts";
 import { Scheduler } from "../runtime/scheduler.ts";
-import { type GenerationEvent, type GenerationRequest, RequestError } from "../runtime/generate.ts";
+import { type GenerationEvent, type GenerationRequest, RequestError } from "../runtime/request.ts";
 import { tinyModel } from "./fixtures.ts";
 
 async function collect(events: AsyncIterable<GenerationEvent>) {

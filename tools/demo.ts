@@ -25,21 +25,12 @@ try {
 const prompt = values.prompt ??
   "A robot arm reports joint 3 at 45 degrees. What should it do next?";
 console.error(`prompt: ${prompt}`);
+// The CLI runs as its own process, as a user would start it (tools/ sit below cli/: no import).
 const cli = new URL("../cli/main.ts", import.meta.url).pathname;
 const run = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "--allow-all",
-    cli,
-    "run",
-    "--model",
-    path,
-    "--prompt",
-    prompt,
-    "--max-tokens",
-    "48",
-    "--verbose",
-  ],
+  args: ["run", "--allow-all", cli, "run", "--model", path, "--prompt", prompt, "--max-tokens", "48", "--verbose"],
   stdin: "null",
+  stdout: "inherit",
+  stderr: "inherit",
 });
-Deno.exit((await run.spawn().status).code);
+Deno.exit((await run.output()).code);

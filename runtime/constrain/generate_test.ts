@@ -6,10 +6,9 @@ import assert from "node:assert/strict";
 import { tinyModel } from "../../test/fixtures.ts";
 import { Model } from "../model.ts";
 import { Scheduler } from "../scheduler.ts";
-import { type GenerationEvent, type GenerationRequest, RequestError } from "../generate.ts";
+import { type GenerationEvent, type GenerationRequest, RequestError, type ToolDefinition } from "../request.ts";
 import { renderChat } from "../chat.ts";
-import { TEST_SCHEMAS, validate } from "./test_validator.ts";
-import type { ToolDefinition } from "./tools.ts";
+import { TEST_SCHEMAS, validate } from "../../test/json_schema_validator.ts";
 
 let shared: Promise<Model> | undefined;
 const model = () => shared ??= tinyModel().then((p) => Model.load(p));

@@ -6,7 +6,7 @@ import { Tokenizer } from "../tokenizer.ts";
 import { jsonSchemaToGrammar, SchemaError } from "./json_schema.ts";
 import { ByteMatcher, DEAD } from "./matcher.ts";
 import { GrammarConstraint, tokenIndex } from "./token_constraint.ts";
-import { TEST_SCHEMAS, validate } from "./test_validator.ts";
+import { TEST_SCHEMAS, validate } from "../../test/json_schema_validator.ts";
 
 const utf8 = new TextEncoder();
 let shared: Tokenizer | undefined;

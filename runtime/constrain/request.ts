@@ -5,15 +5,20 @@
  *
  * @module
  */
-import { type GenerationRequest, RequestError } from "../generate.ts";
-import type { TokenConstraint } from "../sequence.ts";
-import { type Tokenizer, TokenType } from "../tokenizer.ts";
+import {
+  type GenerationRequest,
+  RequestError,
+  type TokenConstraint,
+  type TokenVocabulary,
+  type ToolDefinition,
+} from "../request.ts";
+import { TokenType } from "../tokenizer_spec.ts";
 import { type Grammar, GrammarError } from "./grammar.ts";
 import { parseGbnf } from "./gbnf.ts";
 import { jsonSchemaToGrammar, SchemaError } from "./json_schema.ts";
 import { ByteMatcher } from "./matcher.ts";
 import { GrammarConstraint, tokenIndex } from "./token_constraint.ts";
-import { LazyToolCallConstraint, toolCallBodyGrammar, toolCallsGrammar, type ToolDefinition } from "./tools.ts";
+import { LazyToolCallConstraint, toolCallBodyGrammar, toolCallsGrammar } from "./tools.ts";
 
 /** Compiled matchers kept for reuse. */
 const CACHE_ENTRIES = 32;
@@ -51,7 +56,7 @@ export function activeTools(req: GenerationRequest): ToolDefinition[] | undefine
  * `grammar` or `tools`. Throws RequestError BAD_REQUEST on a bad schema or grammar, or when
  * more than one is given.
  */
-export function requestConstraint(req: GenerationRequest): ((tok: Tokenizer) => TokenConstraint) | undefined {
+export function requestConstraint(req: GenerationRequest): ((tok: TokenVocabulary) => TokenConstraint) | undefined {
   const tools = activeTools(req);
   const given = [
     req.constraint && "constraint",
@@ -86,13 +91,13 @@ export function requestConstraint(req: GenerationRequest): ((tok: Tokenizer) => 
   return (tok) => grammarConstraint(m, tok);
 }
 
-function grammarConstraint(m: ByteMatcher, tok: Tokenizer): GrammarConstraint {
+function grammarConstraint(m: ByteMatcher, tok: TokenVocabulary): GrammarConstraint {
   checkTokens(m.grammar, tok);
   return new GrammarConstraint(m, tokenIndex(tok));
 }
 
 /** Every special token a grammar names must be a special token of the vocabulary. */
-function checkTokens(g: Grammar, tok: Tokenizer): void {
+function checkTokens(g: Grammar, tok: TokenVocabulary): void {
   for (const alts of g.rules) {
     for (const alt of alts) {
       for (const e of alt) {
@@ -100,7 +105,10 @@ function checkTokens(g: Grammar, tok: Tokenizer): void {
         const id = tok.tokenId(e.text);
         const type = id === undefined ? undefined : tok.tokenType(id);
         if (type !== TokenType.CONTROL && type !== TokenType.USER_DEFINED) {
-          throw new RequestError("BAD_REQUEST", `grammar names the token ${e.text}, which is not a special token of this vocabulary`);
+          throw new RequestError(
+            "BAD_REQUEST",
+            `grammar names the token ${e.text}, which is not a special token of this vocabulary`,
+          );
         }
       }
     }

@@ -10,8 +10,8 @@
  *
  * @module
  */
-import type { TokenConstraint } from "../sequence.ts";
-import { type Tokenizer, TokenType } from "../tokenizer.ts";
+import type { TokenConstraint, TokenVocabulary } from "../request.ts";
+import { TokenType } from "../tokenizer_spec.ts";
 import { type ByteMatcher, DEAD } from "./matcher.ts";
 import { TokenTrie } from "./token_trie.ts";
 
@@ -42,10 +42,10 @@ function listCache(index: TokenIndex, matcher: ByteMatcher): Map<number, number[
   return cache;
 }
 
-const indexes = new WeakMap<Tokenizer, TokenIndex>();
+const indexes = new WeakMap<TokenVocabulary, TokenIndex>();
 
 /** The token index of `tok` (built on first use, ~0.2 s for the 151669-token Qwen3 vocabulary). */
-export function tokenIndex(tok: Tokenizer): TokenIndex {
+export function tokenIndex(tok: TokenVocabulary): TokenIndex {
   let index = indexes.get(tok);
   if (index) return index;
   const n = tok.vocabSize;
@@ -109,7 +109,9 @@ export class GrammarConstraint implements TokenConstraint {
     const cache = listCache(this.index, this.matcher);
     let list = cache.get(this.state);
     if (list === undefined) {
-      list = this.matcher.isWide(this.state) ? null : this.index.trie.allowed(this.matcher, this.state, CANDIDATE_LIMIT) ?? null;
+      list = this.matcher.isWide(this.state)
+        ? null
+        : this.index.trie.allowed(this.matcher, this.state, CANDIDATE_LIMIT) ?? null;
       if (list) {
         for (const id of this.index.specials) {
           if (this.matcher.stepToken(this.state, this.index.text[id]) !== DEAD) list.push(id);

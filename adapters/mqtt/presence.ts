@@ -3,9 +3,9 @@
  * can read it): `online` after the model is loaded, with what a client needs to address the node;
  * `offline` on shutdown and as the last will.
  */
-import pkg from "../package.json" with { type: "json" };
-import type { Qwen3Config } from "../runtime/config.ts";
-import type { NodeTopics } from "./mqtt_topics.ts";
+import pkg from "../../package.json" with { type: "json" };
+import type { Qwen3Config } from "../../runtime/config.ts";
+import type { NodeTopics } from "./topics.ts";
 
 /** Runtime version reported in the status. */
 export const RUNTIME_VERSION: string = pkg.version;

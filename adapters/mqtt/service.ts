@@ -10,16 +10,16 @@
  * final replies are kept and published after the reconnection; a stop (SIGINT/SIGTERM) cancels
  * running requests (final replies "cancelled"), then publishes the retained offline status.
  */
-import type { Model } from "../runtime/model.ts";
-import type { Scheduler } from "../runtime/scheduler.ts";
-import { RequestError } from "../runtime/generate.ts";
-import { parseWireRequest, type WireRequest } from "./request.ts";
-import { decodePayload, detectEncoding, type Encoding, encodePayload } from "./mqtt_codec.ts";
-import { type NodeTopics, nodeTopics, publishTopicProblem } from "./mqtt_topics.ts";
-import { type MqttOptions, type ResolvedMqttOptions, resolveMqttOptions } from "./mqtt_options.ts";
-import { type IncomingMessage, MqttConnection } from "./mqtt_connection.ts";
-import { offlineStatus, onlineStatus } from "./mqtt_presence.ts";
-import { type ReplyAddress, ReplyStream } from "./mqtt_reply.ts";
+import type { Model } from "../../runtime/model.ts";
+import type { Scheduler } from "../../runtime/scheduler.ts";
+import { RequestError } from "../../runtime/request.ts";
+import { parseWireRequest, type WireRequest } from "../request.ts";
+import { decodePayload, detectEncoding, type Encoding, encodePayload } from "./codec.ts";
+import { type NodeTopics, nodeTopics, publishTopicProblem } from "./topics.ts";
+import { type MqttOptions, type ResolvedMqttOptions, resolveMqttOptions } from "./options.ts";
+import { type IncomingMessage, MqttConnection } from "./connection.ts";
+import { offlineStatus, onlineStatus } from "./presence.ts";
+import { ReplyStream } from "./reply.ts";
 
 /** What the service needs of a scheduler (a real {@link Scheduler}, or a stand-in in tests). */
 export type ServiceScheduler =
@@ -148,7 +148,7 @@ export class MqttService {
       maxQueue: this.scheduler.maxQueue,
       maxPayload: this.options.maxPayload,
       protocolVersion: conn.version,
-      jsonSchema: acceptsJsonSchema(),
+      jsonSchema: true, // parseWireRequest takes json_schema (and grammar, tools)
     });
     // Not awaited: QoS 1 acknowledgement must not hold up serving.
     void conn.publish(this.topics.status, encodePayload(status, "json"), { qos: this.options.qos, retain: true });
@@ -330,16 +330,6 @@ function cancelKeys(id: string | number | undefined, correlationData: Uint8Array
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** Whether the request format takes a JSON schema (it does once structured output lands). */
-function acceptsJsonSchema(): boolean {
-  try {
-    parseWireRequest({ prompt: "x", json_schema: { type: "object" } });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {

@@ -4,7 +4,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { IClientOptions } from "mqtt";
-import { DEFAULT_PREFIX } from "./mqtt_topics.ts";
+import { DEFAULT_PREFIX } from "./topics.ts";
 
 /** MQTT protocol level: 5, or 4 (= MQTT 3.1.1). */
 export type ProtocolVersion = 4 | 5;

@@ -3,11 +3,11 @@
  */
 import assert from "node:assert/strict";
 import { encode as cborEncode } from "cbor-x";
-import { RequestError } from "../runtime/generate.ts";
-import { decodePayload, detectEncoding, encodePayload } from "./mqtt_codec.ts";
-import { nodeTopics, publishTopicProblem } from "./mqtt_topics.ts";
-import { Backoff } from "./mqtt_backoff.ts";
-import { clientOptions, resolveMqttOptions } from "./mqtt_options.ts";
+import { RequestError } from "../../runtime/request.ts";
+import { decodePayload, detectEncoding, encodePayload } from "./codec.ts";
+import { nodeTopics, publishTopicProblem } from "./topics.ts";
+import { Backoff } from "./backoff.ts";
+import { clientOptions, resolveMqttOptions } from "./options.ts";
 
 const code = (c: string) => (e: unknown) => e instanceof RequestError && e.code === c;
 

@@ -4,11 +4,10 @@
  * (`seq` counts every reply of the request from 0; the final one is the last).
  */
 import { Buffer } from "node:buffer";
-import type { GenerationEvent } from "../runtime/generate.ts";
-import { RequestError } from "../runtime/generate.ts";
-import { doneEvent } from "./stdin.ts";
-import { CONTENT_TYPES, type Encoding, encodePayload } from "./mqtt_codec.ts";
-import type { MqttConnection } from "./mqtt_connection.ts";
+import type { GenerationEvent } from "../../runtime/request.ts";
+import { doneEvent, tokenEvent, wireError } from "../request.ts";
+import { CONTENT_TYPES, encodePayload, type Encoding } from "./codec.ts";
+import type { MqttConnection } from "./connection.ts";
 
 /** Where and how one request is answered. */
 export interface ReplyAddress {
@@ -29,7 +28,6 @@ export class ReplyStream {
   private seq = 0;
   /** Text streamed so far (reported with an error that ends a request midway). */
   private partial = "";
-  private readonly pending: Promise<boolean>[] = [];
 
   constructor(
     private readonly conn: MqttConnection,
@@ -46,7 +44,8 @@ export class ReplyStream {
       this.counters.chunksDroppedOffline++;
       return;
     }
-    this.send({ event: "token", ...this.idField(), seq, text: ev.text, token: ev.token });
+    const { event, id, ...rest } = tokenEvent(this.address.id, ev);
+    this.send({ event, ...(id !== undefined ? { id } : {}), seq, ...rest });
   }
 
   /** The final reply of a finished generation (full text, usage, timings, finish reason). */
@@ -57,21 +56,14 @@ export class ReplyStream {
 
   /** The final reply of a failed request. */
   error(e: unknown): Promise<boolean> {
-    const code = e instanceof RequestError ? e.code : "INTERNAL";
-    const message = e instanceof Error ? e.message : String(e);
     return this.send({
       event: "error",
       ...this.idField(),
       seq: this.seq++,
       finish_reason: "error",
       text: this.partial,
-      error: { code, message },
+      error: wireError(e),
     });
-  }
-
-  /** Resolves when every reply sent so far is acknowledged or failed. */
-  async flushed(): Promise<void> {
-    await Promise.all(this.pending);
   }
 
   private idField() {
@@ -86,8 +78,9 @@ export class ReplyStream {
         ...(a.correlationData ? { correlationData: Buffer.from(a.correlationData) } : {}),
       }
       : undefined;
-    const sent = this.conn.publish(a.topic, encodePayload(value, a.encoding), { qos: this.qos, ...(properties ? { properties } : {}) });
-    this.pending.push(sent);
-    return sent;
+    return this.conn.publish(a.topic, encodePayload(value, a.encoding), {
+      qos: this.qos,
+      ...(properties ? { properties } : {}),
+    });
   }
 }

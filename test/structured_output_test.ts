@@ -3,11 +3,11 @@
  * `bonsai run --json` CLI end to end in a child process.
  */
 import assert from "node:assert/strict";
-import { tinyModel } from "../../test/fixtures.ts";
-import { parseWireRequest } from "../../adapters/request.ts";
-import { validate } from "./test_validator.ts";
+import { tinyModel } from "./fixtures.ts";
+import { parseWireRequest } from "../adapters/request.ts";
+import { validate } from "./json_schema_validator.ts";
 
-const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
+const CLI = new URL("../cli/main.ts", import.meta.url).pathname;
 
 Deno.test("wire: json_schema, grammar, tools and tool_choice are parsed and checked", () => {
   const r = parseWireRequest({

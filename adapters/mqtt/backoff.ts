@@ -26,9 +26,4 @@ export class Backoff {
   reset(): void {
     this.attempt = 0;
   }
-
-  /** Attempts since the last reset. */
-  get attempts(): number {
-    return this.attempt;
-  }
 }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { DeviceFacts } from "./detect.ts";
+import type { DeviceFacts } from "../devices/detect.ts";
 
 /** An ARM64 `/proc/cpuinfo`: one block per core, then the board trailer Raspberry Pi OS adds. */
 export function armCpuinfo(cores: { part: string; features: string }[], trailer = ""): string {

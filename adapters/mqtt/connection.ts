@@ -5,8 +5,8 @@
  * presence), and publishes that never throw (a failed publish is logged and counted).
  */
 import mqtt, { type IClientPublishOptions, type IPublishPacket, type MqttClient } from "mqtt";
-import { Backoff } from "./mqtt_backoff.ts";
-import { clientOptions, type ProtocolVersion, type ResolvedMqttOptions, toBuffer, type WillMessage } from "./mqtt_options.ts";
+import { Backoff } from "./backoff.ts";
+import { clientOptions, type ProtocolVersion, type ResolvedMqttOptions, toBuffer, type WillMessage } from "./options.ts";
 
 /** CONNACK codes meaning "this protocol version is not spoken here" (3.1.1: 1; MQTT 5: 132). */
 const UNSUPPORTED_VERSION = new Set([1, 132]);

@@ -6,7 +6,7 @@
  * (0xa0-0xbf), so the first byte tells them apart.
  */
 import { decode as cborDecode, encode as cborEncode } from "cbor-x";
-import { RequestError } from "../runtime/generate.ts";
+import { RequestError } from "../../runtime/request.ts";
 
 /** A payload encoding. */
 export type Encoding = "json" | "cbor";

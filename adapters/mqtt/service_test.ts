@@ -4,13 +4,13 @@
  * or link that drops and comes back.
  */
 import assert from "node:assert/strict";
-import { Model } from "../runtime/model.ts";
-import { Scheduler, type SchedulerOptions } from "../runtime/scheduler.ts";
-import type { GenerationRequest } from "../runtime/generate.ts";
-import { tinyModel } from "../test/fixtures.ts";
-import { mosquittoPath, startAedes, startMosquitto, startProxy, type TestBroker } from "../test/mqtt_brokers.ts";
-import { checkStream, type Reply, TestClient } from "../test/mqtt_client.ts";
-import { MqttService, type MqttServiceOptions } from "./mqtt_service.ts";
+import { Model } from "../../runtime/model.ts";
+import { Scheduler, type SchedulerOptions } from "../../runtime/scheduler.ts";
+import type { GenerationRequest } from "../../runtime/request.ts";
+import { tinyModel } from "../../test/fixtures.ts";
+import { mosquittoPath, startAedes, startMosquitto, startProxy, type TestBroker } from "../../test/mqtt_brokers.ts";
+import { checkStream, type Reply, TestClient } from "../../test/mqtt_client.ts";
+import { MqttService, type MqttServiceOptions } from "./service.ts";
 
 const HAVE_MOSQUITTO = mosquittoPath() !== undefined;
 if (!HAVE_MOSQUITTO) console.log("mosquitto not installed (apt-get install mosquitto): MQTT 5 tests skipped");

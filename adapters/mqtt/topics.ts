@@ -40,6 +40,7 @@ export function publishTopicProblem(topic: string): string | undefined {
 
 function checkTopicName(what: string, value: string): void {
   if (value.length === 0) throw new RangeError(`${what} must not be empty`);
+  // deno-lint-ignore no-control-regex -- NUL is one of the characters MQTT forbids in topics
   if (/[+#\u0000]/.test(value)) throw new RangeError(`${what} '${value}' must not contain +, # or NUL`);
   if (value.startsWith("$")) throw new RangeError(`${what} '${value}' must not start with $ (reserved topics)`);
   if (value.startsWith("/") || value.endsWith("/") || value.includes("//")) {
