@@ -38,11 +38,11 @@ export interface SchedulerOptions {
 }
 
 interface Job {
-  request: GenerationRequest;
   signal?: AbortSignal;
   channel: EventChannel<GenerationEvent>;
   cancelled: boolean;
-  seq?: Sequence;
+  /** Tokenized and its constraint compiled at submit: the decode loop never does either. */
+  seq: Sequence;
   slot?: KvCache;
   /** The token to run next once prefilled. */
   next?: number;
@@ -101,7 +101,10 @@ export class Scheduler {
   /**
    * Queues a request. Throws RequestError BUSY at once when the queue is full; otherwise the
    * events stream from the returned iterable, which throws a RequestError if the request fails.
-   * Aborting `signal` (or leaving the iteration early) cancels the request and frees its slot.
+   * The request is tokenized and its output constraint compiled here, before it queues: a bad
+   * request fails at once (through the iterable) without waiting for a slot, and the decode loop
+   * never tokenizes. Aborting `signal` (or leaving the iteration early) cancels the request and
+   * frees its slot.
    */
   submit(request: GenerationRequest, signal?: AbortSignal): AsyncIterable<GenerationEvent> {
     if (this.queue.length >= this.maxQueue) {
@@ -110,8 +113,16 @@ export class Scheduler {
         `busy: ${this.active.length} requests running and ${this.queue.length} waiting (queue limit ${this.maxQueue}); retry later`,
       );
     }
+    let seq: Sequence;
+    try {
+      seq = new Sequence(this.model, request, { capacity: this.contextSize, defaultMaxTokens: this.defaultMaxTokens });
+    } catch (e) {
+      const failed = new EventChannel<GenerationEvent>(() => {});
+      failed.end(e);
+      return failed;
+    }
     const job: Job = {
-      request,
+      seq,
       signal,
       cancelled: false,
       channel: new EventChannel(() => {
@@ -158,23 +169,15 @@ export class Scheduler {
       job.channel.end();
     }
     for (const job of [...this.active]) {
-      if (this.isCancelled(job)) this.retire(job, job.seq!.finish("cancelled").events);
+      if (this.isCancelled(job)) this.retire(job, job.seq.finish("cancelled").events);
     }
   }
 
-  /** Moves queued jobs into free slots; a bad request fails here without taking a slot. */
+  /** Moves queued jobs into free slots. */
   private admit(): void {
     while (this.free.length > 0 && this.queue.length > 0) {
       const job = this.queue.shift()!;
-      try {
-        job.seq = new Sequence(this.model, job.request, {
-          capacity: this.contextSize,
-          defaultMaxTokens: this.defaultMaxTokens,
-        });
-      } catch (e) {
-        job.channel.end(e);
-        continue;
-      }
+      job.seq.startedAt = performance.now();
       job.slot = this.takeSlot(job.seq);
       this.active.push(job);
     }
@@ -193,7 +196,7 @@ export class Scheduler {
     }
     // Prompt chunks fill the rest of the batch, oldest request first.
     for (const job of this.active) {
-      const seq = job.seq!;
+      const seq = job.seq;
       if (job.next !== undefined || seq.prefilled >= seq.prompt.length) continue;
       const room = this.forward.maxBatch - rows.length;
       if (room <= 0) break;
@@ -217,7 +220,7 @@ export class Scheduler {
     for (let i = 0; i < rows.length; i++) {
       if (!rows[i].wantLogits) continue;
       const job = owners[i];
-      const seq = job.seq!;
+      const seq = job.seq;
       if (!seq.prefillDoneAt) seq.prefillDoneAt = performance.now();
       const logits = this.forward.logits.subarray(m * nVocab, (m + 1) * nVocab);
       m++;
@@ -260,7 +263,7 @@ export class Scheduler {
   /** A decoding job's slot is full: slide it (policy `slide`) or fail the job. */
   private makeRoom(job: Job): boolean {
     const slot = job.slot!;
-    const seq = job.seq!;
+    const seq = job.seq;
     if (this.overflow === "slide") {
       const keep = Math.min(this.keep < 0 ? seq.prompt.length : this.keep, Math.floor(slot.capacity / 2));
       const discard = Math.max(1, Math.floor((slot.length - keep) / 2));

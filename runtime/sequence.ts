@@ -54,7 +54,8 @@ export class Sequence {
   cachedPromptTokens = 0;
   generated = 0;
   text = "";
-  readonly startedAt = performance.now();
+  /** When the sequence got a KV slot (prefill time is counted from here, not from the queue). */
+  startedAt = performance.now();
   prefillDoneAt = 0;
   private readonly sampler: Sampler;
   private readonly stop: StopMatcher;

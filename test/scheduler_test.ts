@@ -128,3 +128,36 @@ Deno.test("overflow 'slide' keeps generating past the context size", async () =>
     model.close();
   }
 });
+
+Deno.test("a bad request fails at submit, before it queues: it does not wait for the running one", async () => {
+  const model = await Model.load(await tinyModel(), { threads: 1 });
+  try {
+    const scheduler = new Scheduler(model, { parallel: 1, contextSize: 256, maxQueue: 4 });
+    const order: string[] = [];
+    const long = (async () => {
+      for await (const ev of scheduler.submit({ prompt: "Talk for a while", maxTokens: 60, sampling: { temperature: 0 } })) {
+        if (ev.type === "done") order.push("long done");
+      }
+    })();
+    const bad = (async () => {
+      try {
+        for await (const _ of scheduler.submit({ prompt: "x", grammar: "root ::= undefined-rule" })) { /* none */ }
+      } catch (e) {
+        order.push(`bad: ${(e as RequestError).code}`);
+      }
+    })();
+    const tooLong = (async () => {
+      try {
+        for await (const _ of scheduler.submit({ prompt: "word ".repeat(400) })) { /* none */ }
+      } catch (e) {
+        order.push(`too long: ${(e as RequestError).code}`);
+      }
+    })();
+    // Both bad requests are answered while the only slot is still busy, and took no queue place.
+    assert.equal(scheduler.queuedCount + scheduler.activeCount, 1);
+    await Promise.all([long, bad, tooLong]);
+    assert.deepEqual(order, ["bad: BAD_REQUEST", "too long: PROMPT_TOO_LONG", "long done"]);
+  } finally {
+    model.close();
+  }
+});
