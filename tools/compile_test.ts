@@ -190,8 +190,10 @@ Deno.test("compiled file set: the CLI runs from a copy holding only the embedded
     for (const f of ["deno.json", "package.json"]) {
       Deno.copyFileSync(join(ROOT, f), join(copy, f));
     }
+    // -H: a node_modules that is itself a symlink (a git worktree's) is copied, not linked, so
+    // the removals below never reach the real one.
     await new Deno.Command("cp", {
-      args: ["-a", join(ROOT, "node_modules"), join(copy, "node_modules")],
+      args: ["-aH", join(ROOT, "node_modules"), join(copy, "node_modules")],
     }).output();
     for (const ex of EXCLUDES) {
       Deno.removeSync(join(copy, ex), { recursive: true });
