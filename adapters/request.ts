@@ -234,9 +234,25 @@ export function doneEvent(id: string | number | undefined, ev: Extract<Generatio
   };
 }
 
-/** The `error` object of an error event: a RequestError's code, INTERNAL for anything else (a bug). */
+/**
+ * What the operator can do about a runtime error, by code. The runtime states the facts; the
+ * advice names the `bonsai run` / `bonsai serve` flags, so it is added here, where errors are
+ * formatted for a user.
+ */
+const ADVICE: Record<string, string> = {
+  PROMPT_TOO_LONG: "raise --ctx or shorten the prompt",
+  CONTEXT_FULL: "raise --ctx, or use --overflow slide",
+};
+
+/**
+ * The `error` object of an error event: a RequestError's code (INTERNAL for anything else: a
+ * bug) and its message, with the advice for that code if any.
+ */
 export function wireError(e: unknown): { code: string; message: string } {
-  return { code: e instanceof RequestError ? e.code : "INTERNAL", message: e instanceof Error ? e.message : String(e) };
+  const code = e instanceof RequestError ? e.code : "INTERNAL";
+  const message = e instanceof Error ? e.message : String(e);
+  const advice = ADVICE[code];
+  return { code, message: advice ? `${message} (${advice})` : message };
 }
 
 function round(x: number): number {

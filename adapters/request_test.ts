@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { parseWireRequest } from "./request.ts";
+import { RequestError } from "../runtime/request.ts";
+import { doneEvent, parseWireRequest, tokenEvent, wireError } from "./request.ts";
 
 Deno.test("a full request maps to the runtime's fields", () => {
   const r = parseWireRequest({
@@ -12,6 +13,37 @@ Deno.test("a full request maps to the runtime's fields", () => {
   assert.deepEqual(r.request.stop, ["\n"]);
   assert.equal(r.request.maxTokens, 5);
   assert.equal(r.request.system, "be brief");
+});
+
+Deno.test("wire events: id only when given, llama.cpp usage and timings, advice added to runtime errors", () => {
+  assert.deepEqual(tokenEvent(undefined, { type: "token", token: 5, text: "a" }), { event: "token", text: "a", token: 5 });
+  assert.deepEqual(tokenEvent("r", { type: "token", token: -1, text: "é" }), { event: "token", id: "r", text: "é", token: -1 });
+  const stats = {
+    promptTokens: 3,
+    cachedPromptTokens: 1,
+    completionTokens: 2,
+    prefillMs: 1.234,
+    decodeMs: 5,
+    prefillTokensPerSecond: 1000 / 0.6,
+    decodeTokensPerSecond: NaN,
+  };
+  const calls = [{ name: "stop", arguments: {} }];
+  assert.deepEqual(doneEvent(7, { type: "done", text: "ab", finishReason: "length", stats, toolCalls: calls }), {
+    event: "done",
+    id: 7,
+    text: "ab",
+    finish_reason: "length",
+    usage: { prompt_tokens: 3, completion_tokens: 2, cached_prompt_tokens: 1 },
+    timings: { prompt_ms: 1.23, predicted_ms: 5, prompt_per_second: 1666.67, predicted_per_second: 0 },
+    tool_calls: calls,
+  });
+  assert.deepEqual(wireError(new RequestError("PROMPT_TOO_LONG", "prompt has 9 tokens; the context holds 8")), {
+    code: "PROMPT_TOO_LONG",
+    message: "prompt has 9 tokens; the context holds 8 (raise --ctx or shorten the prompt)",
+  });
+  assert.deepEqual(wireError(new RequestError("BAD_REQUEST", "x")), { code: "BAD_REQUEST", message: "x" });
+  assert.deepEqual(wireError(new TypeError("oops")), { code: "INTERNAL", message: "oops" });
+  assert.deepEqual(wireError("thrown string"), { code: "INTERNAL", message: "thrown string" });
 });
 
 Deno.test("messages are checked one by one", () => {

@@ -1,6 +1,6 @@
 /**
  * A bounded key/value cache for one sequence: allocated once, never grows.
- * Layout per layer: position-major, `[nCtx][nHeadKv * headDim]` elements of `kvType`.
+ * Layout per layer: position-major, `[contextSize][nHeadKv * headDim]` elements of `kvType`.
  */
 import type { Qwen3Config } from "./config.ts";
 
@@ -24,8 +24,8 @@ export function kvRowBytes(type: KvType, kvDim: number): number {
 /** Raised when a sequence would grow past the cache. */
 export class KvCacheFullError extends Error {
   readonly code = "CONTEXT_FULL";
-  constructor(readonly needed: number, readonly capacity: number) {
-    super(`context full: ${needed} tokens needed, the KV cache holds ${capacity} (raise --ctx)`);
+  constructor(readonly needed: number, readonly contextSize: number) {
+    super(`context full: ${needed} tokens needed, the KV cache holds ${contextSize}`);
     this.name = "KvCacheFullError";
   }
 }
@@ -43,16 +43,17 @@ export class KvCache {
   /** The token at each filled position (what the prefix cache matches against). */
   readonly tokens: Int32Array;
 
-  constructor(config: Qwen3Config, readonly capacity: number, readonly type: KvType = "f16") {
-    if (!Number.isInteger(capacity) || capacity <= 0) {
-      throw new RangeError(`KV cache capacity must be a positive integer, got ${capacity}`);
+  /** `contextSize`: the positions the cache holds (its size in tokens). */
+  constructor(config: Qwen3Config, readonly contextSize: number, readonly type: KvType = "f16") {
+    if (!Number.isInteger(contextSize) || contextSize <= 0) {
+      throw new RangeError(`KV cache context size must be a positive integer, got ${contextSize}`);
     }
     this.kvDim = config.nHeadKv * config.headDim;
     this.typeCode = KV_TYPE_CODE[type];
     if (!(type in KV_TYPE_CODE)) throw new RangeError(`unknown KV cache type '${type}' (f32, f16 or q8)`);
     this.rowBytes = kvRowBytes(type, this.kvDim);
-    this.tokens = new Int32Array(capacity);
-    const layerBytes = capacity * this.rowBytes;
+    this.tokens = new Int32Array(contextSize);
+    const layerBytes = contextSize * this.rowBytes;
     for (let l = 0; l < config.nLayer; l++) {
       // Written once so the pages are really committed now: a device out of memory fails at
       // start, never in the middle of an answer.
@@ -73,7 +74,7 @@ export class KvCache {
 
   /** Throws {@link KvCacheFullError} unless `n` more tokens fit. */
   ensureRoom(n: number): void {
-    if (this.length + n > this.capacity) throw new KvCacheFullError(this.length + n, this.capacity);
+    if (this.length + n > this.contextSize) throw new KvCacheFullError(this.length + n, this.contextSize);
   }
 
   /** The byte slot of position `pos` in one layer's K or V buffer. */

@@ -19,7 +19,7 @@ import { type GenerationEvent, type GenerationRequest, RequestError } from "./re
 export interface SchedulerOptions {
   /** Sequences decoding together; each gets its own KV slot of `contextSize` tokens. */
   parallel?: number;
-  /** KV slot capacity in tokens (default: the model's context, at most 4096). */
+  /** KV slot size in tokens (default: the model's context, at most 4096). */
   contextSize?: number;
   kvType?: KvType;
   /** Requests allowed to wait for a slot; more are refused with BUSY. */
@@ -115,7 +115,7 @@ export class Scheduler {
     }
     let seq: Sequence;
     try {
-      seq = new Sequence(this.model, request, { capacity: this.contextSize, defaultMaxTokens: this.defaultMaxTokens });
+      seq = new Sequence(this.model, request, { contextSize: this.contextSize, defaultMaxTokens: this.defaultMaxTokens });
     } catch (e) {
       const failed = new EventChannel<GenerationEvent>(() => {});
       failed.end(e);
@@ -190,7 +190,7 @@ export class Scheduler {
     // Decoding sequences first: one row each.
     for (const job of this.active) {
       if (job.next === undefined) continue;
-      if (job.slot!.length >= job.slot!.capacity && !this.makeRoom(job)) continue;
+      if (job.slot!.length >= job.slot!.contextSize && !this.makeRoom(job)) continue;
       rows.push({ token: job.next, kv: job.slot!, wantLogits: true });
       owners.push(job);
     }
@@ -265,19 +265,24 @@ export class Scheduler {
     const slot = job.slot!;
     const seq = job.seq;
     if (this.overflow === "slide") {
-      const keep = Math.min(this.keep < 0 ? seq.prompt.length : this.keep, Math.floor(slot.capacity / 2));
+      const keep = Math.min(this.keep < 0 ? seq.prompt.length : this.keep, Math.floor(slot.contextSize / 2));
       const discard = Math.max(1, Math.floor((slot.length - keep) / 2));
       if (slideKv(slot, this.model.config, keep, discard) > 0) return true;
     }
-    this.fail(job, new RequestError(
-      "CONTEXT_FULL",
-      `context full after ${seq.generated} generated tokens: the KV cache holds ${slot.capacity} tokens (raise --ctx, or use --overflow slide)`,
-    ));
+    this.fail(
+      job,
+      new RequestError(
+        "CONTEXT_FULL",
+        `context full after ${seq.generated} generated tokens: the KV cache holds ${slot.contextSize} tokens`,
+      ),
+    );
     return false;
   }
 
   private fail(job: Job, e: unknown): void {
-    const error = e instanceof RequestError ? e : new RequestError("INTERNAL", e instanceof Error ? e.message : String(e));
+    const error = e instanceof RequestError
+      ? e
+      : new RequestError("INTERNAL", e instanceof Error ? e.message : String(e));
     this.release(job);
     job.channel.end(error);
   }

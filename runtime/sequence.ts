@@ -63,11 +63,11 @@ export class Sequence {
   private readonly constraint?: TokenConstraint;
   private readonly tools?: GenerationRequest["tools"];
   private readonly tok: Tokenizer;
-  private readonly capacity: number;
+  private readonly contextSize: number;
   private readonly stopTokens: Set<number>;
 
-  /** Validates the request against a cache of `capacity` tokens; throws RequestError. */
-  constructor(model: Model, req: GenerationRequest, opts: { capacity: number; defaultMaxTokens: number }) {
+  /** Validates the request against a KV cache of `contextSize` tokens; throws RequestError. */
+  constructor(model: Model, req: GenerationRequest, opts: { contextSize: number; defaultMaxTokens: number }) {
     this.tok = model.tokenizer;
     this.prompt = promptTokens(this.tok, req);
     this.maxTokens = req.maxTokens ?? opts.defaultMaxTokens;
@@ -75,10 +75,10 @@ export class Sequence {
       throw new RequestError("BAD_REQUEST", `max_tokens must be a positive integer, got ${this.maxTokens}`);
     }
     if (this.prompt.length === 0) throw new RequestError("BAD_REQUEST", "prompt is empty");
-    if (this.prompt.length >= opts.capacity) {
+    if (this.prompt.length >= opts.contextSize) {
       throw new RequestError(
         "PROMPT_TOO_LONG",
-        `prompt has ${this.prompt.length} tokens; the context holds ${opts.capacity} (raise --ctx or shorten the prompt)`,
+        `prompt has ${this.prompt.length} tokens; the context holds ${opts.contextSize}`,
       );
     }
     try {
@@ -95,7 +95,7 @@ export class Sequence {
     }
     this.constraint = requestConstraint(req)?.(this.tok);
     this.tools = activeTools(req);
-    this.capacity = opts.capacity;
+    this.contextSize = opts.contextSize;
     this.decoder = new StreamDecoder(this.tok, { skipSpecial: true });
     this.history = [...this.prompt];
   }
@@ -109,7 +109,7 @@ export class Sequence {
     const c = this.constraint;
     const allowed = c ? (id: number) => this.tok.isEndOfGeneration(id) ? c.canEnd() : c.allows(id) : undefined;
     // The KV cache may run out before max_tokens does.
-    c?.setRemaining?.(Math.min(this.maxTokens, this.capacity - this.prompt.length) - this.generated);
+    c?.setRemaining?.(Math.min(this.maxTokens, this.contextSize - this.prompt.length) - this.generated);
     let candidates: number[] | undefined;
     const listed = c?.candidates?.();
     if (c && listed) {

@@ -17,7 +17,9 @@ export function validate(value: unknown, schema: unknown, path = "#"): string[] 
     if (!ok) errors.push(`${path}: matches no anyOf branch`);
   }
   if (s.const !== undefined && !deepEqual(value, s.const)) errors.push(`${path}: not the const`);
-  if (s.enum !== undefined && !(s.enum as unknown[]).some((e) => deepEqual(e, value))) errors.push(`${path}: not in enum`);
+  if (s.enum !== undefined && !(s.enum as unknown[]).some((e) => deepEqual(e, value))) {
+    errors.push(`${path}: not in enum`);
+  }
   if (s.type !== undefined) {
     const types = Array.isArray(s.type) ? s.type : [s.type];
     if (!types.some((t) => typeOf(value, t as string))) errors.push(`${path}: not of type ${types.join("|")}`);
@@ -28,8 +30,12 @@ export function validate(value: unknown, schema: unknown, path = "#"): string[] 
     if (typeof s.minLength === "number" && n < s.minLength) errors.push(`${path}: shorter than ${s.minLength}`);
   }
   if (Array.isArray(value)) {
-    if (typeof s.maxItems === "number" && value.length > s.maxItems) errors.push(`${path}: more than ${s.maxItems} items`);
-    if (typeof s.minItems === "number" && value.length < s.minItems) errors.push(`${path}: fewer than ${s.minItems} items`);
+    if (typeof s.maxItems === "number" && value.length > s.maxItems) {
+      errors.push(`${path}: more than ${s.maxItems} items`);
+    }
+    if (typeof s.minItems === "number" && value.length < s.minItems) {
+      errors.push(`${path}: fewer than ${s.minItems} items`);
+    }
     if (s.items !== undefined) value.forEach((v, i) => errors.push(...validate(v, s.items, `${path}/${i}`)));
   }
   if (typeof value === "object" && value !== null && !Array.isArray(value)) {
@@ -96,11 +102,21 @@ export const TEST_SCHEMAS: Record<string, unknown> = {
         maxItems: 3,
         items: {
           type: "object",
-          properties: { x: { type: "integer" }, y: { type: "integer" }, label: { type: ["string", "null"], maxLength: 5 } },
+          properties: {
+            x: { type: "integer" },
+            y: { type: "integer" },
+            label: { type: ["string", "null"], maxLength: 5 },
+          },
           required: ["x", "y"],
         },
       },
-      mode: { anyOf: [{ const: "auto" }, { type: "integer" }, { type: "object", properties: { manual: { type: "boolean" } }, required: ["manual"] }] },
+      mode: {
+        anyOf: [{ const: "auto" }, { type: "integer" }, {
+          type: "object",
+          properties: { manual: { type: "boolean" } },
+          required: ["manual"],
+        }],
+      },
     },
     required: ["name", "waypoints", "mode"],
   },

@@ -87,6 +87,8 @@ Deno.test("a full context ends that request with CONTEXT_FULL; a bad request fai
     ]);
     const reason = (r: PromiseSettledResult<unknown>) => r.status === "rejected" ? r.reason : undefined;
     assert.ok(reason(full) instanceof RequestError && reason(full).code === "CONTEXT_FULL", String(reason(full)));
+    // The runtime states the fact; advice naming CLI flags is the adapters' (adapters/request.ts).
+    assert.match(reason(full).message, /the KV cache holds 24 tokens$/);
     assert.ok(reason(bad) instanceof RequestError && reason(bad).code === "BAD_REQUEST");
     assert.match(reason(bad).message, /top_p/);
     assert.equal(fine.status, "fulfilled");

@@ -17,7 +17,9 @@ Deno.test("wire: json_schema, grammar, tools and tool_choice are parsed and chec
   });
   assert.deepEqual(r.request.tools, [{ name: "stop", description: "d", parameters: { type: "object" } }]);
   assert.deepEqual(r.request.toolChoice, { name: "stop" });
-  assert.deepEqual(parseWireRequest({ prompt: "x", json_schema: { type: "integer" } }).request.jsonSchema, { type: "integer" });
+  assert.deepEqual(parseWireRequest({ prompt: "x", json_schema: { type: "integer" } }).request.jsonSchema, {
+    type: "integer",
+  });
   assert.equal(parseWireRequest({ prompt: "x", grammar: 'root ::= "a"' }).request.grammar, 'root ::= "a"');
   const bad: [unknown, RegExp][] = [
     [{ prompt: "x", json_schema: "int" }, /json_schema must be a JSON-schema object/],
@@ -30,7 +32,13 @@ Deno.test("wire: json_schema, grammar, tools and tool_choice are parsed and chec
     [{ prompt: "x", tools: [{ name: "a" }], tool_choice: { name: "b" } }, /'b', which is not in tools/],
     [{ prompt: "x", tool_choice: "required" }, /tool_choice needs tools/],
   ];
-  for (const [req, re] of bad) assert.throws(() => parseWireRequest(req), (e: Error & { code?: string }) => e.code === "BAD_REQUEST" && re.test(e.message), re.source);
+  for (const [req, re] of bad) {
+    assert.throws(
+      () => parseWireRequest(req),
+      (e: Error & { code?: string }) => e.code === "BAD_REQUEST" && re.test(e.message),
+      re.source,
+    );
+  }
 });
 
 Deno.test("stdin --json: json_schema and tools requests give valid JSON and tool_calls; a bad schema an error", async () => {
@@ -40,11 +48,23 @@ Deno.test("stdin --json: json_schema and tools requests give valid JSON and tool
     properties: { cmd: { enum: ["go", "halt"] }, speed: { type: "number" }, note: { type: "string", maxLength: 8 } },
     required: ["cmd", "speed"],
   };
-  const tools = [{ name: "set_speed", parameters: { type: "object", properties: { mps: { type: "number" } }, required: ["mps"] } }];
+  const tools = [{
+    name: "set_speed",
+    parameters: { type: "object", properties: { mps: { type: "number" } }, required: ["mps"] },
+  }];
   const lines = [
     { id: "a", prompt: "drive", json_schema: schema, max_tokens: 40, temperature: 1, seed: 1, stream: false },
     { id: "b", prompt: "drive", json_schema: schema, max_tokens: 24, temperature: 1.5, seed: 2 },
-    { id: "c", prompt: "drive", tools, tool_choice: "required", max_tokens: 60, temperature: 1, seed: 3, stream: false },
+    {
+      id: "c",
+      prompt: "drive",
+      tools,
+      tool_choice: "required",
+      max_tokens: 60,
+      temperature: 1,
+      seed: 3,
+      stream: false,
+    },
     { id: "d", prompt: "drive", json_schema: { type: "string", pattern: "x" } },
   ];
   const child = new Deno.Command(Deno.execPath(), {
