@@ -4,7 +4,7 @@
 use crate::act::{act_layout, Act, QK};
 use crate::attention::{attention, AttnShape, KvView};
 use crate::dispatch::{self, Table, SCALAR};
-use crate::dot_scalar::dequant_row;
+use crate::dot::scalar::dequant_row;
 use crate::formats::{Format, ALL_FORMATS};
 use crate::matmul;
 use crate::ops;

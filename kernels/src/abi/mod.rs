@@ -2,9 +2,13 @@
 //! for `bk_last_error`. Buffer lengths are implied by the shapes passed (callers size them; the TS
 //! binding checks them before calling).
 
+pub mod attention;
+pub mod error;
+pub mod fused;
+
 use crate::act::{act_layout, quantize_act};
 use crate::dispatch;
-use crate::error::{guard, guard_status, last_error, set_error};
+use error::{guard, guard_status, last_error, set_error};
 use crate::map::{map_file, Map};
 use crate::matmul;
 use crate::ops;
@@ -72,7 +76,7 @@ pub extern "C" fn bk_force_isa(mask: u32) -> i32 {
 /// self-check, and `BONSAI_NO_LUT` unset), else 0.
 #[no_mangle]
 pub extern "C" fn bk_lut_enabled() -> u32 {
-    crate::q1_lut::available() as u32
+    crate::lut::available() as u32
 }
 
 #[no_mangle]

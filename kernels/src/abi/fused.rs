@@ -4,8 +4,8 @@
 //! (same functions, same order), so results are bit-identical to calling them one by one.
 
 use crate::act::{act_layout, quantize_act};
-use crate::error::guard_status;
-use crate::ffi::{kv_bytes, slice, slice_mut};
+use crate::abi::error::guard_status;
+use crate::abi::{kv_bytes, slice, slice_mut};
 use crate::ops;
 
 /// `out = rmsnorm(x) * w`, then `act = quantize(out)`: `bk_rmsnorm` + `bk_quantize_act`.

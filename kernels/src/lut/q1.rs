@@ -1,5 +1,5 @@
 //! Q1_0 lookup-table matvec (T-MAC style), bit-identical to the scalar reference. Kernels: `avx2`
-//! (x86_64 with AVX2 + F16C) and `neon` (AArch64, in `q1_lut_neon.rs`), on the same packed layout
+//! (x86_64 with AVX2 + F16C) and `neon` (AArch64, in `q1_neon.rs`), on the same packed layout
 //! and tables. The NEON kernels were checked bit for bit under qemu only: their speed on real
 //! AArch64 hardware has not been measured.
 //!
@@ -19,7 +19,7 @@
 //! (one NEON `tbl` 16 rows).
 //! Over the 8 groups of a block the byte sums stay below 256 (8 * 31), so they accumulate in
 //! bytes; `Lsum + 32*Hsum - 8*512` is then the exact integer sum of ±q for each row, and the float
-//! steps follow `dot_scalar` exactly (`acc[j%4] += (dw*dx[j]) * isum[j]`, then
+//! steps follow `dot::scalar` exactly (`acc[j%4] += (dw*dx[j]) * isum[j]`, then
 //! `(acc0+acc1)+(acc2+acc3)`), lane-wise over rows. Hence the same bits as every other path.
 
 use crate::pool;
@@ -29,7 +29,7 @@ pub const TILE: usize = 32;
 /// Bytes per tile per 128-weight block.
 pub const TILE_BLOCK_BYTES: usize = TILE * 18;
 /// Weight blocks ahead of the one being computed that the kernels request from memory (here and in
-/// `q2_lut`): decode streams
+/// `lut::q2`): decode streams
 /// the weights once per token, and without the hint the loads wait on DRAM instead of overlapping
 /// with the table lookups (x86: decode step -15 to -20%). Tiles are contiguous, so this runs on
 /// into the next tile; prefetches never fault, even past the end.
@@ -107,35 +107,6 @@ impl PackedQ1 {
     }
 }
 
-/// ISA bits the lookup-table kernels of this build need (0: none compiled for this target).
-#[cfg(all(target_arch = "x86_64", bk_f16c))]
-const LUT_ISA: u32 = crate::dispatch::ISA_AVX2 | crate::dispatch::ISA_F16C;
-#[cfg(target_arch = "aarch64")]
-const LUT_ISA: u32 = crate::dispatch::ISA_NEON;
-#[cfg(not(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64")))]
-const LUT_ISA: u32 = 0;
-
-/// Environment variable that turns the lookup-table kernels off (any value but empty or "0"):
-/// tensors then stay unpacked and the row kernels run, to compare the two on a new CPU.
-pub const DISABLE_ENV: &str = "BONSAI_NO_LUT";
-
-/// True when the lookup-table kernel can run here: x86_64 with AVX2 + F16C, or AArch64 (NEON),
-/// with that table passing the start-up self-check, and not turned off by [`DISABLE_ENV`]
-/// (read when a tensor is created, so it applies to tensors created after it changes).
-pub fn available() -> bool {
-    LUT_ISA != 0 && crate::dispatch::available() & LUT_ISA == LUT_ISA && !disabled_by_env()
-}
-
-fn disabled_by_env() -> bool {
-    std::env::var_os(DISABLE_ENV).map_or(false, |v| !v.is_empty() && v != "0")
-}
-
-/// True when `table` (the active kernels) may use the packed path: it is a SIMD table relying on
-/// the kernels' ISA (AVX2 + F16C, or NEON). The scalar table (tests, `force_isa(0)`) never does.
-pub fn usable_with(table: &crate::dispatch::Table) -> bool {
-    LUT_ISA != 0 && table.isa & LUT_ISA == LUT_ISA
-}
-
 /// Table bytes for an activation of `ne0` elements.
 pub fn tab_len(ne0: usize) -> usize {
     ne0 / 32 * TAB_BYTES
@@ -209,7 +180,7 @@ pub mod avx2 {
     /// `L + 32 * H` per row for 32 rows (i16 lanes: rows 0-7 and 16-23 in the first vector,
     /// 8-15 and 24-31 in the second) of 8 table lookups: the 4 bytes at `bits` (32 rows each; low
     /// nibble, then high nibble) index the 8 consecutive 32-byte `[L | H]` tables at `t`. Shared
-    /// with `q2_lut`, whose nibbles hold 2 codes instead of 4 signs.
+    /// with `lut::q2`, whose nibbles hold 2 codes instead of 4 signs.
     #[target_feature(enable = "avx2")]
     #[inline]
     pub(crate) unsafe fn parts_sum(bits: *const u8, t: *const u8) -> (__m256i, __m256i) {
@@ -299,7 +270,7 @@ pub mod avx2 {
 }
 
 #[cfg(target_arch = "aarch64")]
-#[path = "q1_lut_neon.rs"]
+#[path = "q1_neon.rs"]
 pub mod neon;
 
 #[cfg(test)]
@@ -307,6 +278,7 @@ mod tests {
     use super::*;
     use crate::act::{act_layout, quantize_act, Act};
     use crate::dispatch::SCALAR;
+    use crate::lut::available;
     use crate::formats::Format;
     use crate::matmul;
     use crate::tensor::Tensor;
