@@ -265,7 +265,7 @@ export class Scheduler {
     if (this.overflow === "slide") {
       const keep = Math.min(this.keep < 0 ? seq.prompt.length : this.keep, Math.floor(slot.capacity / 2));
       const discard = Math.max(1, Math.floor((slot.length - keep) / 2));
-      if (slideKv(slot, this.model.config, keep, discard) > 0) return true;
+      if (slideKv(this.model.kernels, slot, this.model.config, keep, discard) > 0) return true;
     }
     this.fail(job, new RequestError(
       "CONTEXT_FULL",

@@ -60,6 +60,13 @@ fn kv_elem(row: &[u8], kv_type: u32, i: usize) -> f32 {
     }
 }
 
+/// Decodes a whole KV row (`out.len()` elements) to f32: the values every attention path reads.
+pub(crate) fn load_kv_row(row: &[u8], kv_type: u32, out: &mut [f32]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = kv_elem(row, kv_type, i);
+    }
+}
+
 #[inline]
 pub(crate) fn reduce8(lane: &[f32; 8]) -> f32 {
     let t = [lane[0] + lane[4], lane[1] + lane[5], lane[2] + lane[6], lane[3] + lane[7]];
