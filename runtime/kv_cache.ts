@@ -61,11 +61,6 @@ export class KvCache {
     if (this.length + n > this.capacity) throw new KvCacheFullError(this.length + n, this.capacity);
   }
 
-  /** The byte slot of position `pos` in one layer's K or V buffer. */
-  slot(buffer: Uint8Array, pos: number): Uint8Array {
-    return buffer.subarray(pos * this.rowBytes, (pos + 1) * this.rowBytes);
-  }
-
   /** How many leading positions hold exactly `prompt`'s first tokens. */
   commonPrefix(prompt: ArrayLike<number>): number {
     const n = Math.min(this.length, prompt.length);
