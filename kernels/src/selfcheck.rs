@@ -4,7 +4,8 @@
 //! tiles of Q1_0 and both Q2_0 block sizes, and attention over each KV type.
 //!
 //! Runs inside `dispatch`'s one-time initialisation, so nothing here may ask `dispatch` for the
-//! active table: kernels are called directly, and packed tensors are built without `Tensor`.
+//! active table: kernels are called directly, and packed tensors are built without `Tensor` and
+//! without the thread pool.
 
 use crate::act::Act;
 use crate::attention::{attention_with, AttnKernels, AttnShape, KvView};
@@ -56,7 +57,7 @@ pub fn check_lut(k: &LutKernels) -> Result<(), String> {
             let a = Act::from_bytes(as_bytes(&act), ne0)?;
             let mut got = vec![0.0f32; 2 * TILE];
             if fmt == Format::Q1_0 {
-                let p = PackedQ1::pack(&rows, ne0, ne1);
+                let p = PackedQ1::pack_with(&rows, ne0, ne1, false);
                 let mut tab = vec![0u8; q1::tab_len(ne0)];
                 (k.q1_tables)(a.q, ne0, &mut tab);
                 for tile in 0..p.tiles {
@@ -65,7 +66,7 @@ pub fn check_lut(k: &LutKernels) -> Result<(), String> {
                     got[tile * TILE..(tile + 1) * TILE].copy_from_slice(&out);
                 }
             } else {
-                let p = PackedQ2::pack(&rows, ne0, ne1, block);
+                let p = PackedQ2::pack_with(&rows, ne0, ne1, block, false);
                 let mut tab = vec![0u8; q2::tab_len(ne0)];
                 (k.q2_tables)(a.q, ne0, &mut tab);
                 for tile in 0..p.tiles {

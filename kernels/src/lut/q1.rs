@@ -55,8 +55,8 @@ unsafe impl Sync for SendPtr {}
 /// The tile layout shared by the lookup-table formats: `ne1` rows of `nb` blocks of `block_bytes`
 /// (an fp16 scale, then the block's payload) become tiles of [`TILE`] rows in which, per block,
 /// the 32 scales come first and then each payload byte of the 32 rows side by side (a pure byte
-/// transpose; rows past `ne1` are zero). Runs in parallel on the pool.
-pub(crate) fn pack_tiles(data: &[u8], nb: usize, block_bytes: usize, ne1: usize) -> Vec<u8> {
+/// transpose; rows past `ne1` are zero). Runs in parallel on the pool when `parallel`.
+pub(crate) fn pack_tiles(data: &[u8], nb: usize, block_bytes: usize, ne1: usize, parallel: bool) -> Vec<u8> {
     let row_bytes = nb * block_bytes;
     assert!(data.len() >= row_bytes * ne1);
     let tiles = (ne1 + TILE - 1) / TILE;
@@ -84,7 +84,7 @@ pub(crate) fn pack_tiles(data: &[u8], nb: usize, block_bytes: usize, ne1: usize)
         }
     };
     // The pool is only used when packing runs on a thread outside it (always, from the C ABI).
-    if pool::parallel_for(tiles, 8, &body).is_err() {
+    if !parallel || pool::parallel_for(tiles, 8, &body).is_err() {
         body(0..tiles);
     }
     out
@@ -94,9 +94,15 @@ impl PackedQ1 {
     /// Repacks `ne1` Q1_0 rows of `ne0` weights (`data` = `ne1 * ne0/128 * 18` bytes), in parallel
     /// on the pool.
     pub fn pack(data: &[u8], ne0: usize, ne1: usize) -> PackedQ1 {
+        Self::pack_with(data, ne0, ne1, true)
+    }
+
+    /// [`PackedQ1::pack`], on the calling thread alone unless `parallel` (the start-up self-check
+    /// must not start the pool).
+    pub(crate) fn pack_with(data: &[u8], ne0: usize, ne1: usize, parallel: bool) -> PackedQ1 {
         assert!(ne0 % 128 == 0);
         let nb = ne0 / 128;
-        PackedQ1 { data: pack_tiles(data, nb, 18, ne1), nb, tiles: (ne1 + TILE - 1) / TILE }
+        PackedQ1 { data: pack_tiles(data, nb, 18, ne1, parallel), nb, tiles: (ne1 + TILE - 1) / TILE }
     }
 
     /// Bytes of tile `t`.

@@ -47,9 +47,14 @@ impl PackedQ2 {
     /// Repacks `ne1` rows of `ne0` weights in blocks of `block` (`data` = the rows, `2 + block/4`
     /// bytes per block), in parallel on the pool.
     pub fn pack(data: &[u8], ne0: usize, ne1: usize, block: usize) -> PackedQ2 {
+        Self::pack_with(data, ne0, ne1, block, true)
+    }
+
+    /// [`PackedQ2::pack`], on the calling thread alone unless `parallel`.
+    pub(crate) fn pack_with(data: &[u8], ne0: usize, ne1: usize, block: usize, parallel: bool) -> PackedQ2 {
         assert!((block == 128 || block == 64) && ne0 % block == 0);
         let nb = ne0 / block;
-        let data = crate::lut::q1::pack_tiles(data, nb, 2 + block / 4, ne1);
+        let data = crate::lut::q1::pack_tiles(data, nb, 2 + block / 4, ne1, parallel);
         PackedQ2 { data, block, nb, tiles: (ne1 + TILE - 1) / TILE }
     }
 
