@@ -207,7 +207,10 @@ const SYMBOLS = {
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-/** Bytes of an act buffer for `n` elements (mirrors `act_layout` in `src/act.rs`). */
+/**
+ * Bytes of an act buffer for `n` elements: the TS side's one copy of `act_layout` (`src/act.rs`),
+ * checked against the library's `bk_act_bytes` by `ffi_test.ts`.
+ */
 export function actBytes(n: number): number {
   const nb = Math.ceil(n / 32);
   const align32 = (x: number) => Math.ceil(x / 32) * 32;

@@ -6,9 +6,9 @@ import type { Qwen3Config } from "./config.ts";
 import { kvRowBytes, kvTypeCode, type KvTypeName } from "../kernels/ffi.ts";
 
 /**
- * Element type of the cache (owned by the kernel binding, which alone knows the codes and byte
- * sizes): f16 halves the memory with no visible quality cost; q8 (blocks of 32 with an f16
- * scale, 34 bytes per 32 elements) nearly halves it again.
+ * Element type of the cache by name: {@link KvTypeName} of the kernel binding, which alone knows
+ * the codes and byte sizes (f16 halves the memory with no visible quality cost; q8 nearly halves
+ * it again). An alias kept for the modules that import it from here.
  */
 export type KvType = KvTypeName;
 
