@@ -39,7 +39,7 @@ export { Tokenizer, type TokenizerSpec, tokenizerSpecFromMetadata } from "./runt
 export { StreamDecoder } from "./runtime/utf8_stream.ts";
 export { type ChatOptions, encodeChat, renderChat } from "./runtime/chat.ts";
 export { DEFAULT_SAMPLING, type ResolvedSampling, Sampler } from "./runtime/sampler.ts";
-export { KvCache, KvCacheFullError, type KvType } from "./runtime/kv_cache.ts";
+export { KvCache, KvCacheFullError } from "./runtime/kv_cache.ts";
 export { slideKv } from "./runtime/kv_shift.ts";
 export { estimateMemory, type MemoryEstimate, type ServingShape } from "./runtime/memory.ts";
 export { Rng } from "./runtime/rng.ts";

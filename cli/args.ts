@@ -3,6 +3,7 @@
  * reachable from here), with errors that say which flag is wrong.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { KV_TYPE_CODE, type KvTypeName } from "../kernels/ffi.ts";
 
 /** A mistake on the command line: printed with the command's usage, exit code 2. */
 export class UsageError extends Error {
@@ -50,13 +51,13 @@ export function numberFlag(
   return n;
 }
 
-/** `--kv-type`: f16 (default), f32 or q8. */
-export function kvTypeFlag(value: string | undefined): "f16" | "f32" | "q8" {
+/** `--kv-type`: f16 (default), f32 or q8 (the names the kernel binding owns). */
+export function kvTypeFlag(value: string | undefined): KvTypeName {
   const t = value ?? "f16";
-  if (t !== "f16" && t !== "f32" && t !== "q8") {
-    throw new UsageError(`--kv-type must be f16, f32 or q8, got '${t}'`);
+  if (!Object.hasOwn(KV_TYPE_CODE, t)) {
+    throw new UsageError(`--kv-type must be ${Object.keys(KV_TYPE_CODE).join(", ")}; got '${t}'`);
   }
-  return t;
+  return t as KvTypeName;
 }
 
 /** `--overflow`: what a full KV slot does, error (default) or slide. */

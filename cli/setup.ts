@@ -26,6 +26,7 @@ import {
 } from "../devices/settings.ts";
 import { DEVICE_IDS } from "../devices/profiles.ts";
 import { Progress } from "./progress.ts";
+import type { KvTypeName } from "../kernels/ffi.ts";
 
 /** Flags of every command that runs a model (node:util parseArgs options). */
 export const MODEL_FLAGS = {
@@ -92,7 +93,7 @@ export interface ModelFlags {
   parallel?: number;
   threads?: number;
   device?: string;
-  kvType: "f16" | "f32" | "q8";
+  kvType: KvTypeName;
   overflow: "error" | "slide";
   keep?: number;
   maxMemory?: number;

@@ -9,7 +9,7 @@ import { detectDevice, type Detection, type DeviceFacts, readDeviceFacts } from 
 import { memoryBudget, type MemoryPlan, type ModelFootprint, planMemory } from "./budget.ts";
 import type { GgufFile } from "../runtime/gguf.ts";
 import type { Qwen3Config } from "../runtime/config.ts";
-import type { KvType } from "../runtime/kv_cache.ts";
+import type { KvTypeName } from "../kernels/ffi.ts";
 import { estimateMemory } from "../runtime/memory.ts";
 
 /** The profile in force and how it was chosen. */
@@ -47,7 +47,7 @@ export function profileThreads(
 export function footprintOf(
   file: GgufFile,
   config: Qwen3Config,
-  kvType: KvType = "f16",
+  kvType: KvTypeName = "f16",
 ): ModelFootprint {
   return {
     contextLength: config.contextLength,

@@ -20,11 +20,35 @@ export const Format = {
 export type FormatCode = (typeof Format)[keyof typeof Format];
 
 /**
- * KV cache element types of the C ABI. Q8: blocks of 32 elements, each an f16 scale
- * `d = amax/127` then 32 int8 `round(x/d)` (34 bytes per 32 elements; rows, strides and head_dim
- * must be multiples of 32). See {@link kvRowBytes}.
+ * KV cache element types of the C ABI (the only TS owner of these codes and of their byte sizes).
+ * Q8: blocks of 32 elements, each an f16 scale `d = amax/127` then 32 int8 `round(x/d)` (34 bytes
+ * per 32 elements; rows, strides and head_dim must be multiples of 32), encoded and decoded only
+ * by the library. See {@link kvRowBytes}.
  */
 export const KvType = { F32: 0, F16: 1, Q8: 2 } as const;
+/** A KV cache element type code of the C ABI. */
+export type KvTypeCode = (typeof KvType)[keyof typeof KvType];
+
+/**
+ * KV cache element type by name, as settings spell it: f16 halves the memory of f32 with no
+ * visible quality cost; q8 nearly halves it again.
+ */
+export type KvTypeName = "f32" | "f16" | "q8";
+
+/** The C ABI code of each {@link KvTypeName}. */
+export const KV_TYPE_CODE: Readonly<Record<KvTypeName, KvTypeCode>> = {
+  f32: KvType.F32,
+  f16: KvType.F16,
+  q8: KvType.Q8,
+};
+
+/** The code of a KV type name; throws a {@link KernelError} naming the known ones otherwise. */
+export function kvTypeCode(name: string): KvTypeCode {
+  if (!Object.hasOwn(KV_TYPE_CODE, name)) {
+    throw new KernelError(`unknown KV cache type '${name}' (f32, f16 or q8)`);
+  }
+  return KV_TYPE_CODE[name as KvTypeName];
+}
 
 /** Bytes of `n` KV elements of `kvType` (q8: `n/32*34`, `n` a multiple of 32). */
 export function kvRowBytes(kvType: number, n: number): number {
@@ -119,15 +143,32 @@ const SYMBOLS = {
   },
   bk_qk_rope_store: {
     parameters: [
-      "buffer", "buffer", "buffer", "buffer", "buffer",
-      "u32", "u32", "u32", "f32", "u32", "f32", "f32", "u32",
-      "buffer", "buffer", "u32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "u32",
+      "u32",
+      "u32",
+      "f32",
+      "u32",
+      "f32",
+      "f32",
+      "u32",
+      "buffer",
+      "buffer",
+      "u32",
     ],
     result: "i32",
   },
   bk_read_bandwidth: { parameters: ["u64", "u32"], result: "f64" },
   bk_store_kv: {
     parameters: ["buffer", "buffer", "u32", "u32"],
+    result: "i32",
+  },
+  bk_kv_shift: {
+    parameters: ["buffer", "u32", "u32", "u32", "u32", "i32", "f32", "f32", "u32"],
     result: "i32",
   },
   bk_attention: {
@@ -166,7 +207,10 @@ const SYMBOLS = {
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-/** Bytes of an act buffer for `n` elements (mirrors `act_layout` in `src/act.rs`). */
+/**
+ * Bytes of an act buffer for `n` elements: the TS side's one copy of `act_layout` (`src/act.rs`),
+ * checked against the library's `bk_act_bytes` by `ffi_test.ts`.
+ */
 export function actBytes(n: number): number {
   const nb = Math.ceil(n / 32);
   const align32 = (x: number) => Math.ceil(x / 32) * 32;
@@ -335,9 +379,7 @@ export class Kernels {
       const i = (ISA_NAMES as readonly string[]).indexOf(n);
       if (!(i >= 0)) {
         throw new KernelError(
-          `unknown ISA name ${JSON.stringify(n)} (known: ${
-            ISA_NAMES.join(", ")
-          })`,
+          `unknown ISA name ${JSON.stringify(n)} (known: ${ISA_NAMES.join(", ")})`,
         );
       }
       mask |= 1 << i;
@@ -416,9 +458,7 @@ export class Kernels {
   quantizeAct(x: Float32Array, act: Uint8Array): void {
     if (!(act.byteLength >= actBytes(x.length))) {
       throw new KernelError(
-        `act buffer has ${act.byteLength} bytes, ${x.length} elements need ${
-          actBytes(x.length)
-        }`,
+        `act buffer has ${act.byteLength} bytes, ${x.length} elements need ${actBytes(x.length)}`,
       );
     }
     this.#check(this.lib.bk_quantize_act(x, BigInt(x.length), act));
@@ -490,9 +530,7 @@ export class Kernels {
       }
       if (!(outs[i].length >= ts[i].ne1)) {
         throw new KernelError(
-          `output ${i} has ${outs[i].length} floats, tensor has ${
-            ts[i].ne1
-          } rows`,
+          `output ${i} has ${outs[i].length} floats, tensor has ${ts[i].ne1} rows`,
         );
       }
       tp[i] = BigInt(Deno.UnsafePointer.value(ts[i].handle));
@@ -537,9 +575,7 @@ export class Kernels {
     }
     if (!(act.byteLength >= actStride * (nTok - 1) + t.actBytes)) {
       throw new KernelError(
-        `act buffer has ${act.byteLength} bytes, ${nTok} tokens need ${
-          actStride * (nTok - 1) + t.actBytes
-        }`,
+        `act buffer has ${act.byteLength} bytes, ${nTok} tokens need ${actStride * (nTok - 1) + t.actBytes}`,
       );
     }
     if (!(outStride >= t.ne1)) {
@@ -549,9 +585,7 @@ export class Kernels {
     }
     if (!(out.length >= outStride * (nTok - 1) + t.ne1)) {
       throw new KernelError(
-        `output has ${out.length} floats, ${nTok} tokens need ${
-          outStride * (nTok - 1) + t.ne1
-        }`,
+        `output has ${out.length} floats, ${nTok} tokens need ${outStride * (nTok - 1) + t.ne1}`,
       );
     }
     this.#check(
@@ -648,7 +682,6 @@ export class Kernels {
     this.#check(this.lib.bk_softmax(x, n));
   }
 
-  /** `out = silu(g) * u` over `out.length` elements. */
   /** `out = rmsnorm(x) * w` then `act = quantize(out)`, in one call (same bits as the two ops). */
   rmsnormQuantize(x: Float32Array, w: Float32Array | null, out: Float32Array, eps: number, act: Uint8Array): void {
     if (!(out.length >= x.length && (w === null || w.length >= x.length) && act.byteLength >= actBytes(x.length))) {
@@ -691,11 +724,27 @@ export class Kernels {
     }
     this.#check(
       this.lib.bk_qk_rope_store(
-        q, k, v, qNorm, kNorm, nHead, nHeadKv, headDim, eps, pos, base, yarnFactor, yarnOrigCtx, kDst, vDst, kvType,
+        q,
+        k,
+        v,
+        qNorm,
+        kNorm,
+        nHead,
+        nHeadKv,
+        headDim,
+        eps,
+        pos,
+        base,
+        yarnFactor,
+        yarnOrigCtx,
+        kDst,
+        vDst,
+        kvType,
       ),
     );
   }
 
+  /** `out = silu(g) * u` over `out.length` elements (`out` may be `g`). */
   siluMul(g: Float32Array, u: Float32Array, out: Float32Array): void {
     if (!(g.length >= out.length && u.length >= out.length)) {
       throw new KernelError(
@@ -722,6 +771,36 @@ export class Kernels {
       );
     }
     this.#check(this.lib.bk_store_kv(src, dst, kvType, src.length));
+  }
+
+  /**
+   * Context sliding: re-ropes the first `nPos` cached key rows of `keys` (one layer, rows of
+   * `nHeadKv * headDim` elements of `kvType`, position after position) in place by `delta`
+   * positions, with the RoPE of {@link qkRopeStore} (same frequencies, YaRN when `yarnFactor` > 1)
+   * and the library's KV codec. YaRN's magnitude factor is already in the keys: only the angle
+   * moves. Moving the rows themselves is the caller's.
+   */
+  kvShift(
+    keys: Uint8Array,
+    kvType: number,
+    nHeadKv: number,
+    headDim: number,
+    nPos: number,
+    delta: number,
+    base: number,
+    yarnFactor: number,
+    yarnOrigCtx: number,
+  ): void {
+    if (!(Number.isInteger(nPos) && nPos >= 0 && Number.isInteger(delta) && Math.abs(delta) < 2 ** 31)) {
+      throw new KernelError(
+        `kvShift: nPos (${nPos}) must be a non-negative integer and delta (${delta}) a 32-bit integer`,
+      );
+    }
+    const need = nPos * kvRowBytes(kvType, nHeadKv * headDim);
+    if (!(keys.byteLength >= need)) {
+      throw new KernelError(`kvShift: keys have ${keys.byteLength} bytes, ${nPos} positions need ${need}`);
+    }
+    this.#check(this.lib.bk_kv_shift(keys, kvType, nHeadKv, headDim, nPos, delta, base, yarnFactor, yarnOrigCtx));
   }
 
   /**
@@ -798,9 +877,7 @@ export class Kernels {
         `${what}: q8 KV needs head_dim (${headDim}) and kvStride (${kvStride}) multiples of 32`,
       );
     }
-    const kvLen = nKv <= 0
-      ? 0
-      : kvRowBytes(kvType, (nKv - 1) * kvStride + nHeadKv * headDim);
+    const kvLen = nKv <= 0 ? 0 : kvRowBytes(kvType, (nKv - 1) * kvStride + nHeadKv * headDim);
     const floats = nRows * nHead * headDim;
     if (!(q.length >= floats && out.length >= floats)) {
       throw new KernelError(`${what}: q and out need ${floats} floats`);

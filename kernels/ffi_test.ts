@@ -1,12 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  actBytes,
-  Format,
-  KernelError,
-  Kernels,
-  kvRowBytes,
-  KvType,
-} from "./ffi.ts";
+import { actBytes, Format, KernelError, Kernels, kvRowBytes, KvType, kvTypeCode } from "./ffi.ts";
 import { findKernelLibrary, kernelLibraryCandidates } from "./locate.ts";
 
 const k = Kernels.load();
@@ -425,8 +418,17 @@ Deno.test("attentionRows: a prompt chunk gives each row's single-row attention b
   const scratch = new Float32Array(2 * nKv);
   for (let r = 0; r < nRows; r++) {
     k.attention(
-      q.subarray(r * qDim, (r + 1) * qDim), kc, vc, KvType.F16, nHead, nHeadKv, headDim,
-      nKv - (nRows - 1 - r), kvDim, want.subarray(r * qDim, (r + 1) * qDim), scratch,
+      q.subarray(r * qDim, (r + 1) * qDim),
+      kc,
+      vc,
+      KvType.F16,
+      nHead,
+      nHeadKv,
+      headDim,
+      nKv - (nRows - 1 - r),
+      kvDim,
+      want.subarray(r * qDim, (r + 1) * qDim),
+      scratch,
     );
   }
   const got = new Float32Array(nRows * qDim);
@@ -440,4 +442,46 @@ Deno.test("attentionRows: a prompt chunk gives each row's single-row attention b
     () => k.attentionRows(q.subarray(0, 3 * qDim), kc, vc, KvType.F16, nHead, nHeadKv, headDim, 3, 2, kvDim, got),
     /3 query rows cannot end at position 2/,
   );
+});
+
+Deno.test("kvShift moves roped keys to their new position (f32, f16, YaRN); names bad input", () => {
+  const r = rng(11);
+  const [nHeadKv, headDim, nPos, base] = [2, 64, 3, 1e6];
+  const kvDim = nHeadKv * headDim;
+  const x = new Float32Array(nPos * kvDim).map(() => r() * 2 - 1);
+  for (const [yarnFactor, origCtx] of [[1, 0], [4, 4096]]) {
+    const roped = (pos: number) => {
+      const y = x.slice();
+      for (let p = 0; p < nPos; p++) {
+        k.ropeNeox(y.subarray(p * kvDim, (p + 1) * kvDim), nHeadKv, headDim, headDim, pos, base, yarnFactor, origCtx);
+      }
+      return y;
+    };
+    for (const [type, tol] of [[KvType.F32, 1e-5], [KvType.F16, 2e-3]]) {
+      const rb = kvRowBytes(type, kvDim);
+      const keys = new Uint8Array(nPos * rb);
+      const at40 = roped(40);
+      for (let p = 0; p < nPos; p++) k.storeKv(at40.subarray(p * kvDim, (p + 1) * kvDim), keys.subarray(p * rb), type);
+      k.kvShift(keys, type, nHeadKv, headDim, nPos, -17, base, yarnFactor, origCtx);
+      const got = type === KvType.F32
+        ? new Float32Array(keys.buffer)
+        : Float32Array.from(new Float16Array(keys.buffer));
+      const want = roped(23);
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+      assert.ok(worst < tol, `type ${type} yarn ${yarnFactor}: off by ${worst}`);
+    }
+  }
+  const keys = new Uint8Array(nPos * kvRowBytes(KvType.F32, kvDim));
+  assert.throws(() => k.kvShift(keys, KvType.F32, nHeadKv, headDim, nPos + 1, 1, base, 1, 0), /kvShift: keys have/);
+  assert.throws(() => k.kvShift(keys, KvType.F32, nHeadKv, 63, 1, 1, base, 1, 0), /head_dim = 63/);
+  assert.throws(() => k.kvShift(keys, KvType.F32, nHeadKv, headDim, 1, 1, base, 4, 0), /YaRN/);
+  assert.throws(() => k.kvShift(keys, 7, nHeadKv, headDim, 1, 1, base, 1, 0), /unknown kv type 7/);
+  assert.throws(() => k.kvShift(keys, KvType.F32, nHeadKv, headDim, 1, 0.5, base, 1, 0), KernelError);
+});
+
+Deno.test("KV type names map to the C ABI codes; unknown names are named", () => {
+  assert.deepEqual(["f32", "f16", "q8"].map(kvTypeCode), [KvType.F32, KvType.F16, KvType.Q8]);
+  assert.throws(() => kvTypeCode("q4"), /unknown KV cache type 'q4' \(f32, f16 or q8\)/);
+  assert.throws(() => kvTypeCode("toString"), /unknown KV cache type/);
 });

@@ -2,9 +2,14 @@
  * The Qwen3 forward pass, read top to bottom (llama2.c style), over a batch of rows: each row is
  * one token of one sequence. Rows of several sequences decode together so that each step reads
  * the weights once (continuous batching); rows of one sequence prefill a prompt chunk at once.
- * All buffers are allocated once here; a step only calls kernels.
+ * All buffers are allocated once here; a step only calls kernels, with the model's shapes bound
+ * once (`prepareMatvecMulti`, {@link AttentionOps}).
+ *
+ * The specification is `test/reference_forward.ts`: the same model written plainly in f64 (no
+ * kernels, no batching), which `test/forward_test.ts` compares this pass against.
  */
 import type { Kernels, KTensor } from "../kernels/ffi.ts";
+import { AttentionOps } from "../kernels/attention_ops.ts";
 import type { Qwen3Config } from "./config.ts";
 import type { ModelWeights } from "./weights.ts";
 import type { KvCache } from "./kv_cache.ts";
@@ -31,16 +36,20 @@ export class Forward {
   private readonly proj: Float32Array;
   private readonly gate: Float32Array;
   private readonly up: Float32Array;
-  private readonly scores: Float32Array;
   private readonly actEmbd: Uint8Array;
   private readonly actQ: Uint8Array;
   private readonly actFf: Uint8Array;
   private readonly actEmbdBytes: number;
   private readonly actQBytes: number;
   private readonly actFfBytes: number;
-  private readonly yarnFactor: number;
   private readonly qDim: number;
   private readonly kvDim: number;
+  /** q/k norms, RoPE, KV store and attention with this model's shapes. */
+  private readonly attn: AttentionOps;
+  /** Row `r` of q, k and v (views made once). */
+  private readonly qRow: Float32Array[];
+  private readonly kRow: Float32Array[];
+  private readonly vRow: Float32Array[];
   /** Per layer, single-row q/k/v and gate/up projections as one pool dispatch each (decode path). */
   private readonly qkv: ((act: Uint8Array) => void)[];
   private readonly gateUp: ((act: Uint8Array) => void)[];
@@ -62,10 +71,12 @@ export class Forward {
     this.k = new Float32Array(B * this.kvDim);
     this.v = new Float32Array(B * this.kvDim);
     this.attnOut = new Float32Array(B * this.qDim);
+    this.qRow = Array.from({ length: B }, (_, r) => this.rowOf(this.q, r, this.qDim));
+    this.kRow = Array.from({ length: B }, (_, r) => this.rowOf(this.k, r, this.kvDim));
+    this.vRow = Array.from({ length: B }, (_, r) => this.rowOf(this.v, r, this.kvDim));
     this.proj = new Float32Array(B * c.nEmbd);
     this.gate = new Float32Array(B * c.nFf);
     this.up = new Float32Array(B * c.nFf);
-    this.scores = new Float32Array(2 * maxContext); // scores of the two query heads sharing a KV head
     this.logits = new Float32Array((opts.maxLogitRows ?? B) * c.nVocab);
     this.actEmbdBytes = kernels.actBytes(c.nEmbd);
     this.actQBytes = kernels.actBytes(this.qDim);
@@ -73,7 +84,16 @@ export class Forward {
     this.actEmbd = new Uint8Array(B * this.actEmbdBytes);
     this.actQ = new Uint8Array(B * this.actQBytes);
     this.actFf = new Uint8Array(B * this.actFfBytes);
-    this.yarnFactor = c.ropeScaling.type === "yarn" ? c.ropeScaling.factor : 1;
+    this.attn = new AttentionOps(kernels, {
+      nHead: c.nHead,
+      nHeadKv: c.nHeadKv,
+      headDim: c.headDim,
+      rmsEps: c.rmsEps,
+      ropeBase: c.ropeBase,
+      yarnFactor: c.ropeScaling.type === "yarn" ? c.ropeScaling.factor : 1,
+      yarnOrigCtx: c.ropeScaling.originalContextLength,
+      maxContext,
+    });
     this.qkv = weights.layers.map((L) => kernels.prepareMatvecMulti([L.wq, L.wk, L.wv], [this.q, this.k, this.v]));
     this.gateUp = weights.layers.map((L) => kernels.prepareMatvecMulti([L.wGate, L.wUp], [this.gate, this.up]));
   }
@@ -109,13 +129,7 @@ export class Forward {
       }
       for (let r = 0; r < n; r++) {
         // Per-head norms of q and k, RoPE at the row's position, k and v into the cache.
-        const kv = rows[r].kv;
-        K.qkRopeStore(
-          this.rowOf(this.q, r, this.qDim), this.rowOf(this.k, r, this.kvDim), this.rowOf(this.v, r, this.kvDim),
-          L.qNorm, L.kNorm, c.nHead, c.nHeadKv, c.headDim, c.rmsEps,
-          positions[r], c.ropeBase, this.yarnFactor, c.ropeScaling.originalContextLength,
-          kv.slot(kv.keys[l], positions[r]), kv.slot(kv.values[l], positions[r]), kv.typeCode,
-        );
+        this.attn.qkRopeStore(this.qRow[r], this.kRow[r], this.vRow[r], L, rows[r].kv, l, positions[r]);
       }
       // A run of rows of one sequence at consecutive positions (a prompt chunk) attends in one
       // call that reads each block of the cache once; lone rows (decode) one at a time.
@@ -125,12 +139,7 @@ export class Forward {
         while (end < n && rows[end].kv === kv && positions[end] === positions[end - 1] + 1) end++;
         const q = this.q.subarray(r * this.qDim, end * this.qDim);
         const out = this.attnOut.subarray(r * this.qDim, end * this.qDim);
-        const seen = positions[end - 1] + 1;
-        if (end - r === 1) {
-          K.attention(q, kv.keys[l], kv.values[l], kv.typeCode, c.nHead, c.nHeadKv, c.headDim, seen, kv.kvDim, out, this.scores);
-        } else {
-          K.attentionRows(q, kv.keys[l], kv.values[l], kv.typeCode, c.nHead, c.nHeadKv, c.headDim, end - r, seen, kv.kvDim, out);
-        }
+        this.attn.attend(q, kv, l, end - r, positions[end - 1] + 1, out);
         r = end;
       }
       for (let r = 0; r < n; r++) {
@@ -164,7 +173,10 @@ export class Forward {
     for (let r = 0; r < n; r++) {
       if (!rows[r].wantLogits) continue;
       K.rmsnormQuantize(
-        this.rowOf(this.x, r, c.nEmbd), w.outputNorm, this.rowOf(this.h, m, c.nEmbd), c.rmsEps,
+        this.rowOf(this.x, r, c.nEmbd),
+        w.outputNorm,
+        this.rowOf(this.h, m, c.nEmbd),
+        c.rmsEps,
         this.rowBytes(this.actEmbd, m, this.actEmbdBytes),
       );
       m++;
@@ -193,7 +205,11 @@ export class Forward {
   private normAndQuantize(n: number, weight: Float32Array, act: Uint8Array, actBytes: number, dim: number): void {
     for (let r = 0; r < n; r++) {
       this.kernels.rmsnormQuantize(
-        this.rowOf(this.x, r, dim), weight, this.rowOf(this.h, r, dim), this.config.rmsEps, this.rowBytes(act, r, actBytes),
+        this.rowOf(this.x, r, dim),
+        weight,
+        this.rowOf(this.h, r, dim),
+        this.config.rmsEps,
+        this.rowBytes(act, r, actBytes),
       );
     }
   }

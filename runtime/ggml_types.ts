@@ -3,7 +3,9 @@
  *
  * A "format" is what the kernels need to know: the ggml type id alone is not enough, because
  * Q2_0 (id 42) exists with two block sizes (see BONSAI.md); the reader picks the format per tensor.
+ * The kernel codes are the C ABI's, owned by `kernels/ffi.ts`.
  */
+import { Format, type FormatCode } from "../kernels/ffi.ts";
 
 /** ggml type ids as written in GGUF tensor infos. */
 export const GgmlType = {
@@ -27,7 +29,7 @@ export interface WeightFormat {
   /** Bytes per block. */
   blockBytes: number;
   /** The id the Rust kernels use: the ggml id, except Q2_0_g64 = 242 (it shares ggml id 42). */
-  kernelCode: number;
+  kernelCode: FormatCode;
 }
 
 /** All supported formats, by name. */
@@ -37,14 +39,14 @@ export const FORMATS: Record<FormatName, WeightFormat> = {
     ggmlType: GgmlType.F32,
     blockSize: 1,
     blockBytes: 4,
-    kernelCode: 0,
+    kernelCode: Format.F32,
   },
   F16: {
     name: "F16",
     ggmlType: GgmlType.F16,
     blockSize: 1,
     blockBytes: 2,
-    kernelCode: 1,
+    kernelCode: Format.F16,
   },
   // fp16 d + int8 qs[32]
   Q8_0: {
@@ -52,7 +54,7 @@ export const FORMATS: Record<FormatName, WeightFormat> = {
     ggmlType: GgmlType.Q8_0,
     blockSize: 32,
     blockBytes: 34,
-    kernelCode: 8,
+    kernelCode: Format.Q8_0,
   },
   // fp16 d + 128 sign bits
   Q1_0: {
@@ -60,7 +62,7 @@ export const FORMATS: Record<FormatName, WeightFormat> = {
     ggmlType: GgmlType.Q1_0,
     blockSize: 128,
     blockBytes: 18,
-    kernelCode: 41,
+    kernelCode: Format.Q1_0,
   },
   // fp16 d + 128 two-bit codes (PrismML files)
   Q2_0: {
@@ -68,7 +70,7 @@ export const FORMATS: Record<FormatName, WeightFormat> = {
     ggmlType: GgmlType.Q2_0,
     blockSize: 128,
     blockBytes: 34,
-    kernelCode: 42,
+    kernelCode: Format.Q2_0,
   },
   // fp16 d + 64 two-bit codes (mainline llama.cpp files)
   Q2_0_g64: {
@@ -76,13 +78,12 @@ export const FORMATS: Record<FormatName, WeightFormat> = {
     ggmlType: GgmlType.Q2_0,
     blockSize: 64,
     blockBytes: 18,
-    kernelCode: 242,
+    kernelCode: Format.Q2_0_G64,
   },
 };
 
 /** Human-readable list of supported ggml type ids, for error messages. */
-export const SUPPORTED_TYPES_TEXT =
-  "F32 (0), F16 (1), Q8_0 (8), Q1_0 (41), Q2_0 (42)";
+export const SUPPORTED_TYPES_TEXT = "F32 (0), F16 (1), Q8_0 (8), Q1_0 (41), Q2_0 (42)";
 
 /** The format for a ggml type id when the id alone decides it (everything but Q2_0), else undefined. */
 export function formatOfGgmlType(ggmlType: number): WeightFormat | undefined {

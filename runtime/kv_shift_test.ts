@@ -14,7 +14,7 @@ async function checkSlide(path: string, type: "f32" | "f16" | "q8", tolerance: n
     const tokens = [9707, 11, 1879, 13, 358, 1079, 264, 12305, 30, 151645];
     const slid = new KvCache(c, 32, type);
     for (const t of tokens) fwd.step(t, slid, false);
-    assert.equal(slideKv(slid, c, 2, 3), 3);
+    assert.equal(slideKv(model.kernels, slid, c, 2, 3), 3);
     const kept = [...tokens.slice(0, 2), ...tokens.slice(5)];
     const fresh = new KvCache(c, 32, type);
     for (const t of kept) fwd.step(t, fresh, false);
@@ -28,7 +28,10 @@ async function checkSlide(path: string, type: "f32" | "f16" | "q8", tolerance: n
     assert.deepEqual(view(slid.values[0]), view(fresh.values[0]));
     if (type === "q8") {
       // Values are never touched by a slide: byte for byte what a fresh run stores.
-      assert.deepEqual(slid.values[0].subarray(0, slid.length * slid.rowBytes), fresh.values[0].subarray(0, slid.length * slid.rowBytes));
+      assert.deepEqual(
+        slid.values[0].subarray(0, slid.length * slid.rowBytes),
+        fresh.values[0].subarray(0, slid.length * slid.rowBytes),
+      );
     }
     // The slid region is hidden from the prefix cache.
     assert.equal(slid.commonPrefix(kept), 2);
@@ -51,8 +54,14 @@ Deno.test("sliding a q8 cache re-rotates and re-quantizes keys", async () => {
 
 /** Independent decoding of a cached layer to f32, for comparing. */
 function dequantKv(type: "f32" | "f16" | "q8", bytes: Uint8Array): Float32Array {
-  if (type === "f32") return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  if (type === "f16") return Float32Array.from(new Float16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)));
+  if (type === "f32") {
+    return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  }
+  if (type === "f16") {
+    return Float32Array.from(
+      new Float16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)),
+    );
+  }
   const out = new Float32Array(bytes.length / 34 * 32);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let b = 0; b < out.length / 32; b++) {

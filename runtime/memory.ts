@@ -5,7 +5,8 @@
  */
 import type { GgufFile } from "./gguf.ts";
 import type { Qwen3Config } from "./config.ts";
-import { KvCache, type KvType } from "./kv_cache.ts";
+import { KvCache } from "./kv_cache.ts";
+import type { KvTypeName } from "../kernels/ffi.ts";
 
 /**
  * Deno and the code, measured on x86_64 Linux with Deno 2.9 (RSS before the first model load:
@@ -37,7 +38,7 @@ export interface MemoryEstimate {
 export interface ServingShape {
   contextSize: number;
   parallel?: number;
-  kvType?: KvType;
+  kvType?: KvTypeName;
   maxBatch?: number;
 }
 

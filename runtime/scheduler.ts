@@ -8,7 +8,8 @@
  */
 import type { Model } from "./model.ts";
 import { type BatchRow, Forward } from "./forward.ts";
-import { KvCache, type KvType } from "./kv_cache.ts";
+import { KvCache } from "./kv_cache.ts";
+import type { KvTypeName } from "../kernels/ffi.ts";
 import { Sequence } from "./sequence.ts";
 import { EventChannel } from "./event_channel.ts";
 import { Yielder } from "./yielder.ts";
@@ -21,7 +22,7 @@ export interface SchedulerOptions {
   parallel?: number;
   /** KV slot size in tokens (default: the model's context, at most 4096). */
   contextSize?: number;
-  kvType?: KvType;
+  kvType?: KvTypeName;
   /** Requests allowed to wait for a slot; more are refused with BUSY. */
   maxQueue?: number;
   /** Default upper bound on generated tokens per request. */
@@ -267,7 +268,7 @@ export class Scheduler {
     if (this.overflow === "slide") {
       const keep = Math.min(this.keep < 0 ? seq.prompt.length : this.keep, Math.floor(slot.contextSize / 2));
       const discard = Math.max(1, Math.floor((slot.length - keep) / 2));
-      if (slideKv(slot, this.model.config, keep, discard) > 0) return true;
+      if (slideKv(this.model.kernels, slot, this.model.config, keep, discard) > 0) return true;
     }
     this.fail(
       job,

@@ -1,6 +1,8 @@
 /**
  * A slow, obviously-correct Qwen3 forward pass in plain TypeScript (f64 arithmetic on dequantized
- * weights), used only by tests to check the kernel forward pass. It follows BONSAI.md line by line.
+ * weights), used only by tests to check the kernel forward pass. It follows BONSAI.md line by line
+ * and is the specification of `runtime/forward.ts`: its math (RoPE/YaRN included) is deliberately
+ * written independently of the kernel library, so that the two check each other.
  *
  * With `quantizeActivations` (the default) every matrix input is rounded through Q8_0 first, exactly
  * as the Bonsai dot-product reference defines it, so the kernels can be held to a tight tolerance.

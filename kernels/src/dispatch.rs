@@ -1,12 +1,18 @@
-//! The one dispatch table: per-ISA kernel sets, CPU feature detection, and the active choice.
+//! The one dispatch table: per ISA, one [`Table`] holding every kernel family (row dot products,
+//! lookup-table tiles, attention), with the scalar reference as the fallback of each; CPU feature
+//! detection; and the active choice.
 //!
 //! Tables are `static`s (built at compile time); the active one is chosen once at first use from the
-//! detected features, after a quick self-check against the scalar reference (a SIMD table that
-//! disagrees is not used), and can be restricted later with [`force_isa`] (tests, determinism checks).
+//! detected features, after a quick self-check of every family against the scalar reference
+//! (`selfcheck`): a table whose row dots disagree is not used, and a lookup-table or attention
+//! family that disagrees is turned off (its scalar fallback runs). The choice can be restricted
+//! later with [`force_isa`] (tests, determinism checks).
 
 use crate::act::Act;
-use crate::dot_scalar as sc;
+use crate::attention::AttnKernels;
+use crate::dot::scalar as sc;
 use crate::formats::Format;
+use crate::lut::LutKernels;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 
@@ -25,7 +31,7 @@ pub type IsumFn = fn(&[u8], &Act, usize, &mut [i32]);
 /// One row against up to 8 activations: `out[t]` must equal `dot(row, acts[t], ne0)` bit for bit.
 pub type DotMultiFn = fn(&[u8], &[Act], usize, &mut [f32]);
 
-/// One kernel set. `dot` and `isums` are indexed by [`Format::index`].
+/// One kernel set: every family for one ISA. `dot` and `isums` are indexed by [`Format::index`].
 pub struct Table {
     pub name: &'static str,
     /// ISA bits this table relies on.
@@ -34,6 +40,12 @@ pub struct Table {
     pub isums: [Option<IsumFn>; 6],
     /// Optional multi-activation kernels (prefill), by format; absent ones fall back to `dot`.
     pub dot_multi: [Option<DotMultiFn>; 6],
+    /// Lookup-table kernels for packed Q1_0 / Q2_0 tensors; `None` (or turned off by the
+    /// self-check): the `dot` row kernels. Read through [`Table::lut`].
+    pub lut: Option<&'static LutKernels>,
+    /// Attention kernels; `None` (or turned off by the self-check): the scalar reference of
+    /// `attention`. Read through [`Table::attention`].
+    pub attention: Option<&'static AttnKernels>,
 }
 
 impl Table {
@@ -41,7 +53,34 @@ impl Table {
     pub fn dot_fn(&self, f: Format) -> DotFn {
         self.dot[f.index()]
     }
+
+    /// The lookup-table kernels, unless absent or turned off by the start-up self-check.
+    #[inline]
+    pub fn lut(&self) -> Option<&'static LutKernels> {
+        self.lut.filter(|_| FAMILIES_OFF.load(Ordering::Relaxed) & FAMILY_LUT == 0)
+    }
+
+    /// The attention kernels, unless absent or turned off by the start-up self-check.
+    #[inline]
+    pub fn attention(&self) -> Option<&'static AttnKernels> {
+        self.attention.filter(|_| FAMILIES_OFF.load(Ordering::Relaxed) & FAMILY_ATTENTION == 0)
+    }
 }
+
+/// Families the self-check turned off ([`FAMILY_LUT`], [`FAMILY_ATTENTION`] bits). Per family
+/// rather than per table: every table of an architecture shares the same lookup-table and
+/// attention kernels, so one that fails fails for all of them.
+static FAMILIES_OFF: AtomicU32 = AtomicU32::new(0);
+const FAMILY_LUT: u32 = 1;
+const FAMILY_ATTENTION: u32 = 2;
+
+/// The lookup-table and attention kernels of the x86_64 SIMD tables (AVX2 and AVX-512 alike).
+#[cfg(all(target_arch = "x86_64", bk_f16c))]
+pub(crate) const X86_LUT: Option<&'static LutKernels> = Some(&crate::lut::AVX2);
+#[cfg(all(target_arch = "x86_64", not(bk_f16c)))]
+pub(crate) const X86_LUT: Option<&'static LutKernels> = None;
+#[cfg(target_arch = "x86_64")]
+pub(crate) const X86_ATTENTION: Option<&'static AttnKernels> = Some(&crate::attention::AVX2);
 
 fn sc_isums_q2_0(r: &[u8], a: &Act, n: usize, o: &mut [i32]) {
     sc::isums_q2(r, a, n, 128, o)
@@ -56,33 +95,39 @@ pub static SCALAR: Table = Table {
     dot: [sc::dot_f32, sc::dot_f16, sc::dot_q8_0, sc::dot_q1_0, sc::dot_q2_0, sc::dot_q2_0_g64],
     isums: [None, None, Some(sc::isums_q8_0), Some(sc::isums_q1_0), Some(sc_isums_q2_0), Some(sc_isums_q2_g64)],
     dot_multi: [None; 6],
+    lut: None,
+    attention: None,
 };
 
 /// Base NEON: the quantised formats in NEON (Q1_0 also for several activations), F32/F16 scalar.
 #[cfg(target_arch = "aarch64")]
 pub static NEON: Table = {
-    use crate::dot_neon as n;
-    use crate::dot_neon_q2 as n2;
+    use crate::dot::neon as n;
+    use crate::dot::neon_q2 as n2;
     Table {
         name: "neon",
         isa: ISA_NEON,
         dot: [sc::dot_f32, sc::dot_f16, n::dot_q8_0, n::dot_q1_0, n2::dot_q2_0, n2::dot_q2_0_g64],
         isums: [None, None, Some(n::isums_q8_0), Some(n::isums_q1_0), Some(n2::isums_q2_0), Some(n2::isums_q2_g64)],
         dot_multi: [None, None, None, Some(n::dot_q1_0_multi), None, None],
+        lut: Some(&crate::lut::NEON),
+        attention: Some(&crate::attention::NEON),
     }
 };
 
 /// NEON with the dot-product extension (`sdot`) for the quantised formats.
 #[cfg(target_arch = "aarch64")]
 pub static NEON_DOTPROD: Table = {
-    use crate::dot_neon as n;
-    use crate::dot_neon_q2 as n2;
+    use crate::dot::neon as n;
+    use crate::dot::neon_q2 as n2;
     Table {
         name: "neon+dotprod",
         isa: ISA_NEON | ISA_NEON_DOTPROD,
         dot: [sc::dot_f32, sc::dot_f16, n::dot_q8_0_dot, n::dot_q1_0_dot, n2::dot_q2_0_dot, n2::dot_q2_0_g64_dot],
         isums: [None, None, Some(n::isums_q8_0_dot), Some(n::isums_q1_0_dot), Some(n2::isums_q2_0_dot), Some(n2::isums_q2_g64_dot)],
         dot_multi: [None, None, None, Some(n::dot_q1_0_multi_dot), None, None],
+        lut: Some(&crate::lut::NEON),
+        attention: Some(&crate::attention::NEON),
     }
 };
 
@@ -90,7 +135,7 @@ pub static NEON_DOTPROD: Table = {
 pub(crate) mod avx2_entry {
     //! Safe wrappers: only reachable through `AVX2`, which is only selected when avx2+f16c exist.
     use crate::act::Act;
-    use crate::dot_avx2 as k;
+    use crate::dot::avx2 as k;
     pub fn dot_f32(r: &[u8], a: &Act, n: usize) -> f32 { unsafe { k::dot_f32(r, a, n) } }
     pub fn dot_f16(r: &[u8], a: &Act, n: usize) -> f32 { unsafe { k::dot_f16(r, a, n) } }
     pub fn dot_q8_0(r: &[u8], a: &Act, n: usize) -> f32 { unsafe { k::dot_q8_0(r, a, n) } }
@@ -125,10 +170,41 @@ pub static AVX2: Table = Table {
         Some(avx2_entry::isums_q2_g64),
     ],
     dot_multi: [None, None, None, Some(avx2_entry::dot_q1_0_multi), None, None],
+    lut: X86_LUT,
+    attention: X86_ATTENTION,
 };
 
+/// AVX-512 F + BW: its own Q1_0 row dots, the AVX2 kernels for everything else.
 #[cfg(bk_avx512)]
-pub use crate::dot_avx512::{AVX512, AVX512_VNNI};
+pub static AVX512: Table = {
+    use crate::dot::avx512 as k;
+    use avx2_entry as a2;
+    Table {
+        name: "avx512",
+        isa: ISA_AVX512 | ISA_AVX2 | ISA_F16C,
+        dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, k::dot_q1_0, a2::dot_q2_0, a2::dot_q2_0_g64],
+        isums: [None, None, Some(a2::isums_q8_0), Some(k::isums_q1_0), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
+        dot_multi: [None; 6],
+        lut: X86_LUT,
+        attention: X86_ATTENTION,
+    }
+};
+
+/// AVX-512 with VNNI for the Q1_0 row dots.
+#[cfg(bk_avx512)]
+pub static AVX512_VNNI: Table = {
+    use crate::dot::avx512 as k;
+    use avx2_entry as a2;
+    Table {
+        name: "avx512_vnni",
+        isa: ISA_AVX512 | ISA_AVX512_VNNI | ISA_AVX2 | ISA_F16C,
+        dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, k::dot_q1_0_vnni, a2::dot_q2_0, a2::dot_q2_0_g64],
+        isums: [None, None, Some(a2::isums_q8_0), Some(k::isums_q1_0_vnni), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
+        dot_multi: [None; 6],
+        lut: X86_LUT,
+        attention: X86_ATTENTION,
+    }
+};
 
 /// ISA bits the CPU offers (before the self-check).
 pub fn detect() -> u32 {
@@ -201,15 +277,32 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 fn init() {
     INIT.call_once(|| {
         let mut avail = detect();
-        // Drop SIMD tables that disagree with the scalar reference (never expected; guards kernels
-        // that could not be run on the build machine, e.g. AVX-512).
+        // Drop SIMD tables whose row dots disagree with the scalar reference, and turn off a
+        // lookup-table or attention family that does (never expected; guards kernels that could
+        // not be run on the build machine).
         loop {
             let t = table_for(avail);
             if t.isa == 0 {
                 break;
             }
-            match crate::selfcheck::check_table(t) {
-                Ok(()) => break,
+            match crate::selfcheck::check_dots(t) {
+                Ok(()) => {
+                    // The chosen table's other families; every table of the architecture shares
+                    // them, so one check covers the lower tables `force_isa` may select too.
+                    if let Some(k) = t.lut {
+                        if let Err(msg) = crate::selfcheck::check_lut(k) {
+                            eprintln!("bonsai_kernels: disabling the {} lookup-table kernels: {}", k.name, msg);
+                            FAMILIES_OFF.fetch_or(FAMILY_LUT, Ordering::SeqCst);
+                        }
+                    }
+                    if let Some(k) = t.attention {
+                        if let Err(msg) = crate::selfcheck::check_attention(k) {
+                            eprintln!("bonsai_kernels: disabling the {} attention kernels: {}", k.name, msg);
+                            FAMILIES_OFF.fetch_or(FAMILY_ATTENTION, Ordering::SeqCst);
+                        }
+                    }
+                    break;
+                }
                 Err(msg) => {
                     eprintln!("bonsai_kernels: disabling {} kernels: {}", t.name, msg);
                     // drop only the table's own top feature, so the next table down is tried

@@ -3,8 +3,8 @@
 
 use crate::act::{act_layout, Act};
 use crate::dispatch::{self, DotFn, Table};
+use crate::lut::{self, q1};
 use crate::pool;
-use crate::q1_lut;
 use crate::tensor::Tensor;
 
 /// Below this many rows a matvec stays on the calling thread (waking workers costs more).
@@ -33,14 +33,14 @@ pub fn matvec_with(table: &Table, t: &Tensor, act: &[u8], out: &mut [f32], paral
     let a = Act::from_bytes(act, t.ne0)?;
     if lut::usable(t, table) {
         let o = OutPtr(out.as_mut_ptr());
-        return lut::with_tables(&[a], t.ne0, &[t], |tabs| {
+        return lut::with_tables(table, &[a], t.ne0, &[t], |tabs| {
             let body = |tiles: std::ops::Range<usize>| {
                 for tile in tiles {
                     unsafe { lut::tile(t, tile, tabs, &a, o.0) };
                 }
             };
             if parallel {
-                pool::parallel_for(t.tiles(), MIN_PARALLEL_ROWS / q1_lut::TILE, &body)
+                pool::parallel_for(t.tiles(), MIN_PARALLEL_ROWS / q1::TILE, &body)
             } else {
                 body(0..t.tiles());
                 Ok(())
@@ -121,17 +121,17 @@ pub fn matvec_multi(ts: &[&Tensor], act: &[u8], outs: &mut [&mut [f32]]) -> Resu
                         unsafe { lut::tile(t, tile, tabs, &a, o.0) };
                         continue;
                     }
-                    for r in tile * q1_lut::TILE..((tile + 1) * q1_lut::TILE).min(t.ne1) {
+                    for r in tile * q1::TILE..((tile + 1) * q1::TILE).min(t.ne1) {
                         unsafe { *o.0.add(r) = dot(t.row(r), &a, ne0) };
                     }
                 }
             }
         };
-        pool::parallel_for(total, MIN_PARALLEL_ROWS / q1_lut::TILE, &body)
+        pool::parallel_for(total, MIN_PARALLEL_ROWS / q1::TILE, &body)
     };
     if lut_of.iter().any(|&u| u) {
         let packed: Vec<&Tensor> = ts.iter().zip(&lut_of).filter(|(_, &u)| u).map(|(t, _)| *t).collect();
-        return lut::with_tables(&[a], ne0, &packed, run);
+        return lut::with_tables(table, &[a], ne0, &packed, run);
     }
     run(&lut::Tables::NONE)
 }
@@ -158,7 +158,7 @@ pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut
     if lut::usable(t, table) {
         // Tokens in groups of 8 (their tables stay in cache); each tile is read once per group.
         for (g, group) in acts.chunks(8).enumerate() {
-            lut::with_tables(group, t.ne0, &[t], |tabs| {
+            lut::with_tables(table, group, t.ne0, &[t], |tabs| {
                 let o = OutPtr(out.as_mut_ptr());
                 let body = |tiles: std::ops::Range<usize>| {
                     for tile in tiles {
@@ -208,155 +208,6 @@ pub fn dequant_row(t: &Tensor, r: usize, out: &mut [f32]) -> Result<(), String> 
     if out.len() < t.ne0 {
         return Err(format!("output has {} floats, a row has {}", out.len(), t.ne0));
     }
-    crate::dot_scalar::dequant_row(t.fmt, t.row(r), t.ne0, out);
+    crate::dot::scalar::dequant_row(t.fmt, t.row(r), t.ne0, out);
     Ok(())
-}
-
-#[cfg(not(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64")))]
-mod lut {
-    //! No lookup-table kernels on this target: no tensor is packed for them, so `usable` is
-    //! always false and the rest is never reached.
-    use crate::act::Act;
-    use crate::dispatch::Table;
-    use crate::tensor::Tensor;
-
-    pub struct Tables;
-
-    impl Tables {
-        pub const NONE: Tables = Tables;
-
-        pub fn token(&self, _: usize) -> Tables {
-            Tables
-        }
-    }
-
-    pub fn usable(_: &Tensor, _: &Table) -> bool {
-        false
-    }
-
-    pub fn with_tables<R>(_: &[Act], _: usize, _: &[&Tensor], _: impl FnOnce(&Tables) -> R) -> R {
-        unreachable!("no lookup-table kernels on this target")
-    }
-
-    /// # Safety
-    /// Never called (see the module docs).
-    pub unsafe fn tile(_: &Tensor, _: usize, _: &Tables, _: &Act, _: *mut f32) {
-        unreachable!("no lookup-table kernels on this target")
-    }
-}
-
-#[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
-mod lut {
-    //! Glue for the lookup-table kernels (`q1_lut` for Q1_0, `q2_lut` for Q2_0; AVX2 on x86_64,
-    //! NEON on AArch64): table buffers and one tile's output.
-    use crate::act::Act;
-    use crate::dispatch::Table;
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
-    use crate::q1_lut::avx2::{build_tables, tile_dot};
-    #[cfg(target_arch = "aarch64")]
-    use crate::q1_lut::neon::{build_tables, tile_dot};
-    use crate::q1_lut::{self, TILE};
-    use crate::q2_lut;
-    use crate::tensor::Tensor;
-    use std::cell::RefCell;
-
-    thread_local! {
-        /// Table buffers of the calling thread (Q1_0, Q2_0), reused across calls: no allocation
-        /// per matvec.
-        static TABLES: RefCell<(Vec<u8>, Vec<u8>)> = RefCell::new((Vec::new(), Vec::new()));
-    }
-
-    /// The tables of some activations: per token `q1_len` bytes of Q1_0 tables and `q2_len` of
-    /// Q2_0 tables, one token after another (either part empty when no tensor needs it).
-    pub struct Tables<'a> {
-        q1: &'a [u8],
-        q2: &'a [u8],
-        q1_len: usize,
-        q2_len: usize,
-    }
-
-    impl<'a> Tables<'a> {
-        pub const NONE: Tables<'static> = Tables { q1: &[], q2: &[], q1_len: 0, q2_len: 0 };
-
-        /// The tables of token `k` alone.
-        pub fn token(&self, k: usize) -> Tables<'a> {
-            let part = |v: &'a [u8], n: usize| if v.is_empty() { v } else { &v[k * n..(k + 1) * n] };
-            Tables { q1: part(self.q1, self.q1_len), q2: part(self.q2, self.q2_len), q1_len: self.q1_len, q2_len: self.q2_len }
-        }
-    }
-
-    /// True when `t` is packed for a lookup-table kernel that `table` may use.
-    pub fn usable(t: &Tensor, table: &Table) -> bool {
-        (t.packed.is_some() && q1_lut::usable_with(table)) || (t.packed_q2.is_some() && q2_lut::usable_with(table))
-    }
-
-    /// Builds the tables of `acts` for the packed formats among `ts` and calls `f`.
-    pub fn with_tables<R>(acts: &[Act], ne0: usize, ts: &[&Tensor], f: impl FnOnce(&Tables) -> R) -> R {
-        let need_q1 = ts.iter().any(|t| t.packed.is_some());
-        let need_q2 = ts.iter().any(|t| t.packed_q2.is_some());
-        let q1_len = if need_q1 { q1_lut::tab_len(ne0) } else { 0 };
-        let q2_len = if need_q2 { q2_lut::tab_len(ne0) } else { 0 };
-        TABLES.with(|cell| {
-            let (b1, b2) = &mut *cell.borrow_mut();
-            if b1.len() < q1_len * acts.len() {
-                b1.resize(q1_len * acts.len(), 0);
-            }
-            if b2.len() < q2_len * acts.len() {
-                b2.resize(q2_len * acts.len(), 0);
-            }
-            for (k, a) in acts.iter().enumerate() {
-                // SAFETY: only reached when `usable` saw the kernels' ISA in the active table.
-                if need_q1 {
-                    unsafe { build_tables(a.q, ne0, &mut b1[k * q1_len..(k + 1) * q1_len]) };
-                }
-                if need_q2 {
-                    build_q2_tables(a.q, ne0, &mut b2[k * q2_len..(k + 1) * q2_len]);
-                }
-            }
-            f(&Tables { q1: &b1[..q1_len * acts.len()], q2: &b2[..q2_len * acts.len()], q1_len, q2_len })
-        })
-    }
-
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
-    fn build_q2_tables(q: &[i8], ne0: usize, tab: &mut [u8]) {
-        // SAFETY: Q2_0 tensors are only packed where AVX2 + F16C passed the self-check.
-        unsafe { q2_lut::avx2::build_tables(q, ne0, tab) }
-    }
-    #[cfg(target_arch = "aarch64")]
-    fn build_q2_tables(q: &[i8], ne0: usize, tab: &mut [u8]) {
-        // SAFETY: NEON is part of AArch64.
-        unsafe { q2_lut::neon::build_tables(q, ne0, tab) }
-    }
-
-    /// Computes tile `tile` of packed tensor `t` against one token's `tabs` and stores its rows
-    /// (those below `ne1`) at `out[r]`.
-    ///
-    /// # Safety
-    /// `t` must be packed and `usable`; `out` must hold `t.ne1` floats; tiles written concurrently
-    /// must differ.
-    #[inline]
-    pub unsafe fn tile(t: &Tensor, tile: usize, tabs: &Tables, a: &Act, out: *mut f32) {
-        let mut res = [0.0f32; TILE];
-        if let Some(p) = &t.packed {
-            tile_dot(p.tile(tile), &tabs.q1[..tabs.q1_len], a.d, p.nb, &mut res);
-        } else {
-            q2_tile(t, tile, &tabs.q2[..tabs.q2_len], a, &mut res);
-        }
-        let r0 = tile * TILE;
-        let n = TILE.min(t.ne1 - r0);
-        std::ptr::copy_nonoverlapping(res.as_ptr(), out.add(r0), n);
-    }
-
-    #[cfg(all(target_arch = "x86_64", bk_f16c))]
-    #[inline]
-    unsafe fn q2_tile(t: &Tensor, tile: usize, tab: &[u8], a: &Act, res: &mut [f32; TILE]) {
-        let p = t.packed_q2.as_ref().expect("tile of an unpacked tensor");
-        q2_lut::avx2::tile_dot(p, tile, tab, a.d, res)
-    }
-    #[cfg(target_arch = "aarch64")]
-    #[inline]
-    unsafe fn q2_tile(t: &Tensor, tile: usize, tab: &[u8], a: &Act, res: &mut [f32; TILE]) {
-        let p = t.packed_q2.as_ref().expect("tile of an unpacked tensor");
-        q2_lut::neon::tile_dot(p, tile, tab, a.d, res)
-    }
 }

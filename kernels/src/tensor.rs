@@ -3,8 +3,8 @@
 
 use crate::formats::Format;
 use crate::map::{Map, MapInner};
-use crate::q1_lut::{PackedQ1, TILE};
-use crate::q2_lut::PackedQ2;
+use crate::lut::q1::{PackedQ1, TILE};
+use crate::lut::q2::PackedQ2;
 use std::sync::Arc;
 
 enum Storage {
@@ -106,7 +106,7 @@ impl Tensor {
 
     /// Builds the packed copy if the format and the CPU have a lookup-table kernel; true if built.
     fn pack(&mut self) -> bool {
-        if self.fmt == Format::Q1_0 && crate::q1_lut::available() {
+        if self.fmt == Format::Q1_0 && crate::lut::available() {
             self.packed = Some(PackedQ1::pack(self.data(), self.ne0, self.ne1));
             return true;
         }
@@ -115,7 +115,7 @@ impl Tensor {
             Format::Q2_0G64 => 64,
             _ => return false,
         };
-        if crate::q2_lut::available() {
+        if crate::lut::available() {
             self.packed_q2 = Some(PackedQ2::pack(self.data(), self.ne0, self.ne1, block));
             return true;
         }

@@ -4,7 +4,7 @@
 use crate::act::{act_layout, Act, QK};
 use crate::attention::{attention, AttnShape, KvView};
 use crate::dispatch::{self, Table, SCALAR};
-use crate::dot_scalar::dequant_row;
+use crate::dot::scalar::dequant_row;
 use crate::formats::{Format, ALL_FORMATS};
 use crate::matmul;
 use crate::ops;
@@ -517,6 +517,45 @@ fn attention_matches_naive() {
                 assert_eq!(got.is_finite(), want.is_finite(), "{} h {} i {}: {} vs {}", case, h, i, got, want);
                 assert!(!want.is_finite() || (got - want).abs() < 1e-4 * size, "{} h {} i {}: {} vs {}", case, h, i, got, want);
             }
+        }
+    }
+}
+
+/// KV sliding: keys roped at `pos` and shifted by `delta` equal keys roped at `pos + delta` (f32
+/// rows, with and without YaRN, both directions), and a shift by 0 leaves every KV type's bytes
+/// unchanged (the rotation and the q8 codec are exact there).
+#[test]
+fn kv_shift_moves_keys_to_their_new_position() {
+    let mut rng = Rng::new(15);
+    let (n_head_kv, hd) = (2usize, 64usize);
+    let kv_dim = n_head_kv * hd;
+    for &(factor, orig) in [(1.0f32, 0u32), (4.0, 4096)].iter() {
+        let rope = ops::Rope::new(hd, 1e6, factor, orig);
+        let x: Vec<f32> = (0..3 * kv_dim).map(|_| rng.normal()).collect();
+        for &(pos, delta) in [(40u32, -17i64), (5, 300), (9, 0)].iter() {
+            let roped = |p: u32| {
+                let mut y = x.clone();
+                ops::rope_neox(&mut y, hd, hd, &rope.factors(p));
+                y
+            };
+            let mut bytes = vec![0u8; 3 * 4 * kv_dim];
+            ops::store_kv(&roped(pos), &mut bytes, 0);
+            ops::kv_shift(&mut bytes, 0, kv_dim, hd, 3, delta, &rope);
+            let want = roped((pos as i64 + delta) as u32);
+            for (i, w) in want.iter().enumerate() {
+                let got = f32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+                assert!((got - w).abs() < 1e-4 * (1.0 + w.abs()), "yarn {} pos {} delta {} i {}: {} vs {}", factor, pos, delta, i, got, w);
+            }
+        }
+        for kv_type in 0..3u32 {
+            let rb = crate::attention::kv_row_bytes(kv_type, kv_dim);
+            let mut bytes = vec![0u8; 3 * rb];
+            for (p, row) in x.chunks(kv_dim).enumerate() {
+                ops::store_kv(row, &mut bytes[p * rb..(p + 1) * rb], kv_type);
+            }
+            let before = bytes.clone();
+            ops::kv_shift(&mut bytes, kv_type, kv_dim, hd, 3, 0, &rope);
+            assert_eq!(bytes, before, "kv type {}", kv_type);
         }
     }
 }

@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 unsafe fn load8(row: *const u8, kv_type: u32, i: usize) -> __m256 {
     match kv_type {
         0 => _mm256_loadu_ps((row as *const f32).add(i)),
-        1 => crate::dot_avx2::cvt_ph8(_mm_loadu_si128((row as *const u16).add(i) as *const __m128i)),
+        1 => crate::dot::avx2::cvt_ph8(_mm_loadu_si128((row as *const u16).add(i) as *const __m128i)),
         _ => {
             // i is a multiple of 8: eight i8 of one 32-block, times its scale (exact products)
             let b = row.add(34 * (i / 32));

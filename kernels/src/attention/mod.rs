@@ -3,14 +3,14 @@
 //! elements); element value `f32(d) * q`, exact in f32, so every path reads the same values.
 //!
 //! Paths: the scalar reference here (any CPU; `force_scalar` or the scalar table of
-//! `dispatch::force_isa(0)`), `attention_avx2` (x86_64 with AVX2 + F16C) and `attention_neon`
+//! `dispatch::force_isa(0)`), `attention::avx2` (x86_64 with AVX2 + F16C) and `attention::neon`
 //! (aarch64, base NEON). The SIMD paths need `head_dim` a multiple of 8 and fall back to the
 //! reference otherwise. Every path uses the order below, without fused multiply-add, so the result
 //! is the same bits whichever runs (NaN inputs give NaN on every path, payloads aside):
 //! `lane[i % 8] = lane[i % 8] + q[i] * k[i]` for i in order, then `t[l] = lane[l] + lane[l+4]`,
 //! `dot = (t[0] + t[2]) + (t[1] + t[3])`; the V sum is `out[i] = out[i] + w[p] * v[p][i]` for p in order.
 
-use crate::dispatch::{self, ISA_AVX2, ISA_F16C, ISA_NEON};
+use crate::dispatch;
 use crate::f16::f16_to_f32;
 use crate::ops::softmax;
 use crate::pool;
@@ -60,6 +60,13 @@ fn kv_elem(row: &[u8], kv_type: u32, i: usize) -> f32 {
     }
 }
 
+/// Decodes a whole KV row (`out.len()` elements) to f32: the values every attention path reads.
+pub(crate) fn load_kv_row(row: &[u8], kv_type: u32, out: &mut [f32]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = kv_elem(row, kv_type, i);
+    }
+}
+
 #[inline]
 pub(crate) fn reduce8(lane: &[f32; 8]) -> f32 {
     let t = [lane[0] + lane[4], lane[1] + lane[5], lane[2] + lane[6], lane[3] + lane[7]];
@@ -88,7 +95,7 @@ pub(crate) const PREFETCH: usize = 8;
 /// stay in L1 while every column chunk walks them.
 pub(crate) const POS_BLOCK: usize = 16;
 
-/// The ISA part of [`weighted_sum`] (`attention_avx2::Columns`, `attention_neon::Columns`).
+/// The ISA part of [`weighted_sum`] (`avx2::Columns`, `neon::Columns`).
 pub(crate) trait ValueColumns {
     /// Adds positions `ps` (weights `w[j * n_kv + p]`) to columns `c..c + 8 * W` of each of the
     /// `R` heads' outputs, position by position; returns `8 * W`.
@@ -157,14 +164,15 @@ unsafe impl Sync for OutPtr {}
 
 /// Query heads `h0..h0 + n` (all of KV head `g`): scores, softmax, weighted sum of values into
 /// `out` (`n * head_dim` floats). `scores` holds `n * n_kv` floats.
-fn head_run(h0: usize, n: usize, g: usize, sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut [f32], scores: &mut [f32], simd: bool) {
+fn head_run(h0: usize, n: usize, g: usize, sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut [f32], scores: &mut [f32], simd: Option<&AttnKernels>) {
     let hd = sh.head_dim;
     let n_kv = sh.n_kv;
     let qs = &q[h0 * hd..(h0 + n) * hd];
     let scores = &mut scores[..n * n_kv];
     let scale = 1.0 / (hd as f32).sqrt();
-    if simd && hd % 8 == 0 {
-        simd_scores(n, qs, hd, k, g * hd, scale, scores);
+    let simd = simd.filter(|_| hd % 8 == 0);
+    if let Some(kern) = simd {
+        (kern.scores)(n, qs, hd, k, g * hd, scale, scores);
     } else {
         for j in 0..n {
             for p in 0..n_kv {
@@ -176,8 +184,8 @@ fn head_run(h0: usize, n: usize, g: usize, sh: AttnShape, q: &[f32], k: KvView, 
         softmax(s);
     }
     out.iter_mut().for_each(|o| *o = 0.0);
-    if simd && hd % 8 == 0 {
-        simd_weighted_sum(n, out, hd, scores, v, g * hd);
+    if let Some(kern) = simd {
+        (kern.weighted_sum)(n, out, hd, scores, v, g * hd);
     } else {
         for (j, oh) in out.chunks_mut(hd).enumerate() {
             for p in 0..n_kv {
@@ -189,7 +197,7 @@ fn head_run(h0: usize, n: usize, g: usize, sh: AttnShape, q: &[f32], k: KvView, 
 
 /// The query heads of KV head `g` into `out` (their `rep * head_dim` floats), two at a time so the
 /// SIMD kernels load each cached key and value once per pair.
-fn one_group(g: usize, sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut [f32], scores: &mut [f32], simd: bool) {
+fn one_group(g: usize, sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut [f32], scores: &mut [f32], simd: Option<&AttnKernels>) {
     let rep = sh.n_head / sh.n_head_kv;
     let hd = sh.head_dim;
     for (pair, o) in out.chunks_mut(2 * hd).enumerate() {
@@ -197,58 +205,85 @@ fn one_group(g: usize, sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut
     }
 }
 
-/// The SIMD kernels of this architecture (used only when [`simd_active`]).
+/// The attention kernels of one ISA, as held by its dispatch table: the scores of one or two
+/// query heads (`n`) against one KV head's keys (`offset` = its first element) and their weighted
+/// sums of values, in the order of the module docs. They need `head_dim` a multiple of 8 (callers
+/// use the scalar reference otherwise) and are safe to call only through a table whose ISA bits
+/// the CPU has.
+pub struct AttnKernels {
+    pub name: &'static str,
+    /// `(n, q, head_dim, k, offset, scale, out)`: `out[j * n_kv + p] = q_j · k_p * scale`.
+    pub scores: fn(usize, &[f32], usize, KvView, usize, f32, &mut [f32]),
+    /// `(n, out, head_dim, w, v, offset)`: [`weighted_sum`] of `n` heads.
+    pub weighted_sum: fn(usize, &mut [f32], usize, &[f32], KvView, usize),
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod simd_entry {
+    //! Safe wrappers over this architecture's kernels: only reachable through tables that require
+    //! their ISA (AVX2 + F16C on x86_64, NEON on aarch64), with `hd % 8 == 0` (see `head_run`).
+    #[cfg(target_arch = "x86_64")]
+    use super::avx2 as simd;
+    #[cfg(target_arch = "aarch64")]
+    use super::neon as simd;
+    use super::{weighted_sum, KvView};
+
+    pub fn scores(n: usize, q: &[f32], hd: usize, k: KvView, offset: usize, scale: f32, out: &mut [f32]) {
+        unsafe {
+            if n == 2 {
+                simd::scores::<2>(q, hd, k, offset, scale, out)
+            } else {
+                simd::scores::<1>(q, hd, k, offset, scale, out)
+            }
+        }
+    }
+
+    pub fn weighted_sums(n: usize, out: &mut [f32], hd: usize, w: &[f32], v: KvView, offset: usize) {
+        unsafe {
+            if n == 2 {
+                weighted_sum::<simd::Columns, 2>(out, hd, w, v, offset)
+            } else {
+                weighted_sum::<simd::Columns, 1>(out, hd, w, v, offset)
+            }
+        }
+    }
+}
+
+/// The x86_64 kernels (`avx2.rs`; AVX2, with F16C when the compiler has it).
 #[cfg(target_arch = "x86_64")]
-use crate::attention_avx2 as simd;
+pub const AVX2: AttnKernels = AttnKernels { name: "avx2", scores: simd_entry::scores, weighted_sum: simd_entry::weighted_sums };
+
+/// The AArch64 kernels (`neon.rs`).
 #[cfg(target_arch = "aarch64")]
-use crate::attention_neon as simd;
+pub const NEON: AttnKernels = AttnKernels { name: "neon", scores: simd_entry::scores, weighted_sum: simd_entry::weighted_sums };
 
-/// Whether the active kernel table allows the SIMD kernels: AVX2 + F16C on x86_64 (what they are
-/// compiled for), NEON on aarch64. The scalar table (`force_isa(0)`) keeps the scalar reference.
-fn simd_active() -> bool {
-    let active = dispatch::active();
-    if cfg!(target_arch = "x86_64") {
-        active & (ISA_AVX2 | ISA_F16C) == ISA_AVX2 | ISA_F16C
+/// The kernels to use: the active table's, or none (the scalar reference) when `force_scalar`.
+fn kernels(force_scalar: bool) -> Option<&'static AttnKernels> {
+    if force_scalar {
+        None
     } else {
-        cfg!(target_arch = "aarch64") && active & ISA_NEON != 0
+        dispatch::table().attention()
     }
-}
-
-// SAFETY of both: reached only when `simd_active()` and `hd % 8 == 0` (see `head_run`).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn simd_scores(n: usize, q: &[f32], hd: usize, k: KvView, offset: usize, scale: f32, out: &mut [f32]) {
-    unsafe {
-        if n == 2 {
-            simd::scores::<2>(q, hd, k, offset, scale, out)
-        } else {
-            simd::scores::<1>(q, hd, k, offset, scale, out)
-        }
-    }
-}
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn simd_weighted_sum(n: usize, out: &mut [f32], hd: usize, w: &[f32], v: KvView, offset: usize) {
-    unsafe {
-        if n == 2 {
-            weighted_sum::<simd::Columns, 2>(out, hd, w, v, offset)
-        } else {
-            weighted_sum::<simd::Columns, 1>(out, hd, w, v, offset)
-        }
-    }
-}
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn simd_scores(_: usize, _: &[f32], _: usize, _: KvView, _: usize, _: f32, _: &mut [f32]) {
-    unreachable!("no SIMD attention on this architecture")
-}
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn simd_weighted_sum(_: usize, _: &mut [f32], _: usize, _: &[f32], _: KvView, _: usize) {
-    unreachable!("no SIMD attention on this architecture")
 }
 
 /// `out[h] = softmax(q_h · k_p / sqrt(head_dim)) · v_p` over p < n_kv, kv head h / (n_head / n_head_kv).
 /// `scratch` (2 * n_kv floats) holds the scores when running on one thread; long contexts are
 /// split over the pool by KV head (each task with its own scores buffer).
 pub fn attention(sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut [f32], scratch: &mut [f32], force_scalar: bool) -> Result<(), String> {
-    let simd = !force_scalar && simd_active();
+    attention_with(kernels(force_scalar), sh, q, k, v, out, scratch)
+}
+
+/// [`attention`] with the given kernels (`None`: the scalar reference); for the start-up
+/// self-check, which runs before any table is active.
+pub fn attention_with(
+    simd: Option<&AttnKernels>,
+    sh: AttnShape,
+    q: &[f32],
+    k: KvView,
+    v: KvView,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), String> {
     let group_len = sh.n_head / sh.n_head_kv * sh.head_dim;
     if sh.n_head * sh.n_kv * sh.head_dim < 1 << 18 {
         for (g, o) in out[..sh.n_head * sh.head_dim].chunks_mut(group_len).enumerate() {
@@ -268,6 +303,9 @@ pub fn attention(sh: AttnShape, q: &[f32], k: KvView, v: KvView, out: &mut [f32]
     })
 }
 
-#[path = "attention_rows.rs"]
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod rows;
 pub use rows::attention_rows;

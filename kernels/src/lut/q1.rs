@@ -1,5 +1,5 @@
 //! Q1_0 lookup-table matvec (T-MAC style), bit-identical to the scalar reference. Kernels: `avx2`
-//! (x86_64 with AVX2 + F16C) and `neon` (AArch64, in `q1_lut_neon.rs`), on the same packed layout
+//! (x86_64 with AVX2 + F16C) and `neon` (AArch64, in `q1_neon.rs`), on the same packed layout
 //! and tables. The NEON kernels were checked bit for bit under qemu only: their speed on real
 //! AArch64 hardware has not been measured.
 //!
@@ -19,7 +19,7 @@
 //! (one NEON `tbl` 16 rows).
 //! Over the 8 groups of a block the byte sums stay below 256 (8 * 31), so they accumulate in
 //! bytes; `Lsum + 32*Hsum - 8*512` is then the exact integer sum of ±q for each row, and the float
-//! steps follow `dot_scalar` exactly (`acc[j%4] += (dw*dx[j]) * isum[j]`, then
+//! steps follow `dot::scalar` exactly (`acc[j%4] += (dw*dx[j]) * isum[j]`, then
 //! `(acc0+acc1)+(acc2+acc3)`), lane-wise over rows. Hence the same bits as every other path.
 
 use crate::pool;
@@ -29,7 +29,7 @@ pub const TILE: usize = 32;
 /// Bytes per tile per 128-weight block.
 pub const TILE_BLOCK_BYTES: usize = TILE * 18;
 /// Weight blocks ahead of the one being computed that the kernels request from memory (here and in
-/// `q2_lut`): decode streams
+/// `lut::q2`): decode streams
 /// the weights once per token, and without the hint the loads wait on DRAM instead of overlapping
 /// with the table lookups (x86: decode step -15 to -20%). Tiles are contiguous, so this runs on
 /// into the next tile; prefetches never fault, even past the end.
@@ -55,8 +55,8 @@ unsafe impl Sync for SendPtr {}
 /// The tile layout shared by the lookup-table formats: `ne1` rows of `nb` blocks of `block_bytes`
 /// (an fp16 scale, then the block's payload) become tiles of [`TILE`] rows in which, per block,
 /// the 32 scales come first and then each payload byte of the 32 rows side by side (a pure byte
-/// transpose; rows past `ne1` are zero). Runs in parallel on the pool.
-pub(crate) fn pack_tiles(data: &[u8], nb: usize, block_bytes: usize, ne1: usize) -> Vec<u8> {
+/// transpose; rows past `ne1` are zero). Runs in parallel on the pool when `parallel`.
+pub(crate) fn pack_tiles(data: &[u8], nb: usize, block_bytes: usize, ne1: usize, parallel: bool) -> Vec<u8> {
     let row_bytes = nb * block_bytes;
     assert!(data.len() >= row_bytes * ne1);
     let tiles = (ne1 + TILE - 1) / TILE;
@@ -84,7 +84,7 @@ pub(crate) fn pack_tiles(data: &[u8], nb: usize, block_bytes: usize, ne1: usize)
         }
     };
     // The pool is only used when packing runs on a thread outside it (always, from the C ABI).
-    if pool::parallel_for(tiles, 8, &body).is_err() {
+    if !parallel || pool::parallel_for(tiles, 8, &body).is_err() {
         body(0..tiles);
     }
     out
@@ -94,9 +94,15 @@ impl PackedQ1 {
     /// Repacks `ne1` Q1_0 rows of `ne0` weights (`data` = `ne1 * ne0/128 * 18` bytes), in parallel
     /// on the pool.
     pub fn pack(data: &[u8], ne0: usize, ne1: usize) -> PackedQ1 {
+        Self::pack_with(data, ne0, ne1, true)
+    }
+
+    /// [`PackedQ1::pack`], on the calling thread alone unless `parallel` (the start-up self-check
+    /// must not start the pool).
+    pub(crate) fn pack_with(data: &[u8], ne0: usize, ne1: usize, parallel: bool) -> PackedQ1 {
         assert!(ne0 % 128 == 0);
         let nb = ne0 / 128;
-        PackedQ1 { data: pack_tiles(data, nb, 18, ne1), nb, tiles: (ne1 + TILE - 1) / TILE }
+        PackedQ1 { data: pack_tiles(data, nb, 18, ne1, parallel), nb, tiles: (ne1 + TILE - 1) / TILE }
     }
 
     /// Bytes of tile `t`.
@@ -105,35 +111,6 @@ impl PackedQ1 {
         let n = self.nb * TILE_BLOCK_BYTES;
         &self.data[t * n..(t + 1) * n]
     }
-}
-
-/// ISA bits the lookup-table kernels of this build need (0: none compiled for this target).
-#[cfg(all(target_arch = "x86_64", bk_f16c))]
-const LUT_ISA: u32 = crate::dispatch::ISA_AVX2 | crate::dispatch::ISA_F16C;
-#[cfg(target_arch = "aarch64")]
-const LUT_ISA: u32 = crate::dispatch::ISA_NEON;
-#[cfg(not(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64")))]
-const LUT_ISA: u32 = 0;
-
-/// Environment variable that turns the lookup-table kernels off (any value but empty or "0"):
-/// tensors then stay unpacked and the row kernels run, to compare the two on a new CPU.
-pub const DISABLE_ENV: &str = "BONSAI_NO_LUT";
-
-/// True when the lookup-table kernel can run here: x86_64 with AVX2 + F16C, or AArch64 (NEON),
-/// with that table passing the start-up self-check, and not turned off by [`DISABLE_ENV`]
-/// (read when a tensor is created, so it applies to tensors created after it changes).
-pub fn available() -> bool {
-    LUT_ISA != 0 && crate::dispatch::available() & LUT_ISA == LUT_ISA && !disabled_by_env()
-}
-
-fn disabled_by_env() -> bool {
-    std::env::var_os(DISABLE_ENV).map_or(false, |v| !v.is_empty() && v != "0")
-}
-
-/// True when `table` (the active kernels) may use the packed path: it is a SIMD table relying on
-/// the kernels' ISA (AVX2 + F16C, or NEON). The scalar table (tests, `force_isa(0)`) never does.
-pub fn usable_with(table: &crate::dispatch::Table) -> bool {
-    LUT_ISA != 0 && table.isa & LUT_ISA == LUT_ISA
 }
 
 /// Table bytes for an activation of `ne0` elements.
@@ -209,7 +186,7 @@ pub mod avx2 {
     /// `L + 32 * H` per row for 32 rows (i16 lanes: rows 0-7 and 16-23 in the first vector,
     /// 8-15 and 24-31 in the second) of 8 table lookups: the 4 bytes at `bits` (32 rows each; low
     /// nibble, then high nibble) index the 8 consecutive 32-byte `[L | H]` tables at `t`. Shared
-    /// with `q2_lut`, whose nibbles hold 2 codes instead of 4 signs.
+    /// with `lut::q2`, whose nibbles hold 2 codes instead of 4 signs.
     #[target_feature(enable = "avx2")]
     #[inline]
     pub(crate) unsafe fn parts_sum(bits: *const u8, t: *const u8) -> (__m256i, __m256i) {
@@ -299,7 +276,7 @@ pub mod avx2 {
 }
 
 #[cfg(target_arch = "aarch64")]
-#[path = "q1_lut_neon.rs"]
+#[path = "q1_neon.rs"]
 pub mod neon;
 
 #[cfg(test)]
@@ -307,6 +284,7 @@ mod tests {
     use super::*;
     use crate::act::{act_layout, quantize_act, Act};
     use crate::dispatch::SCALAR;
+    use crate::lut::available;
     use crate::formats::Format;
     use crate::matmul;
     use crate::tensor::Tensor;

@@ -1,4 +1,4 @@
-//! The AArch64 NEON kernels of [`crate::q1_lut`]: the same packed tiles, tables and float order as
+//! The AArch64 NEON kernels of [`crate::lut::q1`]: the same packed tiles, tables and float order as
 //! the AVX2 ones, hence the same bits. NEON is mandatory on AArch64, so these need no detection.
 //!
 //! Differences from AVX2 forced by the register file (32 x 128 bits):
@@ -14,7 +14,7 @@
 //! Speed: NOT measured on real hardware (the crate is only tested under qemu here). The only
 //! evidence is the object code from Debian's rustc 1.63: 88 instructions per 16 rows x 32 weights
 //! (176 per 32 x 32 tile-block, no `fmla`), against ~85 per row x 32 weights for the `sdot` row
-//! kernel of `dot_neon` built by the same compiler.
+//! kernel of `dot::neon` built by the same compiler.
 
 use super::{TAB_BYTES, TILE, TILE_BLOCK_BYTES};
 use crate::neon_util::{widen_high, widen_low};

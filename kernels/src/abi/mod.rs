@@ -2,9 +2,13 @@
 //! for `bk_last_error`. Buffer lengths are implied by the shapes passed (callers size them; the TS
 //! binding checks them before calling).
 
+pub mod attention;
+pub mod error;
+pub mod fused;
+
 use crate::act::{act_layout, quantize_act};
 use crate::dispatch;
-use crate::error::{guard, guard_status, last_error, set_error};
+use error::{guard, guard_status, last_error, set_error};
 use crate::map::{map_file, Map};
 use crate::matmul;
 use crate::ops;
@@ -72,7 +76,7 @@ pub extern "C" fn bk_force_isa(mask: u32) -> i32 {
 /// self-check, and `BONSAI_NO_LUT` unset), else 0.
 #[no_mangle]
 pub extern "C" fn bk_lut_enabled() -> u32 {
-    crate::q1_lut::available() as u32
+    crate::lut::available() as u32
 }
 
 #[no_mangle]
@@ -276,17 +280,22 @@ pub extern "C" fn bk_rope_neox(
         if n_rot % 2 != 0 || n_rot == 0 || n_rot > head_dim {
             return Err(format!("n_rot = {} must be even, positive and at most head_dim = {}", n_rot, head_dim));
         }
-        if !(freq_base > 0.0) {
-            return Err(format!("rope freq_base = {} must be positive", freq_base));
-        }
-        if yarn_factor > 1.0 && yarn_orig_ctx == 0 {
-            return Err("YaRN scaling needs the original context length (got 0)".to_string());
-        }
         let xs = slice_mut(x, n_heads as usize * head_dim as usize, "input")?;
-        let f = ops::rope_factors(n_rot as usize, pos, freq_base, yarn_factor, yarn_orig_ctx);
+        let f = rope_of(n_rot, freq_base, yarn_factor, yarn_orig_ctx)?.factors(pos);
         ops::rope_neox(xs, head_dim as usize, n_rot as usize, &f);
         Ok(())
     })
+}
+
+/// The model's RoPE after checking its parameters (`n_rot` checked by the caller).
+pub(crate) fn rope_of(n_rot: u32, freq_base: f32, yarn_factor: f32, yarn_orig_ctx: u32) -> Result<ops::Rope, String> {
+    if !(freq_base > 0.0) {
+        return Err(format!("rope freq_base = {} must be positive", freq_base));
+    }
+    if yarn_factor > 1.0 && yarn_orig_ctx == 0 {
+        return Err("YaRN scaling needs the original context length (got 0)".to_string());
+    }
+    Ok(ops::Rope::new(n_rot as usize, freq_base, yarn_factor, yarn_orig_ctx))
 }
 
 #[no_mangle]
@@ -331,6 +340,34 @@ pub extern "C" fn bk_store_kv(src: *const f32, dst: *mut u8, kv_type: u32, n: u3
         let n = n as usize;
         let nb = kv_bytes(kv_type, n, "element count")?;
         ops::store_kv(slice(src, n, "source")?, slice_mut(dst, nb, "destination")?, kv_type);
+        Ok(())
+    })
+}
+
+/// Context sliding: re-ropes `n_pos` consecutive cached key rows of one layer (`n_head_kv *
+/// head_dim` elements of `kv_type` each) in place by `delta` positions, with the RoPE of
+/// `bk_qk_rope_store` (see `ops::kv_shift`). Moving the rows is the caller's.
+#[no_mangle]
+pub extern "C" fn bk_kv_shift(
+    keys: *mut u8,
+    kv_type: u32,
+    n_head_kv: u32,
+    head_dim: u32,
+    n_pos: u32,
+    delta: i32,
+    freq_base: f32,
+    yarn_factor: f32,
+    yarn_orig_ctx: u32,
+) -> i32 {
+    guard_status(|| {
+        if head_dim == 0 || head_dim % 2 != 0 {
+            return Err(format!("head_dim = {} must be even and positive", head_dim));
+        }
+        let rope = rope_of(head_dim, freq_base, yarn_factor, yarn_orig_ctx)?;
+        let kv_dim = n_head_kv as usize * head_dim as usize;
+        let row = kv_bytes(kv_type, kv_dim, "kv width")?;
+        let n = (n_pos as usize).checked_mul(row).ok_or_else(|| format!("{} positions of {} bytes overflow", n_pos, row))?;
+        ops::kv_shift(slice_mut(keys, n, "key rows")?, kv_type, kv_dim, head_dim as usize, n_pos as usize, delta as i64, &rope);
         Ok(())
     })
 }

@@ -1,6 +1,6 @@
 //! Q2_0 (ternary, blocks of 128 or 64) lookup-table matvec, bit-identical to the scalar reference.
-//! The Q1_0 scheme of `q1_lut` with 2-bit codes: one nibble holds the codes of 2 weights.
-//! Kernels: `avx2` (x86_64 with AVX2 + F16C) and `neon` (AArch64, in `q2_lut_neon.rs`), on the
+//! The Q1_0 scheme of `lut::q1` with 2-bit codes: one nibble holds the codes of 2 weights.
+//! Kernels: `avx2` (x86_64 with AVX2 + F16C) and `neon` (AArch64, in `q2_neon.rs`), on the
 //! same packed layout and tables. The NEON kernels were checked bit for bit under qemu only: their
 //! speed on real AArch64 hardware has not been measured.
 //!
@@ -19,10 +19,10 @@
 //! the format, still means `+2` as in the reference), split as `L = U & 31`, `H = U >> 5`. A
 //! 32-element activation block has 16 pairs; their parts are summed in bytes 8 pairs at a time
 //! (8 * 31 < 256), each half turned into `L + 32 * H` (i16), and the two halves added less the
-//! `16 * 512` bias: the exact `isum` of the reference. The float steps are those of `dot_scalar`
+//! `16 * 512` bias: the exact `isum` of the reference. The float steps are those of `dot::scalar`
 //! lane-wise over rows, so the results are the same bits as every other path.
 
-pub use crate::q1_lut::TILE;
+pub use crate::lut::q1::TILE;
 
 /// Table bytes per 32-element activation block (16 pairs x 16 L + 16 H bytes).
 pub const TAB_BYTES: usize = 512;
@@ -47,9 +47,14 @@ impl PackedQ2 {
     /// Repacks `ne1` rows of `ne0` weights in blocks of `block` (`data` = the rows, `2 + block/4`
     /// bytes per block), in parallel on the pool.
     pub fn pack(data: &[u8], ne0: usize, ne1: usize, block: usize) -> PackedQ2 {
+        Self::pack_with(data, ne0, ne1, block, true)
+    }
+
+    /// [`PackedQ2::pack`], on the calling thread alone unless `parallel`.
+    pub(crate) fn pack_with(data: &[u8], ne0: usize, ne1: usize, block: usize, parallel: bool) -> PackedQ2 {
         assert!((block == 128 || block == 64) && ne0 % block == 0);
         let nb = ne0 / block;
-        let data = crate::q1_lut::pack_tiles(data, nb, 2 + block / 4, ne1);
+        let data = crate::lut::q1::pack_tiles(data, nb, 2 + block / 4, ne1, parallel);
         PackedQ2 { data, block, nb, tiles: (ne1 + TILE - 1) / TILE }
     }
 
@@ -60,10 +65,6 @@ impl PackedQ2 {
         &self.data[t * n..(t + 1) * n]
     }
 }
-
-/// Where the Q2_0 kernels run: the same ISAs as Q1_0's (AVX2 + F16C on x86_64, NEON on aarch64,
-/// passing the start-up self-check). Q2_0 tensors are then packed at load.
-pub use crate::q1_lut::{available, usable_with};
 
 /// Table bytes for an activation of `ne0` elements.
 pub fn tab_len(ne0: usize) -> usize {
@@ -87,7 +88,7 @@ pub fn build_tables_scalar(q: &[i8], ne0: usize, tab: &mut [u8]) {
 pub mod avx2 {
     //! The AVX2 + F16C kernels. Callers must have detected both features.
     use super::{PackedQ2, TAB_BYTES, TILE};
-    use crate::q1_lut::avx2::{add_block, parts_sum, row_scales, store_tile};
+    use crate::lut::q1::avx2::{add_block, parts_sum, row_scales, store_tile};
     use std::arch::x86_64::*;
 
     /// Builds the tables for the `ne0 / 2` element pairs of `q` into `tab` ([`super::tab_len`] bytes).
@@ -127,7 +128,7 @@ pub mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); 4]; 4];
         for b in 0..p.nb {
             let blk = wp.add(b * tbb);
-            crate::prefetch::prefetch_lines(blk.wrapping_add(crate::q1_lut::PREFETCH_BLOCKS * tbb), tbb);
+            crate::prefetch::prefetch_lines(blk.wrapping_add(crate::lut::q1::PREFETCH_BLOCKS * tbb), tbb);
             let dw = row_scales(blk);
             for k in 0..subs {
                 let j = subs * b + k;
@@ -145,7 +146,7 @@ pub mod avx2 {
 }
 
 #[cfg(target_arch = "aarch64")]
-#[path = "q2_lut_neon.rs"]
+#[path = "q2_neon.rs"]
 pub mod neon;
 
 #[cfg(test)]
@@ -153,6 +154,7 @@ mod tests {
     use super::*;
     use crate::act::{act_layout, quantize_act, Act};
     use crate::dispatch::SCALAR;
+    use crate::lut::available;
     use crate::formats::Format;
     use crate::testutil::{as_bytes, as_bytes_mut, random_act, random_rows, Rng};
     /// The SIMD kernels of this build, one signature on both ISAs.

@@ -2,8 +2,8 @@
 //! chunk of consecutive rows of one sequence (`bk_attention_rows`, prefill).
 
 use crate::attention::{attention, attention_rows, AttnShape, KvView};
-use crate::error::guard_status;
-use crate::ffi::{kv_bytes, slice, slice_mut};
+use crate::abi::error::guard_status;
+use crate::abi::{kv_bytes, slice, slice_mut};
 
 /// Checked shape and K/V views of an attention call over `n_kv` positions.
 #[allow(clippy::too_many_arguments)]

@@ -4,8 +4,8 @@
 //! (same functions, same order), so results are bit-identical to calling them one by one.
 
 use crate::act::{act_layout, quantize_act};
-use crate::error::guard_status;
-use crate::ffi::{kv_bytes, slice, slice_mut};
+use crate::abi::error::guard_status;
+use crate::abi::{kv_bytes, rope_of, slice, slice_mut};
 use crate::ops;
 
 /// `out = rmsnorm(x) * w`, then `act = quantize(out)`: `bk_rmsnorm` + `bk_quantize_act`.
@@ -50,18 +50,13 @@ pub extern "C" fn bk_qk_rope_store(
         if hd == 0 || hd % 2 != 0 {
             return Err(format!("head_dim = {} must be even and positive", head_dim));
         }
-        if !(freq_base > 0.0) {
-            return Err(format!("rope freq_base = {} must be positive", freq_base));
-        }
-        if yarn_factor > 1.0 && yarn_orig_ctx == 0 {
-            return Err("YaRN scaling needs the original context length (got 0)".to_string());
-        }
+        let rope = rope_of(head_dim, freq_base, yarn_factor, yarn_orig_ctx)?;
         let kv_dim = n_head_kv as usize * hd;
         let qs = slice_mut(q, n_head as usize * hd, "q")?;
         let ks = slice_mut(k, kv_dim, "k")?;
         ops::rmsnorm_heads(qs, slice(q_norm, hd, "q norm weights")?, hd, eps);
         ops::rmsnorm_heads(ks, slice(k_norm, hd, "k norm weights")?, hd, eps);
-        let f = ops::rope_factors(hd, pos, freq_base, yarn_factor, yarn_orig_ctx);
+        let f = rope.factors(pos);
         ops::rope_neox(qs, hd, hd, &f);
         ops::rope_neox(ks, hd, hd, &f);
         let nb = kv_bytes(kv_type, kv_dim, "kv width")?;

@@ -1,11 +1,11 @@
 //! AVX2 (+F16C) dot products. Integer sums come from SIMD; the float accumulation follows the exact
-//! order documented in `dot_scalar`, with the four accumulators held in one 128-bit register, so
+//! order documented in `dot::scalar`, with the four accumulators held in one 128-bit register, so
 //! every result is bit-identical to the scalar reference.
 //!
 //! Callers must only use these after detecting `avx2` and `f16c` (the dispatch table does).
 
 use crate::act::{Act, QK};
-use crate::dot_scalar;
+use crate::dot::scalar as dot_scalar;
 use std::arch::x86_64::*;
 
 // ---- shared helpers ----

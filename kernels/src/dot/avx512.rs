@@ -1,13 +1,11 @@
 //! AVX-512 (F + BW, optional VNNI) Q1_0 kernel; the other formats reuse the AVX2 kernels. Compiled
 //! only with Rust >= 1.89 (see build.rs) and used only when detected AND the start-up self-check
-//! matches the scalar reference bit for bit. NOTE: the development machine has no AVX-512, so these
-//! kernels have only been compiled, not run; the self-check is what guards them in the field.
+//! matches the scalar reference bit for bit. Checked against scalar by the tests on an AVX-512 VNNI
+//! machine (not timed); the self-check guards them on CPUs the tests never ran on.
 
 use crate::act::{Act, QK};
-use crate::dispatch::avx2_entry as a2;
-use crate::dispatch::{Table, ISA_AVX2, ISA_AVX512, ISA_AVX512_VNNI, ISA_F16C};
-use crate::dot_avx2::hsum4_epi32;
-use crate::dot_scalar;
+use crate::dot::avx2::hsum4_epi32;
+use crate::dot::scalar as dot_scalar;
 use std::arch::x86_64::*;
 
 /// Byte sums of `s` (signed) per 4-byte group, plain AVX-512BW version.
@@ -77,31 +75,17 @@ macro_rules! q1_kernels {
 q1_kernels!("avx512f,avx512bw,avx2,f16c", sum4_bw, q1_isum4_bw, dot_q1_0_bw, isums_q1_0_bw);
 q1_kernels!("avx512f,avx512bw,avx512vnni,avx2,f16c", sum4_vnni, q1_isum4_vnni, dot_q1_0_vnni_impl, isums_q1_0_vnni_impl);
 
-fn dot_q1_0(r: &[u8], a: &Act, n: usize) -> f32 {
+// Safe wrappers: only reachable through the AVX-512 tables of `dispatch`, selected only when the
+// CPU has their features.
+pub fn dot_q1_0(r: &[u8], a: &Act, n: usize) -> f32 {
     unsafe { dot_q1_0_bw(r, a, n) }
 }
-fn dot_q1_0_vnni(r: &[u8], a: &Act, n: usize) -> f32 {
+pub fn dot_q1_0_vnni(r: &[u8], a: &Act, n: usize) -> f32 {
     unsafe { dot_q1_0_vnni_impl(r, a, n) }
 }
-fn isums_q1_0(r: &[u8], a: &Act, n: usize, o: &mut [i32]) {
+pub fn isums_q1_0(r: &[u8], a: &Act, n: usize, o: &mut [i32]) {
     unsafe { isums_q1_0_bw(r, a, n, o) }
 }
-fn isums_q1_0_vnni(r: &[u8], a: &Act, n: usize, o: &mut [i32]) {
+pub fn isums_q1_0_vnni(r: &[u8], a: &Act, n: usize, o: &mut [i32]) {
     unsafe { isums_q1_0_vnni_impl(r, a, n, o) }
 }
-
-pub static AVX512: Table = Table {
-    name: "avx512",
-    isa: ISA_AVX512 | ISA_AVX2 | ISA_F16C,
-    dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, dot_q1_0, a2::dot_q2_0, a2::dot_q2_0_g64],
-    isums: [None, None, Some(a2::isums_q8_0), Some(isums_q1_0), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
-    dot_multi: [None; 6],
-};
-
-pub static AVX512_VNNI: Table = Table {
-    name: "avx512_vnni",
-    isa: ISA_AVX512 | ISA_AVX512_VNNI | ISA_AVX2 | ISA_F16C,
-    dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, dot_q1_0_vnni, a2::dot_q2_0, a2::dot_q2_0_g64],
-    isums: [None, None, Some(a2::isums_q8_0), Some(isums_q1_0_vnni), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
-    dot_multi: [None; 6],
-};

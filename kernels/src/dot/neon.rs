@@ -1,9 +1,9 @@
 //! AArch64 NEON dot products (base NEON, and the dot-product extension for the `sdot` variants).
-//! Integer block sums come from SIMD; the float accumulation is the scalar order of `dot_scalar`
+//! Integer block sums come from SIMD; the float accumulation is the scalar order of `dot::scalar`
 //! (`acc_q`, no FMA) with the four accumulators in one register, so every result is bit-identical
-//! to the scalar reference. Q1_0 and Q8_0 live here, Q2_0 in `dot_neon_q2`.
+//! to the scalar reference. Q1_0 and Q8_0 live here, Q2_0 in `dot::neon_q2`.
 //!
-//! Q1_0 tensors are repacked at load for the lookup-table kernels (`q1_lut::neon`), which then do
+//! Q1_0 tensors are repacked at load for the lookup-table kernels (`lut::q1::neon`), which then do
 //! their matvecs and matmuls; the Q1_0 row kernels here serve rows that are not packed (the
 //! start-up self-check, tests, the bench's row-kernel comparison).
 //!
@@ -11,7 +11,7 @@
 //! `sdot` is emitted with `asm!`.
 
 use crate::act::{Act, QK};
-use crate::dot_scalar::{acc_q, finish};
+use crate::dot::scalar::{acc_q, finish};
 use crate::f16::f16_to_f32;
 use crate::formats::read_u16;
 use std::arch::aarch64::*;
@@ -21,7 +21,7 @@ const MAX_TOKENS: usize = 8;
 
 const BITS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
 
-// ---- helpers shared with dot_neon_q2 ----
+// ---- helpers shared with dot::neon_q2 ----
 
 /// `acc + a . b` per group of four bytes: `sdot v0.4s, v1.16b, v2.16b` of the dot-product
 /// extension, emitted as its encoding (Rust 1.63's assembler rejects the mnemonic and the

@@ -2,7 +2,7 @@
 //! module, run with blocks of cached positions outer and query rows inner, so each block of keys
 //! and values is read from memory once per chunk instead of once per row.
 
-use super::{axpy_scalar, dot_scalar, simd_active, simd_scores, simd_weighted_sum, AttnShape, KvView, OutPtr};
+use super::{axpy_scalar, dot_scalar, kernels, AttnKernels, AttnShape, KvView, OutPtr};
 use crate::ops::softmax;
 use crate::pool;
 
@@ -25,7 +25,7 @@ pub fn attention_rows(sh: AttnShape, n_rows: usize, q: &[f32], k: KvView, v: KvV
     if q.len() < n_rows * q_dim || out.len() < n_rows * q_dim {
         return Err(format!("q and out need {} floats for {} rows", n_rows * q_dim, n_rows));
     }
-    let simd = !force_scalar && simd_active();
+    let simd = kernels(force_scalar);
     let o = OutPtr(out.as_mut_ptr());
     let body = |groups: std::ops::Range<usize>| {
         let o = o;
@@ -51,11 +51,11 @@ thread_local! {
 /// [`attention_rows`] for the query heads of KV head `g`, two at a time; writes only their
 /// columns of each row of `out`.
 #[allow(clippy::too_many_arguments)]
-fn group_rows(g: usize, sh: AttnShape, n_rows: usize, q: &[f32], k: KvView, v: KvView, out: OutPtr, scores: &mut Vec<f32>, simd: bool) {
+fn group_rows(g: usize, sh: AttnShape, n_rows: usize, q: &[f32], k: KvView, v: KvView, out: OutPtr, scores: &mut Vec<f32>, simd: Option<&AttnKernels>) {
     let (hd, n_kv) = (sh.head_dim, sh.n_kv);
     let q_dim = sh.n_head * hd;
     let rep = sh.n_head / sh.n_head_kv;
-    let simd = simd && hd % 8 == 0;
+    let simd = simd.filter(|_| hd % 8 == 0);
     let scale = 1.0 / (hd as f32).sqrt();
     let seen = |r: usize| n_kv - (n_rows - 1 - r);
     let mut tmp = [0.0f32; 2 * ROWS_POS_BLOCK];
@@ -73,8 +73,8 @@ fn group_rows(g: usize, sh: AttnShape, n_rows: usize, q: &[f32], k: KvView, v: K
                     continue;
                 }
                 let qs = &q[r * q_dim + h0 * hd..r * q_dim + (h0 + n) * hd];
-                if simd {
-                    simd_scores(n, qs, hd, kb, g * hd, scale, &mut tmp[..n * len]);
+                if let Some(kern) = simd {
+                    (kern.scores)(n, qs, hd, kb, g * hd, scale, &mut tmp[..n * len]);
                     for j in 0..n {
                         scores[at(r, j) + p0..at(r, j) + p0 + len].copy_from_slice(&tmp[j * len..(j + 1) * len]);
                     }
@@ -106,11 +106,11 @@ fn group_rows(g: usize, sh: AttnShape, n_rows: usize, q: &[f32], k: KvView, v: K
                     continue;
                 }
                 let o = row_out(r);
-                if simd {
+                if let Some(kern) = simd {
                     for j in 0..n {
                         tmp[j * len..(j + 1) * len].copy_from_slice(&scores[at(r, j) + p0..at(r, j) + p0 + len]);
                     }
-                    simd_weighted_sum(n, o, hd, &tmp[..n * len], vb, g * hd);
+                    (kern.weighted_sum)(n, o, hd, &tmp[..n * len], vb, g * hd);
                 } else {
                     for (j, oh) in o.chunks_mut(hd).enumerate() {
                         for p in 0..len {

@@ -1,14 +1,14 @@
 //! AArch64 NEON kernels for Q2_0 (ternary: 2-bit codes, weight = (code - 1) * d), for 128-weight
 //! blocks and for 64-weight blocks (`_g64`), on base NEON and with `sdot`. Integer sums are exact
-//! and the float accumulation follows `dot_scalar`, so results are bit-identical to the reference.
+//! and the float accumulation follows `dot::scalar`, so results are bit-identical to the reference.
 //!
 //! Code byte p holds the codes of weights 4p..4p+4. Instead of shuffling codes into weight order,
 //! the activations are loaded with `vld4q_s8`, which splits 64 of them the same way the four 2-bit
 //! shifts split 16 code bytes: byte p of register m is weight 4p+m in both.
 
 use crate::act::{Act, QK};
-use crate::dot_neon::{acc_step, check, scale, sdot, to_array};
-use crate::dot_scalar::{acc_q, finish};
+use crate::dot::neon::{acc_step, check, scale, sdot, to_array};
+use crate::dot::scalar::{acc_q, finish};
 use std::arch::aarch64::*;
 
 /// The codes (0..3) of the 64 weights whose 16 code bytes start at `qs`, split as by `vld4q_s8`.
@@ -127,7 +127,7 @@ unsafe fn isums<const DOT: bool>(row: &[u8], act: &Act, ne0: usize, block: usize
     });
 }
 
-// Safe entry points for the dispatch tables (see dot_neon): base NEON always exists on aarch64;
+// Safe entry points for the dispatch tables (see dot::neon): base NEON always exists on aarch64;
 // the `_dot` ones are only reachable through the table chosen when the CPU has `sdot`.
 pub fn dot_q2_0(r: &[u8], a: &Act, n: usize) -> f32 {
     unsafe { dot::<false>(r, a, n, 128) }

@@ -1,6 +1,6 @@
-//! The AArch64 NEON kernels of [`crate::q2_lut`]: the same packed tiles, tables and float order as
+//! The AArch64 NEON kernels of [`crate::lut::q2`]: the same packed tiles, tables and float order as
 //! the AVX2 ones, hence the same bits. NEON is mandatory on AArch64, so these need no detection.
-//! Built like `q1_lut::neon` (see `q1_lut_neon.rs`), for the same register-file reasons:
+//! Built like `lut::q1::neon` (see `q1_neon.rs`), for the same register-file reasons:
 //! - a tile is computed as two halves of 16 rows (one `tbl` lookup's worth); four float
 //!   accumulator sets for 32 rows would take all 32 registers. Each half reloads the activation
 //!   tables (512 bytes per activation block, from L1).
@@ -11,7 +11,7 @@
 //! Speed: NOT measured on real hardware (the crate is only tested under qemu here). The only
 //! evidence is the object code from Debian's rustc 1.63: 144 instructions per 16 rows x 32 weights
 //! (288 per 32 x 32 tile-block: 64 `tbl`, no `fmla`), against ~85 (base NEON) and ~91 (`sdot`)
-//! per row x 128 weights, i.e. ~680 and ~730 per 32 x 32, for the row kernels of `dot_neon_q2`
+//! per row x 128 weights, i.e. ~680 and ~730 per 32 x 32, for the row kernels of `dot::neon_q2`
 //! built by the same compiler. Fewer instructions need not mean faster: `tbl` throughput and the
 //! table reloads (1 KiB per activation block per tile) are not modelled by that count.
 
@@ -44,7 +44,7 @@ unsafe fn pair_table<const I0: i32, const I1: i32>(x: int16x8_t, c0: int16x8_t, 
 
 /// Builds the tables for the `ne0 / 2` element pairs of `q` into `tab` ([`super::tab_len`] bytes),
 /// byte for byte those of [`super::build_tables_scalar`]. Lanes are the table entries, as in
-/// `q1_lut::neon::build_tables`: the tables are built on the calling thread alone, before the
+/// `lut::q1::neon::build_tables`: the tables are built on the calling thread alone, before the
 /// tiles run on all cores, so the scalar builder would be a serial cost.
 pub unsafe fn build_tables(q: &[i8], ne0: usize, tab: &mut [u8]) {
     assert!(q.len() >= ne0 && ne0 % 32 == 0 && tab.len() >= super::tab_len(ne0));
@@ -116,7 +116,7 @@ unsafe fn half_dot(p: &PackedQ2, wp: *const u8, tp: *const u8, dp: *const f32, r
         let blk = wp.add(b * tbb);
         if r0 == 0 {
             // the first half's pass brings the lines in for the second
-            prefetch_lines(blk.wrapping_add(crate::q1_lut::PREFETCH_BLOCKS * tbb), tbb);
+            prefetch_lines(blk.wrapping_add(crate::lut::q1::PREFETCH_BLOCKS * tbb), tbb);
         }
         let (d0, d1) = (vld1q_u16(blk.add(2 * r0) as *const u16), vld1q_u16(blk.add(2 * r0 + 16) as *const u16));
         let dw = [widen_low(d0), widen_high(d0), widen_low(d1), widen_high(d1)];

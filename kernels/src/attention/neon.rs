@@ -1,5 +1,5 @@
 //! AArch64 NEON attention kernels (base NEON, which every aarch64 CPU has): the passes of
-//! `attention_avx2` (four positions per scores pass, query-head pairs sharing each K/V load, values
+//! `attention::avx2` (four positions per scores pass, query-head pairs sharing each K/V load, values
 //! summed in registers per block of positions, rows prefetched). The eight lanes of the reference
 //! order are two `float32x4_t`: elements i..i+4 in the first, i+4..i+8 in the second. Products and
 //! sums stay separate instructions (`vmulq_f32`, `vaddq_f32`): a fused `fmla` rounds once instead
