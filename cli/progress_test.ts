@@ -25,9 +25,11 @@ Deno.test("progress: bar, spinner and rate redraw in place, throttled, erased at
   assert.equal(out.length, 1);
   tick(150);
   p.update("mapping");
+  // deno-lint-ignore no-control-regex -- the terminal escape is what is tested
   assert.match(out[1], /^\r\x1b\[K[|/\\-] mapping$/);
   tick(850);
   p.count("generating", 5);
+  // deno-lint-ignore no-control-regex -- the terminal escape is what is tested
   assert.match(out[2], /^\r\x1b\[K[|/\\-] generating 5 tok, 5\.0 tok\/s$/);
   p.done("done in 1 s");
   assert.deepEqual(out.slice(3), ["\r\x1b[K", "done in 1 s\n"]);

@@ -55,7 +55,7 @@ export class Sequence {
   generated = 0;
   text = "";
   /** When the sequence got a KV slot (prefill time is counted from here, not from the queue). */
-  startedAt = performance.now();
+  startedAt: number = performance.now();
   prefillDoneAt = 0;
   private readonly sampler: Sampler;
   private readonly stop: StopMatcher;

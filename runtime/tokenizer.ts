@@ -16,7 +16,7 @@
 import { bytesToUnicode, pretokenize, unicodeToBytes } from "./pretokenize.ts";
 import {
   assertSupportedTokenizer,
-  TokenizerSpec,
+  type TokenizerSpec,
   TokenType,
 } from "./tokenizer_spec.ts";
 

@@ -14,7 +14,7 @@
 import type { TokenConstraint, ToolCall, ToolDefinition } from "../request.ts";
 import { type Element, type Grammar, GrammarBuilder, literal } from "./grammar.ts";
 import { JsonSchemaCompiler, type JsonSchemaOptions } from "./json_schema.ts";
-import { ByteMatcher } from "./matcher.ts";
+import type { ByteMatcher } from "./matcher.ts";
 import { GrammarConstraint, type TokenIndex } from "./token_constraint.ts";
 
 /** Most calls in one `required` answer. */
