@@ -51,7 +51,7 @@ export async function collectInfo(modelPath?: string, deviceFlag?: string): Prom
       physical_cores: d.physicalCores,
       memory_bytes: d.memoryBytes,
       threads: profileThreads(p, d),
-      default_ctx: p.ctx,
+      default_ctx: p.contextSize,
       default_parallel: p.parallel,
       memory_budget_bytes: memoryBudget(p, d.memoryBytes),
       profile_isa: p.isa,
@@ -77,7 +77,7 @@ export async function collectInfo(modelPath?: string, deviceFlag?: string): Prom
       kv_bytes_per_token_f16: KvCache.bytesPerToken(config, "f16"),
     };
     const plan = deviceSettings(choice, footprintOf(file, config)).plan;
-    info.plan = { ctx: plan.ctx, parallel: plan.parallel, needed_bytes: plan.neededBytes, budget_bytes: plan.budgetBytes, fits: plan.fits, notes: plan.notes };
+    info.plan = { ctx: plan.contextSize, parallel: plan.parallel, needed_bytes: plan.neededBytes, budget_bytes: plan.budgetBytes, fits: plan.fits, notes: plan.notes };
   }
   return info;
 }

@@ -89,7 +89,7 @@ export const SAMPLING_FLAGS_USAGE =
 /** {@link MODEL_FLAGS} checked and typed; undefined = the device profile's (or the runtime's) default. */
 export interface ModelFlags {
   model: string;
-  ctx?: number;
+  contextSize?: number;
   parallel?: number;
   threads?: number;
   device?: string;
@@ -121,7 +121,7 @@ export function parseModelFlags(v: FlagValues<typeof MODEL_FLAGS>): ModelFlags {
   }
   return {
     model,
-    ctx: numberFlag("ctx", str(v.ctx), { integer: true, min: 16 }),
+    contextSize: numberFlag("ctx", str(v.ctx), { integer: true, min: 16 }),
     parallel: numberFlag("parallel", str(v.parallel), {
       integer: true,
       min: 1,
@@ -213,7 +213,7 @@ export async function setupModel(
     footprintOf(file, config, flags.kvType),
     {
       threads: flags.threads,
-      ctx: flags.ctx,
+      contextSize: flags.contextSize,
       parallel: flags.parallel ?? opts.parallel,
       maxMemory: flags.maxMemory,
     },
@@ -241,7 +241,7 @@ export async function setupModel(
   );
   try {
     const scheduler = new Scheduler(model, {
-      contextSize: settings.ctx,
+      contextSize: settings.contextSize,
       parallel: settings.parallel,
       kvType: flags.kvType,
       maxTokens: flags.maxTokens,

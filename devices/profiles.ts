@@ -27,7 +27,7 @@ export interface DeviceProfile {
    */
   threads: "all" | "physical";
   /** Default KV context per sequence (capped by the model's trained context). */
-  ctx: number;
+  contextSize: number;
   /** Default sequences decoded together (KV slots). */
   parallel: number;
   /** Share of RAM the runtime may use (the rest is the OS's, other services', a GPU's). */
@@ -50,7 +50,7 @@ export const PROFILES: Readonly<Record<DeviceId, DeviceProfile>> = {
     cpu: "Cortex-A72 (4 cores, NEON without dotprod)",
     arch: "aarch64",
     threads: "all",
-    ctx: 2048,
+    contextSize: 2048,
     parallel: 1,
     memoryFraction: 0.75,
     memoryReserveBytes: 128 * MiB,
@@ -63,7 +63,7 @@ export const PROFILES: Readonly<Record<DeviceId, DeviceProfile>> = {
     cpu: "Cortex-A76 (4 cores, NEON + dotprod)",
     arch: "aarch64",
     threads: "all",
-    ctx: 4096,
+    contextSize: 4096,
     parallel: 2,
     memoryFraction: 0.75,
     memoryReserveBytes: 256 * MiB,
@@ -76,7 +76,7 @@ export const PROFILES: Readonly<Record<DeviceId, DeviceProfile>> = {
     cpu: "Cortex-A78AE (6 or 8 cores, NEON + dotprod)",
     arch: "aarch64",
     threads: "all",
-    ctx: 4096,
+    contextSize: 4096,
     parallel: 4,
     // RAM is shared with the GPU (camera pipelines, vision models): take less of it
     memoryFraction: 0.6,
@@ -90,7 +90,7 @@ export const PROFILES: Readonly<Record<DeviceId, DeviceProfile>> = {
     cpu: "x86-64 with AVX2",
     arch: "x86_64",
     threads: "physical",
-    ctx: 4096,
+    contextSize: 4096,
     parallel: 2,
     memoryFraction: 0.75,
     memoryReserveBytes: 512 * MiB,
@@ -103,7 +103,7 @@ export const PROFILES: Readonly<Record<DeviceId, DeviceProfile>> = {
     cpu: "any",
     arch: "any",
     threads: "all",
-    ctx: 2048,
+    contextSize: 2048,
     parallel: 1,
     memoryFraction: 0.75,
     memoryReserveBytes: 256 * MiB,

@@ -51,12 +51,12 @@ export function footprintOf(
 ): ModelFootprint {
   return {
     contextLength: config.contextLength,
-    bytesNeeded: (ctx, parallel) =>
-      estimateMemory(file, config, { contextSize: ctx, parallel, kvType })
+    bytesNeeded: (contextSize, parallel) =>
+      estimateMemory(file, config, { contextSize: contextSize, parallel, kvType })
         .totalBytes,
-    describe: (ctx, parallel) => {
+    describe: (contextSize, parallel) => {
       const e = estimateMemory(file, config, {
-        contextSize: ctx,
+        contextSize: contextSize,
         parallel,
         kvType,
       });
@@ -68,7 +68,7 @@ export function footprintOf(
 /** Explicit flag values (undefined = take the profile's). */
 export interface SettingFlags {
   threads?: number;
-  ctx?: number;
+  contextSize?: number;
   parallel?: number;
   /** `--max-memory` in bytes. */
   maxMemory?: number;
@@ -78,7 +78,7 @@ export interface SettingFlags {
 export interface DeviceSettings {
   device: DeviceChoice;
   threads: number;
-  ctx: number;
+  contextSize: number;
   parallel: number;
   budgetBytes: number;
   plan: MemoryPlan;
@@ -93,14 +93,14 @@ export function deviceSettings(
   const budgetBytes = flags.maxMemory ??
     memoryBudget(device.profile, device.detection.memoryBytes);
   const plan = planMemory(device.profile, device.detection.memoryBytes, model, {
-    ctx: flags.ctx,
+    contextSize: flags.contextSize,
     parallel: flags.parallel,
     budgetBytes,
   });
   return {
     device,
     threads: flags.threads ?? profileThreads(device.profile, device.detection),
-    ctx: plan.ctx,
+    contextSize: plan.contextSize,
     parallel: plan.parallel,
     budgetBytes,
     plan,
@@ -111,7 +111,7 @@ export function deviceSettings(
 export function describeSettings(s: DeviceSettings): string {
   const d = s.device;
   const why = d.source === "detected" ? d.detection.reason : "--device";
-  return `device ${d.profile.id} (${why}): ${s.threads} threads, ctx ${s.ctx} x ${s.parallel}, ` +
+  return `device ${d.profile.id} (${why}): ${s.threads} threads, ctx ${s.contextSize} x ${s.parallel}, ` +
     `memory budget ${(s.budgetBytes / 2 ** 20).toFixed(0)} MiB`;
 }
 

@@ -11,17 +11,17 @@ import { estimateMemory } from "../runtime/memory.ts";
 const MiB = 2 ** 20;
 const linear = (contextLength: number) => ({
   contextLength,
-  bytesNeeded: (ctx: number, parallel: number) => 300 * MiB + ctx * parallel * 112 * 1024,
+  bytesNeeded: (contextSize: number, parallel: number) => 300 * MiB + contextSize * parallel * 112 * 1024,
 });
 
 Deno.test("settings: detected profile's defaults; flags override each one", () => {
   const pi5 = chooseDevice(undefined, FIXTURES["pi5-8gb"]);
   assert.equal(pi5.source, "detected");
   const s = deviceSettings(pi5, linear(32768));
-  assert.deepEqual([s.threads, s.ctx, s.parallel], [4, PROFILES.pi5.ctx, PROFILES.pi5.parallel]);
+  assert.deepEqual([s.threads, s.contextSize, s.parallel], [4, PROFILES.pi5.contextSize, PROFILES.pi5.parallel]);
   assert.equal(s.budgetBytes, memoryBudget(PROFILES.pi5, pi5.detection.memoryBytes));
-  const o = deviceSettings(pi5, linear(32768), { threads: 2, ctx: 512, parallel: 3, maxMemory: 1000 * MiB });
-  assert.deepEqual([o.threads, o.ctx, o.parallel, o.budgetBytes], [2, 512, 3, 1000 * MiB]);
+  const o = deviceSettings(pi5, linear(32768), { threads: 2, contextSize: 512, parallel: 3, maxMemory: 1000 * MiB });
+  assert.deepEqual([o.threads, o.contextSize, o.parallel, o.budgetBytes], [2, 512, 3, 1000 * MiB]);
   assert.match(describeSettings(s), /^device pi5 \(device tree model 'Raspberry Pi 5 Model B Rev 1\.0'\): 4 threads, ctx 4096 x 2/);
 });
 
@@ -35,9 +35,9 @@ Deno.test("settings: --device forces a profile on other hardware, threads from t
 });
 
 Deno.test("settings: a 1 GB Pi 4 gets a context that fits its budget", () => {
-  const s = deviceSettings(chooseDevice(undefined, FIXTURES["pi4-1gb"]), { contextLength: 32768, bytesNeeded: (ctx) => 500 * MiB + ctx * 112 * 1024 });
+  const s = deviceSettings(chooseDevice(undefined, FIXTURES["pi4-1gb"]), { contextLength: 32768, bytesNeeded: (contextSize) => 500 * MiB + contextSize * 112 * 1024 });
   assert.ok(s.plan.fits);
-  assert.ok(s.ctx < PROFILES.pi4.ctx, `ctx ${s.ctx}`);
+  assert.ok(s.contextSize < PROFILES.pi4.contextSize, `ctx ${s.contextSize}`);
   assert.ok(s.plan.neededBytes <= s.budgetBytes);
 });
 
