@@ -64,13 +64,13 @@ export function qwen3ConfigFromGguf(file: GgufFile): Qwen3Config {
   const valueDim = file.getNumberOr(key("attention.value_length"), headDim);
   if (valueDim !== headDim) {
     throw new ModelConfigError(
-      `attention.value_length ${valueDim} differs from key_length ${headDim}; not supported`,
+      `${where}: attention.value_length ${valueDim} differs from key_length ${headDim}; not supported`,
     );
   }
   const scalingType = file.getStringOr(key("rope.scaling.type"), "none");
   if (scalingType !== "none" && scalingType !== "yarn") {
     throw new ModelConfigError(
-      `unsupported rope.scaling.type '${scalingType}' (supported: none, yarn)`,
+      `${where}: unsupported rope.scaling.type '${scalingType}' (supported: none, yarn)`,
     );
   }
   const contextLength = file.getNumber(key("context_length"));
@@ -100,7 +100,7 @@ export function qwen3ConfigFromGguf(file: GgufFile): Qwen3Config {
   };
   checkInteger(config, where);
   checkScalars(config, key, where);
-  checkTensorShapes(file, config);
+  checkTensorShapes(file, config, where);
   return config;
 }
 
@@ -192,13 +192,13 @@ export function expectedTensorShapes(c: Qwen3Config): Map<string, number[]> {
   return shapes;
 }
 
-function checkTensorShapes(file: GgufFile, c: Qwen3Config): void {
+function checkTensorShapes(file: GgufFile, c: Qwen3Config, where: string): void {
   for (const [name, want] of expectedTensorShapes(c)) {
     const info = file.tensor(name);
     const got = info.dims.filter((d, i) => i < want.length || d !== 1);
     if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
       throw new ModelConfigError(
-        `tensor ${name} has shape [${info.dims}], expected [${want}] from the file's metadata`,
+        `${where}: tensor ${name} has shape [${info.dims}], expected [${want}] from the file's metadata`,
       );
     }
   }
