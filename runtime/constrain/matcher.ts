@@ -179,8 +179,14 @@ export class ByteMatcher {
     return this.states[state].minRemaining;
   }
 
-  /** Interned stack node (grammar position over a parent stack). */
+  /**
+   * Interned stack node (grammar position over a parent stack). A finished alternative is its
+   * parent (parents are never finished ones): popping it at once keeps a right-recursive rule
+   * such as `x*` from stacking one frame per repetition, so its states repeat instead of
+   * growing with the output.
+   */
   private node(pos: number, parent: number): number {
+    if (this.elems[pos] === null) return parent;
     const key = pos * 2147483648 + (parent + 1);
     let id = this.nodeIds.get(key);
     if (id === undefined) {
