@@ -77,7 +77,10 @@ Deno.test("load: broken tokenizer data is refused (ChatML tokens, merges, token 
     /tokenizer\.ggml\.merges\[\d+\]/,
   );
   const unknown = v.types.map(() => TokenType.UNKNOWN);
-  await refused({ meta: { "tokenizer.ggml.token_type": { value: unknown, type: "array:i32" } } }, /tokenizer\.ggml\.token_type/);
+  await refused(
+    { meta: { "tokenizer.ggml.token_type": { value: unknown, type: "array:i32" } } },
+    /tokenizer\.ggml\.token_type/,
+  );
   const weird = v.types.map((t, i) => i === 5 ? 99 : t);
   await refused({ meta: { "tokenizer.ggml.token_type": { value: weird, type: "array:i32" } } }, /token_type\[5\]/);
 });

@@ -150,7 +150,10 @@ async function checkGguf(ctx: FuzzContext, bytes: Uint8Array): Promise<Outcome> 
       if ((err.name === "GgufError" || err.name === "ModelConfigError") && err.message.includes(path)) {
         return { code: "REFUSED" };
       }
-      return { code: "crash", problem: `load failed without a clean error naming the file: ${err.name}: ${err.message}` };
+      return {
+        code: "crash",
+        problem: `load failed without a clean error naming the file: ${err.name}: ${err.message}`,
+      };
     }
     // It loaded: then it must serve (a broken model must fail at load, not in every request).
     try {
@@ -195,9 +198,13 @@ function checkConstraint(ctx: FuzzContext, input: ConstraintInput, rng: FuzzRng,
     for (let step = 0; step < 24; step++) {
       const listed = c.candidates?.();
       const allowed = listed ? Array.from(listed) : [];
-      if (!listed) for (let id = 0; id < n; id++) if (!ctx.tokenizer.isEndOfGeneration(id) && c.allows(id)) allowed.push(id);
+      if (!listed) {
+        for (let id = 0; id < n; id++) if (!ctx.tokenizer.isEndOfGeneration(id) && c.allows(id)) allowed.push(id);
+      }
       if (allowed.length === 0) {
-        return c.canEnd() ? OK : { code: "crash", problem: "dead end: no token allowed and the output is not complete" };
+        return c.canEnd()
+          ? OK
+          : { code: "crash", problem: "dead end: no token allowed and the output is not complete" };
       }
       if (c.canEnd() && rng.chance(0.2)) return OK;
       c.accept(rng.pick(allowed));
@@ -216,7 +223,9 @@ export async function checkInput(ctx: FuzzContext, input: FuzzInput, rng = new F
     const payload = "text" in input ? new TextEncoder().encode(input.text) : unb64(input.base64);
     return await checkWire(ctx, payload, input.contentType);
   }
-  const constraint: ConstraintInput = "grammar" in input ? { grammar: input.grammar } : { jsonSchema: input.jsonSchema };
+  const constraint: ConstraintInput = "grammar" in input
+    ? { grammar: input.grammar }
+    : { jsonSchema: input.jsonSchema };
   return checkConstraint(ctx, constraint, rng, input.follow);
 }
 
@@ -237,9 +246,13 @@ export async function runCase(ctx: FuzzContext, input: FuzzInput, rng = new Fuzz
   const outcome = await checkInput(ctx, input, rng);
   const ms = performance.now() - started;
   if (outcome.problem) return outcome;
-  if (ms > CASE_TIME_MS) return { ...outcome, problem: `over the time limit: ${ms.toFixed(0)} ms (limit ${CASE_TIME_MS} ms)` };
+  if (ms > CASE_TIME_MS) {
+    return { ...outcome, problem: `over the time limit: ${ms.toFixed(0)} ms (limit ${CASE_TIME_MS} ms)` };
+  }
   const grown = Deno.memoryUsage().heapUsed - heapBefore;
-  if (grown > CASE_HEAP_BYTES) return { ...outcome, problem: `over the memory limit: heap grew ${(grown / 2 ** 20).toFixed(0)} MiB` };
+  if (grown > CASE_HEAP_BYTES) {
+    return { ...outcome, problem: `over the memory limit: heap grew ${(grown / 2 ** 20).toFixed(0)} MiB` };
+  }
   return outcome;
 }
 
@@ -285,7 +298,9 @@ if (import.meta.main) {
     },
   });
   const families = values.family ? values.family.split(",") as Family[] : FAMILIES;
-  for (const f of families) if (!FAMILIES.includes(f)) throw new Error(`unknown family '${f}' (${FAMILIES.join(", ")})`);
+  for (const f of families) {
+    if (!FAMILIES.includes(f)) throw new Error(`unknown family '${f}' (${FAMILIES.join(", ")})`);
+  }
   const report = await runFuzz({
     seed: Number(values.seed),
     cases: Number(values.cases),
@@ -303,6 +318,10 @@ if (import.meta.main) {
   }
   const ran = Object.entries(report.ran).map(([k, v]) => `${k} ${v}`).join(", ");
   console.log(`fuzz seed ${report.seed}: ${ran}${report.outOfTime ? " (time bound reached)" : ""}`);
-  console.log(`${Object.values(report.ran).reduce((a, b) => a + b, 0) - report.failures.length} passed, ${report.failures.length} failed`);
+  console.log(
+    `${
+      Object.values(report.ran).reduce((a, b) => a + b, 0) - report.failures.length
+    } passed, ${report.failures.length} failed`,
+  );
   Deno.exit(report.failures.length > 0 ? 1 : 0);
 }

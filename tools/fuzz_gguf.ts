@@ -13,12 +13,25 @@ import { microGguf, type MicroOptions, microVocab, patchTensorOffset } from "./m
 import type { FuzzRng } from "./fuzz_rng.ts";
 
 const NUMERIC_KEYS = [
-  "qwen3.block_count", "qwen3.context_length", "qwen3.embedding_length", "qwen3.feed_forward_length",
-  "qwen3.attention.head_count", "qwen3.attention.head_count_kv", "qwen3.attention.key_length",
-  "qwen3.attention.value_length", "qwen3.attention.layer_norm_rms_epsilon", "qwen3.rope.freq_base",
-  "qwen3.rope.scaling.factor", "qwen3.rope.scaling.original_context_length", "general.sampling.top_k",
-  "general.sampling.top_p", "general.sampling.temp", "general.sampling.min_p", "tokenizer.ggml.eos_token_id",
-  "tokenizer.ggml.bos_token_id", "general.alignment",
+  "qwen3.block_count",
+  "qwen3.context_length",
+  "qwen3.embedding_length",
+  "qwen3.feed_forward_length",
+  "qwen3.attention.head_count",
+  "qwen3.attention.head_count_kv",
+  "qwen3.attention.key_length",
+  "qwen3.attention.value_length",
+  "qwen3.attention.layer_norm_rms_epsilon",
+  "qwen3.rope.freq_base",
+  "qwen3.rope.scaling.factor",
+  "qwen3.rope.scaling.original_context_length",
+  "general.sampling.top_k",
+  "general.sampling.top_p",
+  "general.sampling.temp",
+  "general.sampling.min_p",
+  "tokenizer.ggml.eos_token_id",
+  "tokenizer.ggml.bos_token_id",
+  "general.alignment",
 ];
 const BAD_NUMBERS = [NaN, Infinity, -Infinity, -1, 0, 1, 3, 2 ** 31, 2 ** 32 + 5, 2 ** 40, 1e30, 1e-30, 0.5, 4e9];
 const TYPES: GgufValueTypeName[] = ["u32", "i32", "f32", "u64", "f64", "string", "bool"];
@@ -52,7 +65,9 @@ function metaEdits(rng: FuzzRng): MicroOptions {
       case 3: {
         // Token types: shuffled, all one type, or out of range.
         const t = rng.int(3);
-        const value = v.types.map((x, j) => t === 0 ? rng.pick([0, 1, 2, 3, 4, 5, 6, 7, -1]) : t === 1 ? 2 : j % 7 === 0 ? 3 : x);
+        const value = v.types.map((x, j) =>
+          t === 0 ? rng.pick([0, 1, 2, 3, 4, 5, 6, 7, -1]) : t === 1 ? 2 : j % 7 === 0 ? 3 : x
+        );
         meta["tokenizer.ggml.token_type"] = { value, type: "array:i32" };
         break;
       }
@@ -75,8 +90,9 @@ function metaEdits(rng: FuzzRng): MicroOptions {
         break;
       }
       case 6:
-        meta[rng.pick(["general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.pre", "qwen3.rope.scaling.type"])] =
-          { value: rng.pick(["llama", "", "qwen3", "yarn", "linear", "gpt2", "qwen2"]), type: "string" };
+        meta[
+          rng.pick(["general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.pre", "qwen3.rope.scaling.type"])
+        ] = { value: rng.pick(["llama", "", "qwen3", "yarn", "linear", "gpt2", "qwen2"]), type: "string" };
         break;
       default:
         meta[rng.pick(NUMERIC_KEYS.concat(["tokenizer.ggml.tokens", "tokenizer.ggml.merges"]))] = undefined;

@@ -17,7 +17,7 @@ const HOSTILE = [
   "root ::= <|im_end|>",
   'root ::= x\nx ::= "a" x "b" | "a" x "c" | "a"? x "d" | "a"',
   'root ::= ("a" | "a" "a" | "a" "a" "a")*',
-  'root ::= ([a-z]* [a-z]*)*',
+  "root ::= ([a-z]* [a-z]*)*",
 ];
 
 function atom(rng: FuzzRng, rules: number, depth: number): string {
@@ -76,8 +76,15 @@ export function randomSchema(rng: FuzzRng, depth = 0): unknown {
   if (k === 4) return { const: rng.pick(["x", 3, null]) };
   if (k === 5 || k === 6) {
     const properties: Record<string, unknown> = {};
-    for (let i = 0, n = rng.int(4); i < n; i++) properties[rng.pick(["a", "b", "constructor", "é", "x y"])] = randomSchema(rng, depth + 1);
-    return { type: "object", properties, required: Object.keys(properties).slice(0, rng.int(3)), additionalProperties: rng.chance(0.2) };
+    for (let i = 0, n = rng.int(4); i < n; i++) {
+      properties[rng.pick(["a", "b", "constructor", "é", "x y"])] = randomSchema(rng, depth + 1);
+    }
+    return {
+      type: "object",
+      properties,
+      required: Object.keys(properties).slice(0, rng.int(3)),
+      additionalProperties: rng.chance(0.2),
+    };
   }
   if (k === 7) return { type: "array", items: randomSchema(rng, depth + 1), maxItems: rng.pick([1, 4, 4096, 9999]) };
   return { anyOf: [randomSchema(rng, depth + 1), randomSchema(rng, depth + 1)] };

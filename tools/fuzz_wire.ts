@@ -16,10 +16,35 @@ export interface WirePayload {
 }
 
 const FIELDS = [
-  "id", "prompt", "messages", "system", "max_tokens", "stop", "stop_tokens", "raw", "think", "stream",
-  "json_schema", "grammar", "tools", "tool_choice", "temperature", "top_k", "top_p", "min_p",
-  "repeat_penalty", "presence_penalty", "frequency_penalty", "repeat_last_n", "seed",
-  "constructor", "toString", "hasOwnProperty", "__proto__", "valueOf", "unknown_field",
+  "id",
+  "prompt",
+  "messages",
+  "system",
+  "max_tokens",
+  "stop",
+  "stop_tokens",
+  "raw",
+  "think",
+  "stream",
+  "json_schema",
+  "grammar",
+  "tools",
+  "tool_choice",
+  "temperature",
+  "top_k",
+  "top_p",
+  "min_p",
+  "repeat_penalty",
+  "presence_penalty",
+  "frequency_penalty",
+  "repeat_last_n",
+  "seed",
+  "constructor",
+  "toString",
+  "hasOwnProperty",
+  "__proto__",
+  "valueOf",
+  "unknown_field",
 ];
 
 function deep(depth: number, leaf: unknown, rng: FuzzRng): unknown {
@@ -63,7 +88,7 @@ function value(rng: FuzzRng, field: string): unknown {
     case "grammar":
       return rng.pick([
         'root ::= "yes" | "no"',
-        'root ::= [a-z]{1,4}',
+        "root ::= [a-z]{1,4}",
         'root ::= "a"{0,10000}',
         'root ::= s\ns ::= "a" s "b" | "a" s "c" | "a" s "d" | "a"',
         "root ::= <|im_end|>",
@@ -124,7 +149,9 @@ export function mutatedWire(rng: FuzzRng): WirePayload {
   }
   if (rng.chance(0.15)) {
     payload = payload.slice();
-    for (let i = 0, n = 1 + rng.int(4); i < n && payload.length > 0; i++) payload[rng.int(payload.length)] ^= 1 << rng.int(8);
+    for (let i = 0, n = 1 + rng.int(4); i < n && payload.length > 0; i++) {
+      payload[rng.int(payload.length)] ^= 1 << rng.int(8);
+    }
   }
   if (rng.chance(0.05)) payload = payload.slice(0, rng.int(payload.length + 1));
   const contentType = rng.chance(0.3)

@@ -8,11 +8,14 @@ import { qwen3 } from "../../test/qwen3_tokenizers.ts";
 import { Model } from "../model.ts";
 import { Scheduler } from "../scheduler.ts";
 import { type GenerationRequest, RequestError } from "../generate.ts";
-import { GrammarBuilder, GrammarError, literal } from "./grammar.ts";
+import { charClass, GrammarBuilder, GrammarError, literal } from "./grammar.ts";
+import { GrammarConstraint, tokenIndex } from "./token_constraint.ts";
+import { Tokenizer } from "../tokenizer.ts";
+import { microVocab } from "../../tools/micro_model.ts";
 import { parseGbnf } from "./gbnf.ts";
 import { ByteMatcher, DEAD } from "./matcher.ts";
 import { requestConstraint } from "./request.ts";
-import { MAX_GRAMMAR_ELEMENTS, MAX_MATCH_STACKS, MAX_NESTING } from "./limits.ts";
+import { MAX_GRAMMAR_ELEMENTS, MAX_MATCH_STACKS, MAX_NESTING, MAX_TOKEN_WORK } from "./limits.ts";
 
 /** The ambiguous recursive grammar of the hostile test: 3^n parse stacks after n a's. */
 const AMBIGUOUS = 'root ::= s\ns ::= "a" s "b" | "a" s "c" | "a" s "d" | "a"';
@@ -106,4 +109,32 @@ Deno.test({
     await assert.rejects(bad, badRequest("MAX_MATCH_STACKS"));
     assert.equal(typeof await good, "string");
   },
+});
+
+Deno.test("constraint: more than MAX_TOKEN_WORK of matching for one token is BAD_REQUEST", () => {
+  // 4000 alternatives that all take any ASCII character first: every new byte transition
+  // advances and re-expands 4000 stacks (~12k work units), just under MAX_MATCH_STACKS.
+  const b = new GrammarBuilder();
+  const alts = [];
+  for (let i = 0; i < 4000; i++) alts.push([charClass([1, 127]), ...literal(`-${i}`)]);
+  b.define("root", alts);
+  const m = new ByteMatcher(b.build("root"));
+  const v = microVocab();
+  const tok = new Tokenizer({
+    tokens: v.tokens,
+    tokenTypes: v.types,
+    merges: v.merges,
+    eosTokenId: v.eos,
+    model: "gpt2",
+    pre: "qwen2",
+  });
+  const c = new GrammarConstraint(m, tokenIndex(tok));
+  assert.throws(() => {
+    // Checking the candidates of one pick, each a new transition.
+    for (let id = 0; id < 256; id++) c.allows(id);
+  }, badRequest("MAX_TOKEN_WORK"));
+  assert.ok(m.work > MAX_TOKEN_WORK);
+  // The next pick (after a token is accepted) starts a fresh budget.
+  const again = new GrammarConstraint(m, tokenIndex(tok));
+  assert.ok(again.allows(v.tokens.indexOf("a")));
 });
