@@ -17,7 +17,7 @@ export const MAX_SCHEMA_BOUND = 4096;
 /** Deepest nesting of groups in a grammar, or of subschemas in a JSON schema. */
 export const MAX_NESTING = 64;
 /** Most elements of a compiled grammar, repetitions expanded (bounds the compile's memory). */
-export const MAX_GRAMMAR_ELEMENTS = 200_000;
+export const MAX_GRAMMAR_ELEMENTS = 100_000;
 /** Work units (element visits) the grammar checks may take: a few tens of ms at most. */
 export const MAX_COMPILE_WORK = 20_000_000;
 /** Most parse stacks alive at once in the matcher (an ambiguous grammar multiplies them). */
