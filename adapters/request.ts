@@ -49,12 +49,14 @@ export function parseWireRequest(value: unknown): WireRequest {
     throw bad("request must be an object");
   }
   const obj = value as Record<string, unknown>;
-  const unknown = Object.keys(obj).filter((k) => !OTHER_FIELDS.has(k) && !(k in SAMPLING_FIELDS));
+  // Own properties only: `in` would also find `constructor`, `toString`, `__proto__`, ...
+  const unknown = Object.keys(obj).filter((k) => !OTHER_FIELDS.has(k) && !Object.hasOwn(SAMPLING_FIELDS, k));
   if (unknown.length > 0) throw bad(`unknown field${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}`);
 
   const id = obj.id;
-  if (id !== undefined && typeof id !== "string" && typeof id !== "number") {
-    throw bad("id must be a string or a number");
+  // A non-finite number (1e400 parses as Infinity) would be echoed as null in JSON replies.
+  if (id !== undefined && typeof id !== "string" && (typeof id !== "number" || !Number.isFinite(id))) {
+    throw bad("id must be a string or a finite number");
   }
   const str = (k: string): string | undefined => {
     const v = obj[k];

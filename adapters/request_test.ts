@@ -71,3 +71,22 @@ Deno.test("bad requests name the problem", () => {
     assert.throws(() => parseWireRequest(input), pattern, JSON.stringify(input));
   }
 });
+
+Deno.test("names of Object.prototype members are unknown fields, not sampling options", () => {
+  for (const name of ["constructor", "toString", "hasOwnProperty", "__proto__", "valueOf"]) {
+    const value = JSON.parse(`{"prompt": "x", ${JSON.stringify(name)}: 1}`);
+    assert.throws(() => parseWireRequest(value), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "BAD_REQUEST");
+      assert.match(e.message, new RegExp(`unknown field: ${name}`));
+      return true;
+    });
+  }
+});
+
+Deno.test("an id that is not a finite number is refused (it would be echoed as null)", () => {
+  for (const text of ['{"prompt": "x", "id": 1e400}', '{"prompt": "x", "id": -1e400}']) {
+    assert.throws(() => parseWireRequest(JSON.parse(text)), /id must be a string or a finite number/);
+  }
+  assert.throws(() => parseWireRequest({ prompt: "x", id: NaN }), /finite number/);
+  assert.equal(parseWireRequest({ prompt: "x", id: 1e300 }).id, 1e300);
+});

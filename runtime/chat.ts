@@ -46,7 +46,8 @@ export function encodeChat(
   // Adjacent text pieces are joined before encoding so BPE sees the same runs as encode(renderChat()).
   const flushText = () => {
     if (pendingText !== "") {
-      ids.push(...tok.encode(pendingText, { parseSpecial: false }));
+      // A loop, not push(...): spreading ~100k ids as arguments overflows the stack.
+      for (const id of tok.encode(pendingText, { parseSpecial: false })) ids.push(id);
     }
     pendingText = "";
   };

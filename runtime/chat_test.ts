@@ -164,3 +164,11 @@ Deno.test({
     }
   },
 });
+
+Deno.test("encodeChat: a prompt of 150k tokens encodes (no stack overflow from spreading the ids)", () => {
+  const { tok } = qwen3();
+  // CJK characters separated by spaces: one token or more each, about 150k tokens in all.
+  const text = Array.from({ length: 150000 }, (_, i) => String.fromCharCode(0x4e00 + (i * 7919) % 20000)).join(" ");
+  const ids = encodeChat(tok, [{ role: "user", content: text }]);
+  assert.ok(ids.length > 150000, `only ${ids.length} tokens`);
+});

@@ -741,6 +741,7 @@ export function parseGguf(
   // Keep file order even if ambiguous Q2_0 tensors were resolved last.
   const ordered = new Map<string, GgufTensorInfo>();
   for (const t of raw) ordered.set(t.name, tensors.get(t.name)!);
+  checkNoOverlap(ordered, label);
 
   return new GgufFileImpl(
     label,
@@ -752,6 +753,25 @@ export function parseGguf(
     valueTypes,
     ordered,
   );
+}
+
+/**
+ * Two tensors sharing bytes would each be read as the other's weights: a corrupted or hostile
+ * file. (Exact duplicates are not used by writers either.)
+ */
+function checkNoOverlap(tensors: Map<string, GgufTensorInfo>, label: string): void {
+  const byOffset = [...tensors.values()].sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < byOffset.length; i++) {
+    const a = byOffset[i - 1];
+    const b = byOffset[i];
+    if (a.offset + a.byteSize > b.offset) {
+      throw new GgufError(
+        "BAD_TENSOR",
+        `${label}: tensors '${a.name}' (bytes ${a.offset}..${a.offset + a.byteSize}) and '${b.name}' ` +
+          `(bytes ${b.offset}..${b.offset + b.byteSize}) overlap`,
+      );
+    }
+  }
 }
 
 /**

@@ -2,10 +2,10 @@
  * A loaded Bonsai (Qwen3) model: configuration, tokenizer and memory-mapped weights.
  */
 import { readGguf, type GgufFile } from "./gguf.ts";
-import { qwen3ConfigFromGguf, type Qwen3Config } from "./config.ts";
+import { ModelConfigError, qwen3ConfigFromGguf, type Qwen3Config } from "./config.ts";
 import { Tokenizer, tokenizerSpecFromMetadata } from "./tokenizer.ts";
 import { bindWeights, freeWeights, type ModelWeights } from "./weights.ts";
-import { DEFAULT_SAMPLING, type ResolvedSampling } from "./sampler.ts";
+import { DEFAULT_SAMPLING, type ResolvedSampling, resolveSampling, type SamplingOptions } from "./sampler.ts";
 import { Kernels, type MappedFile } from "../kernels/ffi.ts";
 
 /** How to load a model. */
@@ -32,17 +32,28 @@ export class Model {
     readonly loadMs: number,
   ) {}
 
-  /** Reads the header, checks it, maps the file and binds every tensor. */
+  /**
+   * Reads the header, checks it, maps the file and binds every tensor. Every value of the file
+   * is checked here, before anything is allocated from it: a broken file fails at load (a
+   * GgufError or ModelConfigError naming the key and the file), never in a later request.
+   */
   static async load(path: string, opts: LoadOptions = {}): Promise<Model> {
     const started = performance.now();
     const file = opts.file ?? await readGguf(path);
     const config = qwen3ConfigFromGguf(file);
-    const tokenizer = new Tokenizer(tokenizerSpecFromMetadata(file.metadata));
+    let tokenizer: Tokenizer;
+    try {
+      tokenizer = new Tokenizer(tokenizerSpecFromMetadata(file.metadata));
+      tokenizer.validate();
+    } catch (e) {
+      throw new ModelConfigError(`${path}: ${(e as Error).message}`);
+    }
     if (tokenizer.vocabSize > config.nVocab) {
-      throw new Error(
-        `tokenizer has ${tokenizer.vocabSize} tokens but token_embd has only ${config.nVocab} rows`,
+      throw new ModelConfigError(
+        `${path}: tokenizer has ${tokenizer.vocabSize} tokens but token_embd has only ${config.nVocab} rows`,
       );
     }
+    const samplingDefaults = samplingDefaultsFrom(file, path);
     const kernels = opts.kernels ?? Kernels.load();
     kernels.setThreads(opts.threads ?? 0);
     const map = kernels.openMap(path);
@@ -55,7 +66,7 @@ export class Model {
     }
     return new Model(
       path, file, config, tokenizer, kernels, weights, map,
-      samplingDefaultsFrom(file), performance.now() - started,
+      samplingDefaults, performance.now() - started,
     );
   }
 
@@ -66,13 +77,29 @@ export class Model {
   }
 }
 
-/** The publisher's sampling defaults (`general.sampling.*`), where the file has them. */
-function samplingDefaultsFrom(file: GgufFile): ResolvedSampling {
-  return {
-    ...DEFAULT_SAMPLING,
-    temperature: file.getNumberOr("general.sampling.temp", DEFAULT_SAMPLING.temperature),
-    topK: file.getNumberOr("general.sampling.top_k", DEFAULT_SAMPLING.topK),
-    topP: file.getNumberOr("general.sampling.top_p", DEFAULT_SAMPLING.topP),
-    minP: file.getNumberOr("general.sampling.min_p", DEFAULT_SAMPLING.minP),
-  };
+/** The file's sampling keys and the option each sets. */
+const SAMPLING_KEYS: [string, keyof SamplingOptions][] = [
+  ["general.sampling.temp", "temperature"],
+  ["general.sampling.top_k", "topK"],
+  ["general.sampling.top_p", "topP"],
+  ["general.sampling.min_p", "minP"],
+];
+
+/**
+ * The publisher's sampling defaults (`general.sampling.*`), where the file has them, checked
+ * one by one: a bad value would otherwise be reported later as the client's BAD_REQUEST.
+ */
+function samplingDefaultsFrom(file: GgufFile, path: string): ResolvedSampling {
+  const out: ResolvedSampling = { ...DEFAULT_SAMPLING };
+  for (const [key, field] of SAMPLING_KEYS) {
+    if (!file.has(key)) continue;
+    const value = file.getNumber(key);
+    try {
+      resolveSampling({ [field]: value });
+    } catch (e) {
+      throw new ModelConfigError(`${path}: ${key} = ${value} is not usable: ${(e as Error).message}`);
+    }
+    out[field] = value;
+  }
+  return out;
 }

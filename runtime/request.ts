@@ -71,6 +71,8 @@ export interface TokenVocabulary {
   tokenText(id: number): string;
   /** The bytes the token stands for (shared: do not modify). */
   tokenBytes(id: number): Uint8Array;
+  /** Whether sampling `id` ends the generation (end-of-turn / end-of-text tokens). */
+  isEndOfGeneration(id: number): boolean;
 }
 
 /**

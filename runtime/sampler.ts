@@ -60,7 +60,11 @@ export class Sampler {
   private readonly rng: Rng;
   private scratch?: Float32Array;
 
-  constructor(opts: SamplingOptions = {}, defaults?: ResolvedSampling) {
+  /**
+   * `vocabSize`: ids from this one on are never picked. Real models pad their embedding (and
+   * so the logits) past the tokenizer's vocabulary; those rows have no token to decode.
+   */
+  constructor(opts: SamplingOptions = {}, defaults?: ResolvedSampling, private readonly vocabSize = Infinity) {
     this.options = resolveSampling(opts, defaults);
     this.rng = new Rng(this.options.seed);
   }
@@ -78,7 +82,9 @@ export class Sampler {
     only?: ArrayLike<number>,
   ): number {
     const o = this.options;
-    const scores = this.penalize(logits, history);
+    const all = this.penalize(logits, history);
+    // A view without the padding rows: neither the scans nor `only` can reach them.
+    const scores = all.length > this.vocabSize ? all.subarray(0, this.vocabSize) : all;
     if (o.temperature === 0) return argmax(scores, allowed, only);
 
     const candidates = topCandidates(scores, o.topK, allowed, only);
@@ -148,6 +154,7 @@ function argmax(scores: Float32Array, allowed?: (id: number) => boolean, only?: 
   const n = only ? only.length : scores.length;
   for (let i = 0; i < n; i++) {
     const id = only ? only[i] : i;
+    if (id >= scores.length) continue;
     const l = scores[id];
     if ((l > bestLogit || (l === bestLogit && id < best)) && (!allowed || allowed(id))) {
       best = id;
@@ -171,7 +178,7 @@ function topCandidates(
     const ids: number[] = [];
     for (let i = 0; i < n; i++) {
       const id = only ? only[i] : i;
-      if (!allowed || allowed(id)) ids.push(id);
+      if (id < scores.length && (!allowed || allowed(id))) ids.push(id);
     }
     return ids.sort((a, b) => (better(a, b) ? -1 : better(b, a) ? 1 : 0));
   }
@@ -181,6 +188,7 @@ function topCandidates(
   let floor = -Infinity;
   for (let j = 0; j < n; j++) {
     const id = only ? only[j] : j;
+    if (id >= scores.length) continue;
     const l = scores[id];
     if (l < floor) continue;
     if (top.length === k && !better(id, top[k - 1])) continue;

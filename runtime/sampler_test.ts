@@ -73,3 +73,17 @@ Deno.test("bad settings name the field", () => {
   assert.throws(() => resolveSampling({ seed: -3 }), /seed/);
   assert.throws(() => resolveSampling({ temperature: NaN }), /temperature/);
 });
+
+Deno.test("ids past the vocabulary (padding rows of the logits) are never picked", () => {
+  // 6 real tokens, then 4 padding rows with the largest logits.
+  const padded = Float32Array.from([1, 5, 3, 5, -2, 4, 50, 60, 70, 80]);
+  assert.equal(new Sampler({ temperature: 0 }, undefined, 6).sample(padded), 1);
+  assert.equal(new Sampler({ temperature: 0 }, undefined, 6).sample(padded, [], undefined, [9, 7, 5]), 5);
+  for (const topK of [0, 3, 20]) {
+    const s = new Sampler({ temperature: 5, topK, topP: 1, seed: 3 }, undefined, 6);
+    for (let i = 0; i < 200; i++) {
+      assert.ok(s.sample(padded) < 6, `top_k ${topK}`);
+      assert.ok(s.sample(padded, [], (id) => id !== 1, [8, 1, 2, 9]) === 2, `top_k ${topK}, only`);
+    }
+  }
+});

@@ -82,7 +82,7 @@ export class Sequence {
       );
     }
     try {
-      this.sampler = new Sampler(req.sampling ?? {}, model.samplingDefaults);
+      this.sampler = new Sampler(req.sampling ?? {}, model.samplingDefaults, this.tok.vocabSize);
       this.stop = new StopMatcher(req.stop ?? []);
     } catch (e) {
       throw new RequestError("BAD_REQUEST", (e as Error).message);

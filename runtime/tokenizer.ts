@@ -149,6 +149,44 @@ export class Tokenizer {
   }
 
   /**
+   * The checks the constructor leaves for later use (it stays fast for tests and tools), run by
+   * Model.load so that a broken vocabulary fails at load rather than in every request: every
+   * token type is known, the 256 byte tokens are NORMAL (so any text encodes), every merge
+   * makes a token of the vocabulary, and the ChatML markup tokens are special tokens. Throws an
+   * Error naming the key.
+   */
+  validate(): void {
+    for (let id = 0; id < this.vocabSize; id++) {
+      const type = this.#types[id];
+      if (!Number.isInteger(type) || type < 0 || type > TokenType.BYTE) {
+        throw new Error(`tokenizer.ggml.token_type[${id}] = ${type} is not a known token type (0..6)`);
+      }
+    }
+    for (let b = 0; b < 256; b++) {
+      const id = this.#byteToken[b];
+      if (this.#types[id] !== TokenType.NORMAL) {
+        throw new Error(
+          `tokenizer.ggml.token_type[${id}] (the token for byte 0x${b.toString(16)}) is ${this.#types[id]}, ` +
+            `not NORMAL (1): text could not be encoded`,
+        );
+      }
+    }
+    for (let rank = 0; rank < this.#merges.length; rank++) {
+      if (this.#mergeResult[rank] < 0) this.#resolveMerge(rank);
+    }
+    for (const text of ["<|im_start|>", "<|im_end|>"]) {
+      const id = this.#idOf.get(text);
+      const type = id === undefined ? undefined : this.#types[id];
+      if (type !== TokenType.CONTROL && type !== TokenType.USER_DEFINED) {
+        throw new Error(
+          `tokenizer.ggml.tokens has no special token ${text}` +
+            (id === undefined ? "" : ` (token ${id} has type ${type})`) + ": not a ChatML (Qwen3) vocabulary",
+        );
+      }
+    }
+  }
+
+  /**
    * Text to token ids. Never adds BOS/EOS.
    * @param opts.parseSpecial when true (default false!) CONTROL and USER_DEFINED token texts in
    *   `text` become their ids; when false they are tokenized as plain text, so untrusted input
@@ -290,7 +328,7 @@ export class Tokenizer {
     const merged = this.#idOf.get(merge.replace(" ", ""));
     if (merged === undefined) {
       throw new Error(
-        `merges[${rank}] = ${
+        `tokenizer.ggml.merges[${rank}] = ${
           JSON.stringify(merge)
         } makes a token that is not in the vocabulary`,
       );

@@ -3,9 +3,10 @@
  * via cbor-x). A reply uses the encoding of its request. MQTT 5 clients say which one with the
  * Content Type property; on MQTT 3.1.1 (no properties) the payload is sniffed: a request is an
  * object, and an object in JSON starts with `{` (0x7b) while in CBOR it starts with a map byte
- * (0xa0-0xbf), so the first byte tells them apart.
+ * (0xa0-0xbf) or a tag wrapping one (0xc0-0xdb, e.g. the self-describe tag 55799, `d9 d9 f7`),
+ * so the first byte tells them apart.
  */
-import { decode as cborDecode, encode as cborEncode } from "cbor-x";
+import { decode as cborDecode, encode as cborEncode, Tag } from "cbor-x";
 import { RequestError } from "../../runtime/request.ts";
 
 /** A payload encoding. */
@@ -37,7 +38,8 @@ export function detectEncoding(payload: Uint8Array, contentType?: string): Encod
   }
   for (const b of payload) {
     if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue; // JSON whitespace
-    return b >= 0xa0 && b <= 0xbf ? "cbor" : "json";
+    // CBOR major types 5 (map) and 6 (tag); no JSON text starts with a byte >= 0x80.
+    return b >= 0xa0 && b <= 0xdb ? "cbor" : "json";
   }
   return "json";
 }
@@ -75,6 +77,8 @@ export function encodePayload(value: unknown, encoding: Encoding): Uint8Array {
  * so a Map is turned into a plain object (or rejected, for other keys) to be checked like JSON.
  */
 function normalizeCbor(value: unknown): unknown {
+  // cbor-x unwraps the self-describe tag (55799) itself; any other tag has no meaning here.
+  if (value instanceof Tag) throw new Error(`CBOR tag ${value.tag} is not supported`);
   if (value instanceof Map) {
     const out: Record<string, unknown> = {};
     for (const [k, v] of value) {

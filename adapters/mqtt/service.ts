@@ -20,6 +20,7 @@ import { type MqttOptions, type ResolvedMqttOptions, resolveMqttOptions } from "
 import { type IncomingMessage, MqttConnection } from "./connection.ts";
 import { offlineStatus, onlineStatus } from "./presence.ts";
 import { ReplyStream } from "./reply.ts";
+import { longTimeout } from "../long_timeout.ts";
 
 /** What the service needs of a scheduler (a real {@link Scheduler}, or a stand-in in tests). */
 export type ServiceScheduler =
@@ -230,10 +231,11 @@ export class MqttService {
     meta: { id?: string | number; correlationData?: Uint8Array; expirySeconds?: number },
   ): Promise<void> {
     const running: Running = { controller: new AbortController(), keys: cancelKeys(meta.id, meta.correlationData) };
-    let expiryTimer: ReturnType<typeof setTimeout> | undefined;
+    let cancelExpiry = () => {};
     let started = false;
     if (meta.expirySeconds !== undefined) {
-      expiryTimer = setTimeout(() => {
+      // Up to 4294967295 s: past setTimeout's 32-bit range, which would fire at once.
+      cancelExpiry = longTimeout(() => {
         if (!started) this.abort(running, "expired");
       }, meta.expirySeconds * 1000);
     }
@@ -242,7 +244,7 @@ export class MqttService {
       const events = this.scheduler.submit(wire.request, running.controller.signal);
       for await (const ev of events) {
         started = true;
-        clearTimeout(expiryTimer);
+        cancelExpiry();
         if (ev.type === "token") {
           if (wire.stream) reply.token(ev);
           continue;
@@ -264,7 +266,7 @@ export class MqttService {
       else this.stats.failed++;
       await reply.error(e);
     } finally {
-      clearTimeout(expiryTimer);
+      cancelExpiry();
       this.unregister(running);
     }
   }

@@ -34,6 +34,16 @@ Deno.test("codec: malformed payloads give BAD_JSON / BAD_CBOR; CBOR maps with no
   assert.deepEqual(decodePayload(cborEncode(new Map([["prompt", "x"]])), "cbor"), { prompt: "x" });
 });
 
+Deno.test("codec: a tag-wrapped CBOR map without a content type is CBOR; unknown tags are BAD_CBOR", () => {
+  const map = cborEncode({ prompt: "x" });
+  const selfDescribed = new Uint8Array([0xd9, 0xd9, 0xf7, ...map]);
+  assert.equal(detectEncoding(selfDescribed), "cbor");
+  assert.deepEqual(decodePayload(selfDescribed, detectEncoding(selfDescribed)), { prompt: "x" });
+  const tag1000 = new Uint8Array([0xd9, 0x03, 0xe8, ...map]);
+  assert.equal(detectEncoding(tag1000), "cbor");
+  assert.throws(() => decodePayload(tag1000, "cbor"), (e) => code("BAD_CBOR")(e) && /tag 1000/.test((e as Error).message));
+});
+
 Deno.test("topics: built under prefix/node; bad names and reply topics are named", () => {
   assert.deepEqual(nodeTopics("plant/line1", "arm-3"), {
     request: "plant/line1/arm-3/request",

@@ -15,10 +15,9 @@
  */
 import { charClass, type Element, GrammarBuilder, GrammarError, literal, MAX_CODE_POINT, type Grammar } from "./grammar.ts";
 
-/** Longest accepted grammar text. */
-export const MAX_GRAMMAR_CHARS = 64 * 1024;
-/** Largest bound accepted in `{m,n}`. */
-export const MAX_REPEAT = 10000;
+import { MAX_GRAMMAR_CHARS, MAX_NESTING, MAX_REPEAT } from "./limits.ts";
+
+export { MAX_GRAMMAR_CHARS, MAX_REPEAT };
 
 /** Parses `text`; throws a GrammarError naming the line and column of a syntax error. */
 export function parseGbnf(text: string): Grammar {
@@ -33,6 +32,8 @@ class Parser {
   private at = 0;
   private readonly b = new GrammarBuilder();
   private groups = 0;
+  /** Groups open at the cursor, against MAX_NESTING (the parser recurses into each). */
+  private depth = 0;
 
   constructor(private readonly src: string) {}
 
@@ -114,6 +115,7 @@ class Parser {
         atom = [charClass([0, MAX_CODE_POINT])];
       } else if (c === "<") atom = [this.token()];
       else if (c === "(") {
+        if (++this.depth > MAX_NESTING) this.fail(`groups nested deeper than ${MAX_NESTING} (limit MAX_NESTING)`);
         this.at++;
         this.space(true);
         const name = `${ruleName}-group-${++this.groups}`;
@@ -121,12 +123,14 @@ class Parser {
         this.space(true);
         if (this.src[this.at] !== ")") this.fail("expected ')'");
         this.at++;
+        this.depth--;
         atom = [ref];
       } else if (NAME.test(c)) {
         if (this.atRuleStart()) return seq;
         atom = [this.b.ref(this.name())];
       } else this.fail(`unexpected character ${JSON.stringify(c)}`);
-      seq.push(...this.postfix(ruleName, atom));
+      // A loop, not push(...): a long literal has one element per character.
+      for (const e of this.postfix(ruleName, atom)) seq.push(e);
     }
   }
 

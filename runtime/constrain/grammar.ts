@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { MAX_COMPILE_WORK, MAX_GRAMMAR_ELEMENTS } from "./limits.ts";
 
 /** One element of an alternative. */
 export type Element =
@@ -40,6 +41,10 @@ export class GrammarBuilder {
   private readonly names: string[] = [];
   private readonly rules: (Element[][] | undefined)[] = [];
   private readonly ids = new Map<string, number>();
+  /** Next suffix to try per base name: fresh() stays O(1), not O(names with that base). */
+  private readonly nextSuffix = new Map<string, number>();
+  /** Elements defined so far, against MAX_GRAMMAR_ELEMENTS. */
+  private elements = 0;
 
   /** Id of the rule `name`, created undefined on first mention. */
   ruleId(name: string): number {
@@ -63,6 +68,7 @@ export class GrammarBuilder {
   define(name: string, alternatives: Element[][]): Element {
     const id = this.ruleId(name);
     if (this.rules[id] !== undefined) throw new GrammarError(`rule '${name}' is defined twice`);
+    for (const alt of alternatives) this.count(alt.length + 1);
     this.rules[id] = alternatives;
     return { type: "ref", rule: id };
   }
@@ -70,7 +76,22 @@ export class GrammarBuilder {
   /** A name not used yet, derived from `base`. */
   fresh(base: string): string {
     if (!this.ids.has(base)) return base;
-    for (let i = 1;; i++) if (!this.ids.has(`${base}-${i}`)) return `${base}-${i}`;
+    for (let i = this.nextSuffix.get(base) ?? 1;; i++) {
+      if (!this.ids.has(`${base}-${i}`)) {
+        this.nextSuffix.set(base, i + 1);
+        return `${base}-${i}`;
+      }
+    }
+  }
+
+  /** Counts `n` more elements; throws once the grammar outgrows MAX_GRAMMAR_ELEMENTS. */
+  private count(n: number): void {
+    this.elements += n;
+    if (this.elements > MAX_GRAMMAR_ELEMENTS) {
+      throw new GrammarError(
+        `grammar is too large: more than ${MAX_GRAMMAR_ELEMENTS} elements with repetitions expanded (limit MAX_GRAMMAR_ELEMENTS)`,
+      );
+    }
   }
 
   /** A reference to `name` (defined now or later). */
@@ -86,8 +107,10 @@ export class GrammarBuilder {
     if (!Number.isInteger(min) || min < 0 || !(max >= min) || (max !== Infinity && !Number.isInteger(max))) {
       throw new GrammarError(`bad repetition bounds {${min},${max}}`);
     }
+    // Checked before copying: {m} copies `seq` m times.
+    this.count(min * seq.length);
     const out: Element[] = [];
-    for (let i = 0; i < min; i++) out.push(...seq);
+    for (let i = 0; i < min; i++) for (const e of seq) out.push(e);
     if (max === Infinity) {
       const name = this.fresh(`${base}-star`);
       const star = this.ref(name);
@@ -187,20 +210,61 @@ export function utf8Length(cp: number): number {
  */
 export function minRuleCosts(g: Grammar): number[] {
   const cost = new Array<number>(g.rules.length).fill(Infinity);
-  for (let changed = true; changed;) {
-    changed = false;
-    g.rules.forEach((alts, r) => {
-      for (const alt of alts) {
-        let sum = 0;
-        for (const e of alt) sum += elementCost(e, cost);
-        if (sum < cost[r]) {
-          cost[r] = sum;
-          changed = true;
-        }
+  untilStable(g, (alts, r) => {
+    let changed = false;
+    for (const alt of alts) {
+      let sum = 0;
+      for (const e of alt) sum += elementCost(e, cost);
+      if (sum < cost[r]) {
+        cost[r] = sum;
+        changed = true;
       }
-    });
-  }
+    }
+    return changed;
+  });
   return cost;
+}
+
+/**
+ * Re-evaluates rules until nothing changes: `update` returns true when rule `r`'s value
+ * changed, and then only the rules that reference `r` are evaluated again (a worklist, not
+ * whole passes: a long chain of rules defined in the wrong order would take quadratic time).
+ * The work (elements visited) is bounded by MAX_COMPILE_WORK.
+ */
+function untilStable(g: Grammar, update: (alts: readonly (readonly Element[])[], r: number) => boolean): void {
+  const users: number[][] = g.rules.map(() => []);
+  const size: number[] = [];
+  g.rules.forEach((alts, r) => {
+    let n = 1;
+    for (const alt of alts) {
+      n += alt.length + 1;
+      for (const e of alt) if (e.type === "ref") users[e.rule].push(r);
+    }
+    size[r] = n;
+  });
+  const queued = new Uint8Array(g.rules.length).fill(1);
+  const queue: number[] = g.rules.map((_, r) => r);
+  let work = 0;
+  for (let head = 0; head < queue.length; head++) {
+    const r = queue[head];
+    queued[r] = 0;
+    work += size[r];
+    if (work > MAX_COMPILE_WORK) {
+      throw new GrammarError(`grammar takes too long to check: over ${MAX_COMPILE_WORK} work units (limit MAX_COMPILE_WORK)`);
+    }
+    if (!update(g.rules[r], r)) continue;
+    for (const u of users[r]) {
+      if (queued[u] === 0) {
+        queued[u] = 1;
+        queue.push(u);
+      }
+    }
+    // Keep the queue's memory bounded by the rules waiting, not by all evaluations so far.
+    if (head > 65536 && head * 2 > queue.length) {
+      queue.splice(0, head + 1);
+      head = -1;
+    }
+  }
 }
 
 /** Least cost of one element given the rule costs. */
@@ -223,16 +287,11 @@ function checkGrammar(g: Grammar): void {
   // Left recursion (a rule reaching itself before consuming anything) would make the matcher
   // expand forever: refuse it, naming the cycle.
   const nullable = g.rules.map(() => false);
-  for (let changed = true; changed;) {
-    changed = false;
-    g.rules.forEach((alts, r) => {
-      if (nullable[r]) return;
-      if (alts.some((alt) => alt.every((e) => e.type === "ref" && nullable[e.rule]))) {
-        nullable[r] = true;
-        changed = true;
-      }
-    });
-  }
+  untilStable(g, (alts, r) => {
+    if (nullable[r] || !alts.some((alt) => alt.every((e) => e.type === "ref" && nullable[e.rule]))) return false;
+    nullable[r] = true;
+    return true;
+  });
   const leftRefs = g.rules.map((alts) => {
     const out = new Set<number>();
     for (const alt of alts) {
@@ -244,20 +303,32 @@ function checkGrammar(g: Grammar): void {
     }
     return out;
   });
+  // Depth-first with an explicit stack: a chain of thousands of rules must not overflow the call stack.
   const state = new Uint8Array(g.rules.length); // 0 new, 1 on the path, 2 done
   const path: number[] = [];
-  const visit = (r: number) => {
-    state[r] = 1;
-    path.push(r);
-    for (const next of leftRefs[r]) {
+  const pending: Iterator<number>[] = [];
+  for (let start = 0; start < g.rules.length; start++) {
+    if (state[start] !== 0) continue;
+    state[start] = 1;
+    path.push(start);
+    pending.push(leftRefs[start].values());
+    while (path.length > 0) {
+      const step = pending[pending.length - 1].next();
+      if (step.done) {
+        state[path.pop()!] = 2;
+        pending.pop();
+        continue;
+      }
+      const next = step.value;
       if (state[next] === 1) {
         const cycle = path.slice(path.indexOf(next)).concat(next).map((i) => g.names[i]);
         throw new GrammarError(`grammar is left-recursive: ${cycle.join(" -> ")}`);
       }
-      if (state[next] === 0) visit(next);
+      if (state[next] === 0) {
+        state[next] = 1;
+        path.push(next);
+        pending.push(leftRefs[next].values());
+      }
     }
-    path.pop();
-    state[r] = 2;
-  };
-  for (let r = 0; r < g.rules.length; r++) if (state[r] === 0) visit(r);
+  }
 }

@@ -18,6 +18,9 @@
  * @module
  */
 import { charClass, type Element, type Grammar, GrammarBuilder, literal } from "./grammar.ts";
+import { MAX_NESTING, MAX_SCHEMA_BOUND } from "./limits.ts";
+
+export { MAX_SCHEMA_BOUND };
 
 /** Limits applied where the schema sets none. */
 export interface JsonSchemaOptions {
@@ -37,8 +40,6 @@ export class SchemaError extends Error {
   }
 }
 
-/** Largest string or array bound accepted from a schema. */
-export const MAX_SCHEMA_BOUND = 4096;
 
 const ANNOTATIONS = new Set(["title", "description", "$schema", "$id", "$comment", "examples", "default"]);
 const KEYWORDS = new Set([
@@ -61,6 +62,8 @@ export class JsonSchemaCompiler {
   private readonly maxString: number;
   private readonly maxItems: number;
   private readonly maxDepth: number;
+  /** Subschemas open at the moment, against MAX_NESTING. */
+  private depth = 0;
 
   constructor(private readonly b: GrammarBuilder, opts: JsonSchemaOptions = {}) {
     this.maxString = opts.maxStringLength ?? 128;
@@ -70,6 +73,19 @@ export class JsonSchemaCompiler {
 
   /** A reference to a rule matching exactly the JSON texts valid against `schema`. */
   compile(schema: unknown, path: string): Element {
+    // The compiler recurses into subschemas: bound the depth before the call stack does.
+    if (this.depth >= MAX_NESTING) {
+      throw new SchemaError(`schema at ${path} is nested deeper than ${MAX_NESTING} levels (limit MAX_NESTING)`);
+    }
+    this.depth++;
+    try {
+      return this.compileAt(schema, path);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private compileAt(schema: unknown, path: string): Element {
     if (schema === true) return this.any(this.maxDepth);
     if (schema === false) throw new SchemaError(`schema at ${path} is false: nothing is valid`);
     if (typeof schema !== "object" || schema === null || Array.isArray(schema)) {

@@ -11,7 +11,8 @@
  *
  * @module
  */
-import { charMatches, type Element, elementCost, firstMatch, type Grammar, minRuleCosts } from "./grammar.ts";
+import { charMatches, type Element, elementCost, firstMatch, type Grammar, GrammarError, minRuleCosts } from "./grammar.ts";
+import { MAX_MATCH_NODES, MAX_MATCH_STACKS, MAX_MATCH_STATE_STACKS, MAX_MATCH_STATES } from "./limits.ts";
 
 /** Transition not computed yet. */
 const UNKNOWN = -2;
@@ -49,6 +50,10 @@ export class ByteMatcher {
   private readonly states: State[] = [];
   private readonly stateIds = new Map<string, number>();
   private trans = new Int32Array(256 * 64).fill(UNKNOWN);
+  /** Stack entries summed over all states, against MAX_MATCH_STATE_STACKS. */
+  private stateStacks = 0;
+  /** Work units done so far (stack expansions and checks); callers budget by differences. */
+  private workDone = 0;
 
   constructor(readonly grammar: Grammar) {
     const ruleCost = minRuleCosts(grammar);
@@ -76,6 +81,20 @@ export class ByteMatcher {
   /** Number of states built so far (grows as new parts of the grammar are visited). */
   get stateCount(): number {
     return this.states.length;
+  }
+
+  /** Work units done since the matcher was built; deterministic, unlike time. */
+  get work(): number {
+    return this.workDone;
+  }
+
+  /**
+   * Whether the matcher has used half of a memory budget (states, nodes, stack entries): a
+   * cache should build a fresh one rather than share it with the next request.
+   */
+  get worn(): boolean {
+    return this.states.length > MAX_MATCH_STATES / 2 || this.nodePos.length > MAX_MATCH_NODES / 2 ||
+      this.stateStacks > MAX_MATCH_STATE_STACKS / 2;
   }
 
   /** The state after `byte`, or {@link DEAD}. */
@@ -107,6 +126,7 @@ export class ByteMatcher {
     if (st.need > 0) return DEAD;
     const cached = st.tokenTrans?.get(text);
     if (cached !== undefined) return cached;
+    this.workDone += st.leaves.length;
     const leaves = new Set<number>();
     let accepting = false;
     const seen = new Set<number>();
@@ -159,12 +179,21 @@ export class ByteMatcher {
     return this.states[state].minRemaining;
   }
 
-  /** Interned stack node (grammar position over a parent stack). */
+  /**
+   * Interned stack node (grammar position over a parent stack). A finished alternative is its
+   * parent (parents are never finished ones): popping it at once keeps a right-recursive rule
+   * such as `x*` from stacking one frame per repetition, so its states repeat instead of
+   * growing with the output.
+   */
   private node(pos: number, parent: number): number {
+    if (this.elems[pos] === null) return parent;
     const key = pos * 2147483648 + (parent + 1);
     let id = this.nodeIds.get(key);
     if (id === undefined) {
       id = this.nodePos.length;
+      if (id >= MAX_MATCH_NODES) {
+        throw new GrammarError(`grammar needs more than ${MAX_MATCH_NODES} parse stack nodes (limit MAX_MATCH_NODES)`);
+      }
       this.nodePos.push(pos);
       this.nodeParent.push(parent);
       this.nodeCost.push(this.restCost[pos] + (parent >= 0 ? this.nodeCost[parent] : 0));
@@ -181,6 +210,7 @@ export class ByteMatcher {
     let accepting = false;
     const todo = [node];
     while (todo.length > 0) {
+      this.workDone++;
       let n = todo.pop()!;
       // Pop finished alternatives.
       while (n >= 0 && this.elems[this.nodePos[n]] === null) n = this.nodeParent[n];
@@ -194,6 +224,12 @@ export class ByteMatcher {
       const e = this.elems[pos]!;
       if (e.type !== "ref") {
         leaves.add(n);
+        // An ambiguous grammar multiplies the stacks alive at each character.
+        if (leaves.size > MAX_MATCH_STACKS) {
+          throw new GrammarError(
+            `grammar is too ambiguous: more than ${MAX_MATCH_STACKS} parse stacks alive at once (limit MAX_MATCH_STACKS)`,
+          );
+        }
         continue;
       }
       const cont = this.node(pos + 1, this.nodeParent[n]);
@@ -207,6 +243,16 @@ export class ByteMatcher {
     const key = `${leaves.join(",")}|${accepting ? 1 : 0}|${need},${lead},${partial}`;
     const known = this.stateIds.get(key);
     if (known !== undefined) return known;
+    if (this.states.length >= MAX_MATCH_STATES) {
+      throw new GrammarError(`grammar needs more than ${MAX_MATCH_STATES} matcher states (limit MAX_MATCH_STATES)`);
+    }
+    if (this.stateStacks + leaves.length > MAX_MATCH_STATE_STACKS) {
+      throw new GrammarError(
+        `grammar needs more than ${MAX_MATCH_STATE_STACKS} parse stacks over all matcher states (limit MAX_MATCH_STATE_STACKS)`,
+      );
+    }
+    this.stateStacks += leaves.length;
+    this.workDone += leaves.length;
     let minRemaining = accepting && need === 0 ? 0 : Infinity;
     for (const leaf of leaves) {
       if (need === 0) {
@@ -274,12 +320,14 @@ export class ByteMatcher {
   }
 
   private pending(leaves: number[], need: number, lead: number, partial: number): number {
+    this.workDone += leaves.length;
     const alive = leaves.filter((leaf) => this.partialFits(leaf, need, lead, partial));
     return alive.length === 0 ? DEAD : this.intern(alive, false, need, lead, partial);
   }
 
   /** The state after one whole code point. */
   private advance(leaves: number[], cp: number): number {
+    this.workDone += leaves.length;
     const next = new Set<number>();
     const seen = new Set<number>();
     let accepting = false;

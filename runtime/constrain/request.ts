@@ -22,14 +22,13 @@ import { LazyToolCallConstraint, toolCallBodyGrammar, toolCallsGrammar } from ".
 
 /** Compiled matchers kept for reuse. */
 const CACHE_ENTRIES = 32;
-/** A cached matcher that has grown past this many states is rebuilt on next use. */
-const CACHE_MAX_STATES = 200_000;
 const cache = new Map<string, ByteMatcher>();
 
 /** A matcher for `key`, built by `make` unless cached; grammar errors become BAD_REQUEST. */
 function cachedMatcher(key: string, make: () => Grammar): ByteMatcher {
   const hit = cache.get(key);
-  if (hit && hit.stateCount < CACHE_MAX_STATES) {
+  // A matcher past half its memory budgets is rebuilt, so that a new request has room to grow.
+  if (hit && !hit.worn) {
     cache.delete(key);
     cache.set(key, hit); // most recently used last
     return hit;
@@ -109,6 +108,10 @@ function checkTokens(g: Grammar, tok: TokenVocabulary): void {
             "BAD_REQUEST",
             `grammar names the token ${e.text}, which is not a special token of this vocabulary`,
           );
+        }
+        // An end token ends the generation before the grammar could go on: never matchable.
+        if (tok.isEndOfGeneration(id!)) {
+          throw new RequestError("BAD_REQUEST", `grammar names the token ${e.text}, which ends the generation and cannot be part of the output`);
         }
       }
     }

@@ -12,6 +12,9 @@
  */
 import type { TokenConstraint, TokenVocabulary } from "../request.ts";
 import { TokenType } from "../tokenizer_spec.ts";
+import { RequestError } from "../request.ts";
+import { GrammarError } from "./grammar.ts";
+import { MAX_TOKEN_WORK } from "./limits.ts";
 import { type ByteMatcher, DEAD } from "./matcher.ts";
 import { TokenTrie } from "./token_trie.ts";
 
@@ -82,6 +85,8 @@ export function tokenIndex(tok: TokenVocabulary): TokenIndex {
 export class GrammarConstraint implements TokenConstraint {
   private state: number;
   private budget = Infinity;
+  /** Matcher work spent choosing the current token, against MAX_TOKEN_WORK. */
+  private spent = 0;
 
   constructor(private readonly matcher: ByteMatcher, private readonly index: TokenIndex) {
     this.state = matcher.initial;
@@ -94,10 +99,36 @@ export class GrammarConstraint implements TokenConstraint {
 
   /** The matcher state after `id`, or DEAD. */
   next(id: number): number {
-    const kind = this.index.kind[id];
-    if (kind === 0) return this.matcher.walk(this.state, this.index.bytes[id]);
-    if (kind === 1) return this.matcher.stepToken(this.state, this.index.text[id]);
-    return DEAD;
+    return this.metered(() => {
+      const kind = this.index.kind[id];
+      if (kind === 0) return this.matcher.walk(this.state, this.index.bytes[id]);
+      if (kind === 1) return this.matcher.stepToken(this.state, this.index.text[id]);
+      return DEAD;
+    });
+  }
+
+  /**
+   * Runs matcher work for the current token: a matcher budget error, or more than
+   * MAX_TOKEN_WORK for one token, fails the request with BAD_REQUEST naming the limit, so one
+   * request cannot hold up the others that share the decode loop.
+   */
+  private metered<T>(f: () => T): T {
+    const before = this.matcher.work;
+    let out: T;
+    try {
+      out = f();
+    } catch (e) {
+      if (e instanceof GrammarError) throw new RequestError("BAD_REQUEST", e.message);
+      throw e;
+    }
+    this.spent += this.matcher.work - before;
+    if (this.spent > MAX_TOKEN_WORK) {
+      throw new RequestError(
+        "BAD_REQUEST",
+        `grammar matching took more than ${MAX_TOKEN_WORK} work units for one token (limit MAX_TOKEN_WORK)`,
+      );
+    }
+    return out;
   }
 
   /**
@@ -109,14 +140,17 @@ export class GrammarConstraint implements TokenConstraint {
     const cache = listCache(this.index, this.matcher);
     let list = cache.get(this.state);
     if (list === undefined) {
-      list = this.matcher.isWide(this.state)
-        ? null
-        : this.index.trie.allowed(this.matcher, this.state, CANDIDATE_LIMIT) ?? null;
-      if (list) {
-        for (const id of this.index.specials) {
-          if (this.matcher.stepToken(this.state, this.index.text[id]) !== DEAD) list.push(id);
+      list = this.metered(() => {
+        const found = this.matcher.isWide(this.state)
+          ? null
+          : this.index.trie.allowed(this.matcher, this.state, CANDIDATE_LIMIT) ?? null;
+        if (found) {
+          for (const id of this.index.specials) {
+            if (this.matcher.stepToken(this.state, this.index.text[id]) !== DEAD) found.push(id);
+          }
         }
-      }
+        return found;
+      });
       if (cache.size >= LIST_CACHE_STATES) cache.clear();
       cache.set(this.state, list);
     }
@@ -146,6 +180,7 @@ export class GrammarConstraint implements TokenConstraint {
     const next = this.next(id);
     if (next === DEAD) throw new Error(`token ${id} does not fit the grammar here`);
     this.state = next;
+    this.spent = 0; // the next token's choice starts its own budget
   }
 
   isComplete(): boolean {
