@@ -189,3 +189,46 @@ Deno.test("serve: broker flags are checked before the model is read (exit 2), an
   assert.match(r.stderr, /device pi4 \(--device\): \d+ threads, ctx \d+ x 1, memory budget 100 MiB/);
   assert.match(r.stderr, /memory budget is 100 MiB; even a 256-token context does not fit/);
 });
+
+Deno.test("the model file truncated and rewritten while running (a careless update) does not crash the node", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/model.gguf`;
+  await Deno.copyFile(await tinyModel(), path);
+  const child = bonsai(["run", "-m", path, "--json", "-q"]);
+  const w = child.stdin.getWriter();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  const nextDone = async () => {
+    while (true) {
+      const nl = buffered.indexOf("\n");
+      if (nl >= 0) {
+        const ev = JSON.parse(buffered.slice(0, nl)) as Event;
+        buffered = buffered.slice(nl + 1);
+        if (ev.event !== "token") return ev;
+        continue;
+      }
+      const { value, done } = await lines.read();
+      if (done) throw new Error("output ended before a final event");
+      buffered += value;
+    }
+  };
+  try {
+    const ask = (id: number) => w.write(new TextEncoder().encode(JSON.stringify({ id, prompt: "Status?", max_tokens: 4 }) + "\n"));
+    await ask(1);
+    assert.equal((await nextDone()).event, "done");
+    // What `cp new.gguf model.gguf` does: truncate, then write other bytes.
+    await Deno.writeFile(path, new Uint8Array(1000).fill(0x5a));
+    await ask(2);
+    const second = await nextDone();
+    assert.equal(second.event, "done", JSON.stringify(second));
+    await w.close();
+    const status = await child.status;
+    assert.equal(status.code, 0);
+    assert.equal(status.signal, null);
+  } finally {
+    lines.releaseLock();
+    await child.stdout.cancel().catch(() => {});
+    await child.stderr.cancel();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -208,6 +208,6 @@ pub fn dequant_row(t: &Tensor, r: usize, out: &mut [f32]) -> Result<(), String> 
     if out.len() < t.ne0 {
         return Err(format!("output has {} floats, a row has {}", out.len(), t.ne0));
     }
-    crate::dot::scalar::dequant_row(t.fmt, t.row(r), t.ne0, out);
+    t.with_row(r, |row| crate::dot::scalar::dequant_row(t.fmt, row, t.ne0, out));
     Ok(())
 }

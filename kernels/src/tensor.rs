@@ -5,7 +5,7 @@ use crate::formats::Format;
 use crate::map::{Map, MapInner};
 use crate::lut::q1::{PackedQ1, TILE};
 use crate::lut::q2::PackedQ2;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 enum Storage {
     Mapped(Arc<MapInner>),
@@ -23,6 +23,13 @@ pub struct Tensor {
     pub packed: Option<PackedQ1>,
     /// Q2_0 rows (either block size) repacked for their lookup-table kernel (likewise).
     pub packed_q2: Option<PackedQ2>,
+    /// The original rows were returned to the system once packed (see [`Tensor::from_map`]): the
+    /// lookup-table kernels read only the packed copy. Anything that needs the original layout
+    /// gets it rebuilt from the packed copy (a pure byte transpose): one row at a time for an
+    /// embedding lookup, the whole tensor on first use by the row kernels (an ISA without
+    /// lookup-table kernels forced after loading, in tests and A/B runs).
+    released: bool,
+    restored: Once,
 }
 
 /// Format from an API code, with an error naming the code and the known ones.
@@ -74,11 +81,14 @@ impl Tensor {
             storage: Storage::Mapped(map.0.clone()),
             packed: None,
             packed_q2: None,
+            released: false,
+            restored: Once::new(),
         };
         if t.pack() {
-            // The kernels now read the packed copy only; drop the mapped pages so resident memory
-            // stays ~1x the weights (they fault back in from the file if a row is read again).
+            // The kernels now read the packed copy only; return the original pages so resident
+            // memory stays ~1x the weights.
             map.0.release(offset as usize, bytes);
+            t.released = true;
         }
         Ok(t)
     }
@@ -99,6 +109,8 @@ impl Tensor {
             storage: Storage::Owned(bytes.to_vec()),
             packed: None,
             packed_q2: None,
+            released: false,
+            restored: Once::new(),
         };
         t.pack();
         Ok(t)
@@ -125,6 +137,7 @@ impl Tensor {
     /// Drops the packed copies (the row kernels then read the original rows); for benchmarks
     /// and tests that compare the two.
     pub fn unpack(&mut self) {
+        self.data(); // rebuilds released rows while the packed copy still exists
         self.packed = None;
         self.packed_q2 = None;
     }
@@ -135,9 +148,12 @@ impl Tensor {
         (self.ne1 + TILE - 1) / TILE
     }
 
-    /// All of the tensor's bytes.
+    /// All of the tensor's bytes (rebuilt from the packed copy on first use if they were released).
     #[inline]
     pub fn data(&self) -> &[u8] {
+        if self.released {
+            self.restored.call_once(|| self.restore());
+        }
         let all = match &self.storage {
             Storage::Mapped(m) => m.bytes(),
             Storage::Owned(v) => &v[..],
@@ -149,5 +165,41 @@ impl Tensor {
     #[inline]
     pub fn row(&self, r: usize) -> &[u8] {
         &self.data()[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    /// Calls `f` with the bytes of row `r` without rebuilding a released tensor as a whole (an
+    /// embedding lookup reads one row per token: its row is rebuilt alone, in a small buffer).
+    pub fn with_row<R>(&self, r: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        if self.released && !self.restored.is_completed() {
+            let mut buf = vec![0u8; self.row_bytes];
+            self.packed_row(r, &mut buf);
+            return f(&buf);
+        }
+        f(self.row(r))
+    }
+
+    /// Row `r` in the original layout, from the packed copy.
+    fn packed_row(&self, r: usize, out: &mut [u8]) {
+        if let Some(p) = &self.packed {
+            p.unpack_row(r, out);
+        } else if let Some(p) = &self.packed_q2 {
+            p.unpack_row(r, out);
+        } else {
+            unreachable!("a released tensor always has a packed copy");
+        }
+    }
+
+    /// Writes every row back into the released pages (once, under `restored`).
+    fn restore(&self) {
+        if let Storage::Mapped(m) = &self.storage {
+            let mut row = vec![0u8; self.row_bytes];
+            for r in 0..self.ne1 {
+                self.packed_row(r, &mut row);
+                // SAFETY: nobody reads this tensor's bytes before `restored` completes (every
+                // reader goes through `data`, which waits for it), and the range is this
+                // tensor's own.
+                unsafe { m.write(self.offset + r * self.row_bytes, &row) };
+            }
+        }
     }
 }

@@ -670,3 +670,34 @@ fn dot_multi_equals_dot_bit_for_bit() {
         say("skipped: no table with dot_multi on this machine");
     }
 }
+
+/// A loaded tensor no longer depends on its file: truncating and rewriting the file (what `cp new
+/// old` does) changes nothing, and rows released after packing are rebuilt exactly, one at a time
+/// (embedding lookups) or whole (the row kernels).
+#[test]
+fn a_loaded_tensor_survives_its_file_being_truncated_and_rewritten() {
+    use crate::testutil::{as_bytes, random_act, random_rows, Rng};
+    let mut rng = Rng::new(21);
+    let (ne0, ne1) = (256usize, 45usize);
+    let rows = random_rows(&mut rng, crate::formats::Format::Q1_0, ne0, ne1, false);
+    let path = std::env::temp_dir().join(format!("bk_map_rewrite_{}", std::process::id()));
+    let mut file = vec![0u8; 64];
+    file.extend_from_slice(&rows);
+    std::fs::write(&path, &file).unwrap();
+    let m = crate::map::map_file(path.to_str().unwrap()).unwrap();
+    let t = Tensor::from_map(&m, 64, 41, ne0 as u64, ne1 as u64).unwrap();
+    std::fs::write(&path, b"short").unwrap(); // the update: truncated, then other bytes
+    let rb = t.row_bytes;
+    for &r in [0usize, 31, 32, 44].iter() {
+        t.with_row(r, |b| assert_eq!(b, &rows[r * rb..(r + 1) * rb], "row {} rebuilt alone", r));
+    }
+    let (_, act) = random_act(&mut rng, ne0);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let mut fast = vec![0f32; ne1];
+    matmul::matvec(&t, as_bytes(&act), &mut fast).unwrap();
+    let mut reference = vec![0f32; ne1];
+    matmul::matvec_ref(&t, as_bytes(&act), &mut reference).unwrap(); // row kernels: rebuilds all rows
+    assert_eq!(bits(&fast), bits(&reference));
+    assert_eq!(t.data(), &rows[..]);
+    std::fs::remove_file(&path).unwrap();
+}

@@ -90,7 +90,28 @@ pub(crate) fn pack_tiles(data: &[u8], nb: usize, block_bytes: usize, ne1: usize,
     out
 }
 
+/// Row `r` of a [`pack_tiles`] layout back in the original layout (`out` = `nb * block_bytes`).
+pub(crate) fn unpack_row(data: &[u8], nb: usize, block_bytes: usize, r: usize, out: &mut [u8]) {
+    let tile_block = TILE * block_bytes;
+    let tile = &data[(r / TILE) * nb * tile_block..(r / TILE + 1) * nb * tile_block];
+    let rr = r % TILE;
+    for b in 0..nb {
+        let ob = &tile[b * tile_block..(b + 1) * tile_block];
+        let s = &mut out[block_bytes * b..block_bytes * (b + 1)];
+        s[0] = ob[2 * rr];
+        s[1] = ob[2 * rr + 1];
+        for i in 0..block_bytes - 2 {
+            s[2 + i] = ob[64 + 32 * i + rr];
+        }
+    }
+}
+
 impl PackedQ1 {
+    /// Row `r` in the original Q1_0 layout (the inverse of packing).
+    pub fn unpack_row(&self, r: usize, out: &mut [u8]) {
+        unpack_row(&self.data, self.nb, 18, r, out);
+    }
+
     /// Repacks `ne1` Q1_0 rows of `ne0` weights (`data` = `ne1 * ne0/128 * 18` bytes), in parallel
     /// on the pool.
     pub fn pack(data: &[u8], ne0: usize, ne1: usize) -> PackedQ1 {

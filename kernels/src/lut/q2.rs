@@ -38,6 +38,11 @@ pub struct PackedQ2 {
 }
 
 impl PackedQ2 {
+    /// Row `r` in the original Q2_0 layout (the inverse of packing).
+    pub fn unpack_row(&self, r: usize, out: &mut [u8]) {
+        crate::lut::q1::unpack_row(&self.data, self.nb, 2 + self.block / 4, r, out);
+    }
+
     /// Bytes per tile per weight block.
     #[inline]
     pub fn tile_block_bytes(&self) -> usize {
