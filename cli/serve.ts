@@ -6,6 +6,8 @@ import { MqttService } from "../adapters/mqtt/service.ts";
 import { DEFAULT_MAX_PAYLOAD, resolveMqttOptions } from "../adapters/mqtt/options.ts";
 import { nodeTopics } from "../adapters/mqtt/topics.ts";
 import { MODEL_FLAGS, MODEL_FLAGS_USAGE, parseModelFlags, setupModel } from "./setup.ts";
+import { reloadModel } from "./reload.ts";
+import { ReloadableScheduler, type ReloadMode } from "../runtime/reloadable.ts";
 
 export const SERVE_USAGE = `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]
 
@@ -30,6 +32,11 @@ Options:
       --max-payload N     largest request in bytes (default ${DEFAULT_MAX_PAYLOAD}); larger: TOO_LARGE reply
       --keepalive S       MQTT keepalive in seconds (default 30): how soon a dead broker is noticed
 ${MODEL_FLAGS_USAGE}
+      --reload finish|cancel
+                          on SIGHUP the model file is loaded again (checked, beside the old
+                          model) and serves new requests; the old model's requests finish
+                          (default) or are cancelled. A broken file is refused: the old model
+                          serves on
   -q, --quiet             no log lines on stderr
   -h, --help              this text
 
@@ -54,6 +61,7 @@ const OPTIONS = {
   "mqtt-version": { type: "string" },
   "max-payload": { type: "string" },
   keepalive: { type: "string" },
+  reload: { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -115,12 +123,22 @@ export async function serveCommand(args: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  const reloadMode = (v.reload ?? "finish") as ReloadMode;
+  if (reloadMode !== "finish" && reloadMode !== "cancel") throw new UsageError(`--reload must be finish or cancel, got '${v.reload}'`);
   const encoder = new TextEncoder();
   const log = (s: string) => {
     if (!v.quiet) Deno.stderr.writeSync(encoder.encode(`bonsai serve: ${s}\n`));
   };
 
-  const { model, scheduler, settings } = await setupModel(flags, { log });
+  const setup = await setupModel(flags, { log });
+  const { settings } = setup;
+  const scheduler = new ReloadableScheduler(setup.scheduler);
+  let reloading: Promise<unknown> = Promise.resolve();
+  const onReload = () => {
+    log(`SIGHUP: reloading ${flags.model}`);
+    reloading = reloading.then(() => reloadModel(scheduler, flags, settings, { mode: reloadMode, log }));
+  };
+  Deno.addSignalListener("SIGHUP", onReload);
   const controller = new AbortController();
   let signal: Deno.Signal | undefined;
   const onSignal = (name: Deno.Signal) => () => {
@@ -161,6 +179,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     return signal === "SIGINT" ? 130 : 0;
   } finally {
     for (const [name, h] of handlers) Deno.removeSignalListener(name, h);
-    model.close();
+    Deno.removeSignalListener("SIGHUP", onReload);
+    await reloading;
+    scheduler.model.close();
   }
 }

@@ -240,18 +240,22 @@ export async function setupModel(
       `in ${model.loadMs.toFixed(0)} ms`,
   );
   try {
-    const scheduler = new Scheduler(model, {
-      contextSize: settings.contextSize,
-      parallel: settings.parallel,
-      kvType: flags.kvType,
-      maxTokens: flags.maxTokens,
-      maxQueue: flags.maxQueue,
-      overflow: flags.overflow,
-      keep: flags.keep,
-    });
-    return { model, scheduler, settings };
+    return { model, scheduler: makeScheduler(model, flags, settings), settings };
   } catch (e) {
     model.close();
     throw e;
   }
+}
+
+/** The scheduler of `model` with the flags' and the plan's settings. */
+export function makeScheduler(model: Model, flags: ModelFlags, settings: DeviceSettings): Scheduler {
+  return new Scheduler(model, {
+    contextSize: settings.contextSize,
+    parallel: settings.parallel,
+    kvType: flags.kvType,
+    maxTokens: flags.maxTokens,
+    maxQueue: flags.maxQueue,
+    overflow: flags.overflow,
+    keep: flags.keep,
+  });
 }

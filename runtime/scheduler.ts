@@ -63,6 +63,7 @@ export class Scheduler {
   private readonly defaultMaxTokens: number;
   private readonly yielder = new Yielder();
   private running = false;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(readonly model: Model, opts: SchedulerOptions = {}) {
     const c = model.config;
@@ -137,6 +138,18 @@ export class Scheduler {
     return job.channel;
   }
 
+  /** Resolves once no request is queued or running (at once when none is). */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.active.length === 0 && !this.running) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Cancels every queued and running request: each ends with `finish_reason: "cancelled"`. */
+  cancelAll(): void {
+    for (const job of [...this.queue, ...this.active]) job.cancelled = true;
+    this.kick();
+  }
+
   /** Starts the loop on a later microtask, so that `submit` never runs model work itself. */
   private kick(): void {
     if (this.running) return;
@@ -154,6 +167,9 @@ export class Scheduler {
       }
     } finally {
       this.running = false;
+      if (this.queue.length === 0 && this.active.length === 0) {
+        for (const wake of this.idleWaiters.splice(0)) wake();
+      }
     }
   }
 

@@ -1,0 +1,71 @@
+/**
+ * Reloading the model file of a running service (SIGHUP): the new file is checked and loaded
+ * beside the old model, which keeps serving; only then do new requests move to it, while the old
+ * model finishes or cancels its requests (`--reload finish|cancel`) and is closed. A broken file
+ * is refused with its error and the old model goes on serving. Loading beside the old model needs
+ * memory for both for a moment: when the budget cannot hold that, the reload is refused (restart
+ * the service instead), so a reload never runs the device out of memory.
+ * @module
+ */
+import { Model } from "../runtime/model.ts";
+import { readGguf } from "../runtime/gguf.ts";
+import { qwen3ConfigFromGguf } from "../runtime/config.ts";
+import { estimateMemory } from "../runtime/memory.ts";
+import type { ReloadableScheduler, ReloadMode } from "../runtime/reloadable.ts";
+import type { DeviceSettings } from "../devices/settings.ts";
+import { makeScheduler, type ModelFlags } from "./setup.ts";
+
+/** Options of {@link reloadModel}. */
+export interface ReloadOptions {
+  mode: ReloadMode;
+  log: (line: string) => void;
+}
+
+/**
+ * Loads `flags.model` again and swaps it in. Resolves true once the new model serves (the old one
+ * may still be finishing its requests), false when the reload was refused (the old model serves
+ * on); never throws.
+ */
+export async function reloadModel(
+  host: ReloadableScheduler,
+  flags: ModelFlags,
+  settings: DeviceSettings,
+  opts: ReloadOptions,
+): Promise<boolean> {
+  const old = host.model;
+  try {
+    const file = await readGguf(flags.model);
+    const config = qwen3ConfigFromGguf(file);
+    const shape = { contextSize: settings.contextSize, parallel: settings.parallel, kvType: flags.kvType };
+    const next = estimateMemory(file, config, shape);
+    const current = estimateMemory(old.file, old.config, shape);
+    const during = next.totalBytes + current.weightsBytes + current.kvBytes + current.scratchBytes;
+    if (during > settings.budgetBytes) {
+      throw new Error(
+        `loading it beside the running model needs ${mib(during)} but the memory budget is ` +
+          `${mib(settings.budgetBytes)}; restart the service to switch models`,
+      );
+    }
+    const model = await Model.load(flags.model, { threads: settings.threads, file });
+    let scheduler;
+    try {
+      scheduler = makeScheduler(model, flags, settings);
+    } catch (e) {
+      model.close();
+      throw e;
+    }
+    opts.log(`reload: ${config.name} from ${flags.model} serves new requests; the old model ${opts.mode === "finish" ? "finishes" : "cancels"} its ${host.activeCount + host.queuedCount} request(s)`);
+    host.replace(scheduler, opts.mode).then(
+      () => opts.log("reload: the old model is closed"),
+      (e) => opts.log(`reload: closing the old model failed: ${(e as Error).message}`),
+    );
+    return true;
+  } catch (e) {
+    opts.log(`reload refused: ${(e as Error).message}; still serving ${old.config.name} as loaded`);
+    return false;
+  }
+}
+
+function mib(n: number): string {
+  return `${(n / 2 ** 20).toFixed(0)} MiB`;
+}
