@@ -25,10 +25,27 @@ export type Outcome =
   | "refused";
 
 /** The outcomes, in report order. */
-export const OUTCOMES: readonly Outcome[] = ["served", "failed", "busy", "expired", "cancelled", "refused"];
+export const OUTCOMES: readonly Outcome[] = [
+  "served",
+  "failed",
+  "busy",
+  "expired",
+  "cancelled",
+  "refused",
+];
 
 /** Upper bounds (ms) of the time-to-first-token histogram buckets; the last bucket is +Inf. */
-export const TTFT_BUCKETS_MS: readonly number[] = [50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+export const TTFT_BUCKETS_MS: readonly number[] = [
+  50,
+  100,
+  250,
+  500,
+  1000,
+  2500,
+  5000,
+  10000,
+  30000,
+];
 
 /** What the scheduler side reports at snapshot time. */
 export interface LoadGauges {
@@ -51,9 +68,18 @@ export interface MetricsSnapshot {
   /** Generated tokens per second over the last 60 s (or since start, if shorter). */
   tokensPerSecond: number;
   /** Time to first token of the recent requests (last {@link TTFT_WINDOW}), ms; undefined before any. */
-  ttftMs: { p50?: number; p95?: number; count: number; sumMs: number; buckets: { le: number; count: number }[] };
+  ttftMs: {
+    p50?: number;
+    p95?: number;
+    count: number;
+    sumMs: number;
+    buckets: { le: number; count: number }[];
+  };
   load: LoadGauges;
-  memory: { rssBytes: number; plan?: Pick<MemoryPlan, "budgetBytes" | "neededBytes" | "ctx" | "parallel"> };
+  memory: {
+    rssBytes: number;
+    plan?: Pick<MemoryPlan, "budgetBytes" | "neededBytes" | "ctx" | "parallel">;
+  };
   thermal: ThermalReading;
 }
 
@@ -62,14 +88,22 @@ export const TTFT_WINDOW = 1024;
 
 /** Counts and timings of a service. */
 export class Metrics {
-  readonly requests: Record<Outcome, number> = { served: 0, failed: 0, busy: 0, expired: 0, cancelled: 0, refused: 0 };
+  readonly requests: Record<Outcome, number> = {
+    served: 0,
+    failed: 0,
+    busy: 0,
+    expired: 0,
+    cancelled: 0,
+    refused: 0,
+  };
   private tokens = 0;
   /** Tokens per whole second, for the last 60 seconds: [second, count] pairs, oldest first. */
   private readonly perSecond: [number, number][] = [];
   private readonly ttft: number[] = [];
   private ttftCount = 0;
   private ttftSum = 0;
-  private readonly ttftBuckets = new Array<number>(TTFT_BUCKETS_MS.length + 1).fill(0);
+  private readonly ttftBuckets = new Array<number>(TTFT_BUCKETS_MS.length + 1)
+    .fill(0);
   private readonly started: number;
 
   constructor(
@@ -99,7 +133,9 @@ export class Metrics {
     const last = this.perSecond.at(-1);
     if (last && last[0] === sec) last[1] += n;
     else this.perSecond.push([sec, n]);
-    while (this.perSecond.length > 0 && this.perSecond[0][0] <= sec - 60) this.perSecond.shift();
+    while (this.perSecond.length > 0 && this.perSecond[0][0] <= sec - 60) {
+      this.perSecond.shift();
+    }
   }
 
   /** Records one request's time to first token. */
@@ -116,7 +152,10 @@ export class Metrics {
   snapshot(load: LoadGauges): MetricsSnapshot {
     const now = this.now();
     const sec = Math.floor(now / 1000);
-    const recent = this.perSecond.filter(([s]) => s > sec - 60).reduce((a, [, n]) => a + n, 0);
+    const recent = this.perSecond.filter(([s]) => s > sec - 60).reduce(
+      (a, [, n]) => a + n,
+      0,
+    );
     const span = Math.min(60, Math.max(1, (now - this.started) / 1000));
     const sorted = [...this.ttft].sort((a, b) => a - b);
     let cumulative = 0;
@@ -132,13 +171,23 @@ export class Metrics {
         p95: percentile(sorted, 0.95),
         count: this.ttftCount,
         sumMs: round2(this.ttftSum),
-        buckets: [...TTFT_BUCKETS_MS, Infinity].map((le, i) => ({ le, count: cumulative += this.ttftBuckets[i] })),
+        buckets: [...TTFT_BUCKETS_MS, Infinity].map((le, i) => ({
+          le,
+          count: cumulative += this.ttftBuckets[i],
+        })),
       },
       load,
       memory: {
         rssBytes: (this.opts.rss ?? (() => Deno.memoryUsage().rss))(),
         ...(plan
-          ? { plan: { budgetBytes: plan.budgetBytes, neededBytes: plan.neededBytes, ctx: plan.ctx, parallel: plan.parallel } }
+          ? {
+            plan: {
+              budgetBytes: plan.budgetBytes,
+              neededBytes: plan.neededBytes,
+              ctx: plan.ctx,
+              parallel: plan.parallel,
+            },
+          }
           : {}),
       },
       thermal: (this.opts.thermal ?? readThermal)(),
@@ -149,7 +198,10 @@ export class Metrics {
 /** Nearest-rank percentile of sorted values; undefined when empty. */
 export function percentile(sorted: number[], p: number): number | undefined {
   if (sorted.length === 0) return undefined;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
+  const rank = Math.min(
+    sorted.length - 1,
+    Math.max(0, Math.ceil(p * sorted.length) - 1),
+  );
   return round2(sorted[rank]);
 }
 

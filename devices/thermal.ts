@@ -74,10 +74,15 @@ export function readThermal(paths: ThermalPaths = SYSFS_PATHS): ThermalReading {
     const milli = readInt(`${paths.thermal}/${e.name}/temp`);
     // Some zones read -273 or absurd values when their sensor is off: not a temperature.
     if (milli === undefined || milli <= -40_000 || milli >= 200_000) continue;
-    zones.push({ type: readText(`${paths.thermal}/${e.name}/type`) ?? e.name, celsius: milli / 1000 });
+    zones.push({
+      type: readText(`${paths.thermal}/${e.name}/type`) ?? e.name,
+      celsius: milli / 1000,
+    });
   }
   const reading: ThermalReading = { zones };
-  if (zones.length > 0) reading.maxCelsius = Math.max(...zones.map((z) => z.celsius));
+  if (zones.length > 0) {
+    reading.maxCelsius = Math.max(...zones.map((z) => z.celsius));
+  }
   const bitsText = readText(paths.throttled);
   if (bitsText !== undefined) {
     const bits = parseInt(bitsText.replace(/^0x/i, ""), 16);
@@ -89,6 +94,8 @@ export function readThermal(paths: ThermalPaths = SYSFS_PATHS): ThermalReading {
     reading.cpuKhz = cur;
     reading.cpuMaxKhz = max;
   }
-  if (reading.throttledBits !== undefined) reading.throttled = (reading.throttledBits & 0xf) !== 0;
+  if (reading.throttledBits !== undefined) {
+    reading.throttled = (reading.throttledBits & 0xf) !== 0;
+  }
   return reading;
 }

@@ -4,7 +4,9 @@ import { readThermal } from "./thermal.ts";
 async function fakeTree(files: Record<string, string>): Promise<string> {
   const root = await Deno.makeTempDir({ prefix: "bonsai-thermal-" });
   for (const [path, text] of Object.entries(files)) {
-    await Deno.mkdir(`${root}/${path.split("/").slice(0, -1).join("/")}`, { recursive: true });
+    await Deno.mkdir(`${root}/${path.split("/").slice(0, -1).join("/")}`, {
+      recursive: true,
+    });
     await Deno.writeTextFile(`${root}/${path}`, text);
   }
   return root;
@@ -22,8 +24,15 @@ Deno.test("thermal: zones, hottest zone, Pi throttling bits and the CPU clock ar
     "cpufreq/cpuinfo_max_freq": "1500000\n",
   });
   try {
-    const r = readThermal({ thermal: `${root}/thermal`, throttled: `${root}/throttled`, cpufreq: `${root}/cpufreq` });
-    assert.deepEqual(r.zones, [{ type: "cpu-thermal", celsius: 61.234 }, { type: "thermal_zone2", celsius: 48 }]);
+    const r = readThermal({
+      thermal: `${root}/thermal`,
+      throttled: `${root}/throttled`,
+      cpufreq: `${root}/cpufreq`,
+    });
+    assert.deepEqual(r.zones, [{ type: "cpu-thermal", celsius: 61.234 }, {
+      type: "thermal_zone2",
+      celsius: 48,
+    }]);
     assert.equal(r.maxCelsius, 61.234);
     assert.equal(r.throttledBits, 0x50005);
     assert.equal(r.throttled, true);
@@ -35,6 +44,10 @@ Deno.test("thermal: zones, hottest zone, Pi throttling bits and the CPU clock ar
 });
 
 Deno.test("thermal: a board that exposes nothing gives an empty reading", () => {
-  const r = readThermal({ thermal: "/no/such/dir", throttled: "/no/such/file", cpufreq: "/no/such" });
+  const r = readThermal({
+    thermal: "/no/such/dir",
+    throttled: "/no/such/file",
+    cpufreq: "/no/such",
+  });
   assert.deepEqual(r, { zones: [] });
 });

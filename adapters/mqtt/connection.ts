@@ -6,7 +6,13 @@
  */
 import mqtt, { type IClientPublishOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import { Backoff } from "./backoff.ts";
-import { clientOptions, type ProtocolVersion, type ResolvedMqttOptions, toBuffer, type WillMessage } from "./options.ts";
+import {
+  clientOptions,
+  type ProtocolVersion,
+  type ResolvedMqttOptions,
+  toBuffer,
+  type WillMessage,
+} from "./options.ts";
 
 /** Most QoS 0 final replies held while offline; the oldest is dropped past this. */
 const MAX_HELD = 1024;
@@ -20,7 +26,11 @@ const SESSION_TAKEN_OVER = 142;
 
 /** A failure that ends the service: retrying cannot help. `exitCode` is the process's. */
 export class MqttFatalError extends Error {
-  constructor(message: string, readonly exitCode: 1 | 2, readonly reason: "conflict" | "subscribe") {
+  constructor(
+    message: string,
+    readonly exitCode: 1 | 2,
+    readonly reason: "conflict" | "subscribe",
+  ) {
     super(message);
     this.name = "MqttFatalError";
   }
@@ -49,6 +59,8 @@ export interface ConnectionHandlers {
   log: (line: string) => void;
   /** Called once when the connection is given up for good (e.g. the session was taken over). */
   onFatal?: (e: MqttFatalError) => void;
+  /** Called when an established connection closes (not by us), with how long it lasted. */
+  onClose?: (connectedMs: number) => void;
 }
 
 /** A connected MQTT client with reconnects and safe publishes. */
@@ -60,7 +72,12 @@ export class MqttConnection {
   /** Publishes handed to mqtt.js and not yet sent (QoS 0) or acknowledged (QoS 1/2). */
   backlog = 0;
   /** Final replies (QoS 0) held while offline, sent after the reconnection. */
-  private readonly held: { topic: string; payload: Uint8Array; opts: IClientPublishOptions; resolve: (ok: boolean) => void }[] = [];
+  private readonly held: {
+    topic: string;
+    payload: Uint8Array;
+    opts: IClientPublishOptions;
+    resolve: (ok: boolean) => void;
+  }[] = [];
   private closing = false;
   /** Whether the last CONNACK said the broker kept our session (persistent sessions). */
   sessionPresent = false;
@@ -99,7 +116,11 @@ export class MqttConnection {
         client.end(true);
         reject(e);
       };
-      signal?.addEventListener("abort", () => fail(new Error("interrupted while connecting to the MQTT broker")), { once: true });
+      signal?.addEventListener(
+        "abort",
+        () => fail(new Error("interrupted while connecting to the MQTT broker")),
+        { once: true },
+      );
       const fatal = (e: MqttFatalError) => {
         if (!settled) return fail(e);
         if (conn.closing) return;
@@ -109,7 +130,15 @@ export class MqttConnection {
         client.end(false, { reasonCode: 0 });
         handlers.onFatal?.(e);
       };
+      let connectedAt: number | undefined;
+      client.on("close", () => {
+        if (connectedAt === undefined || conn.closing) return;
+        const ms = Date.now() - connectedAt;
+        connectedAt = undefined;
+        handlers.onClose?.(ms);
+      });
       client.on("connect", (packet) => {
+        connectedAt = Date.now();
         backoff.reset();
         client.options.reconnectPeriod = opts.backoffMinMs;
         conn.connects++;
@@ -143,27 +172,46 @@ export class MqttConnection {
             ),
           );
         } else {
-          log(`the broker disconnected this node (reason code ${packet.reasonCode ?? 0})`);
+          log(
+            `the broker disconnected this node (reason code ${packet.reasonCode ?? 0})`,
+          );
         }
       });
       client.on("message", (topic, payload, packet) => {
         try {
-          handlers.onMessage({ topic, payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), packet });
+          handlers.onMessage({
+            topic,
+            payload: new Uint8Array(
+              payload.buffer,
+              payload.byteOffset,
+              payload.byteLength,
+            ),
+            packet,
+          });
         } catch (e) {
           log(`error handling a message on ${topic}: ${(e as Error).message}`);
         }
       });
       client.on("error", (e: Error & { code?: unknown }) => {
         const code = typeof e.code === "number" ? e.code : undefined;
-        if (code !== undefined && UNSUPPORTED_VERSION.has(code) && auto && client.options.protocolVersion === 5) {
+        if (
+          code !== undefined && UNSUPPORTED_VERSION.has(code) && auto &&
+          client.options.protocolVersion === 5
+        ) {
           log("broker refused MQTT 5; falling back to MQTT 3.1.1");
           // mqtt.js retries after a refused CONNACK (reconnectOnConnackError) with these options.
           client.options.protocolVersion = 4;
           delete client.options.properties;
           return;
         }
-        if (code !== undefined && FATAL_REFUSALS.has(code) && conn.connects === 0) {
-          fail(new Error(`MQTT broker ${opts.url} refused the connection: ${e.message}`));
+        if (
+          code !== undefined && FATAL_REFUSALS.has(code) && conn.connects === 0
+        ) {
+          fail(
+            new Error(
+              `MQTT broker ${opts.url} refused the connection: ${e.message}`,
+            ),
+          );
           return;
         }
         log(`MQTT error: ${e.message}`);
@@ -173,7 +221,11 @@ export class MqttConnection {
         client.options.reconnectPeriod = backoff.next();
       });
       client.on("offline", () => {
-        if (!conn.closing) log(`lost the broker; reconnecting with backoff (${opts.backoffMinMs}..${opts.backoffMaxMs} ms)`);
+        if (!conn.closing) {
+          log(
+            `lost the broker; reconnecting with backoff (${opts.backoffMinMs}..${opts.backoffMaxMs} ms)`,
+          );
+        }
       });
     });
   }
@@ -194,12 +246,16 @@ export class MqttConnection {
    */
   async subscribe(subs: Subscription[]): Promise<string[]> {
     const map: Record<string, { qos: 0 | 1 | 2; rh?: number }> = {};
-    for (const s of subs) map[s.topic] = this.version === 5 && s.rh !== undefined ? { qos: s.qos, rh: s.rh } : { qos: s.qos };
+    for (const s of subs) {
+      map[s.topic] = this.version === 5 && s.rh !== undefined ? { qos: s.qos, rh: s.rh } : { qos: s.qos };
+    }
     try {
       const granted = await this.client.subscribeAsync(map);
       return granted.filter((g) => (g.qos & 0x80) !== 0).map((g) => `${g.topic} (reason code ${g.qos})`);
     } catch (e) {
-      return [`${subs.map((s) => s.topic).join(", ")}: ${(e as Error).message}`];
+      return [
+        `${subs.map((s) => s.topic).join(", ")}: ${(e as Error).message}`,
+      ];
     }
   }
 
@@ -217,7 +273,12 @@ export class MqttConnection {
    * While disconnected, QoS 1/2 messages wait in mqtt.js's outgoing store and go out after the
    * reconnection; QoS 0 messages are dropped (false).
    */
-  publish(topic: string, payload: Uint8Array, opts: IClientPublishOptions, keep = false): Promise<boolean> {
+  publish(
+    topic: string,
+    payload: Uint8Array,
+    opts: IClientPublishOptions,
+    keep = false,
+  ): Promise<boolean> {
     if (!this.client.connected && (opts.qos ?? 0) === 0) {
       if (!keep || this.closing) return Promise.resolve(false);
       // A QoS 0 final reply waits here for the reconnection (mqtt.js would drop it).
@@ -241,7 +302,14 @@ export class MqttConnection {
   }
 
   private flushHeld(): void {
-    for (const h of this.held.splice(0)) void this.publish(h.topic, h.payload, h.opts, true).then(h.resolve);
+    for (const h of this.held.splice(0)) {
+      void this.publish(h.topic, h.payload, h.opts, true).then(h.resolve);
+    }
+  }
+
+  /** True once {@link close} was called or the connection was given up. */
+  get closed(): boolean {
+    return this.closing;
   }
 
   /** Disconnects cleanly (the will is not sent); `force` skips waiting for in-flight acks. */

@@ -15,7 +15,11 @@ export interface MqttCounters {
 }
 
 /** The metrics message payload. */
-export function metricsMessage(node: string, s: MetricsSnapshot, mqtt: MqttCounters): Record<string, unknown> {
+export function metricsMessage(
+  node: string,
+  s: MetricsSnapshot,
+  mqtt: MqttCounters,
+): Record<string, unknown> {
   const t = s.thermal;
   return {
     node,
@@ -30,7 +34,9 @@ export function metricsMessage(node: string, s: MetricsSnapshot, mqtt: MqttCount
       count: s.ttftMs.count,
       sum: s.ttftMs.sumMs,
       // JSON has no Infinity: the last bucket's bound is "+Inf", as in Prometheus.
-      buckets: s.ttftMs.buckets.map((b) => [Number.isFinite(b.le) ? b.le : "+Inf", b.count]),
+      buckets: s.ttftMs.buckets.map((
+        b,
+      ) => [Number.isFinite(b.le) ? b.le : "+Inf", b.count]),
     },
     queue_depth: s.load.queueDepth,
     active_slots: s.load.activeSlots,

@@ -87,36 +87,59 @@ export function resolveMqttOptions(o: MqttOptions): ResolvedMqttOptions {
   try {
     url = new URL(o.url);
   } catch {
-    throw new Error(`MQTT broker URL '${o.url}' is not a URL (expected e.g. mqtt://127.0.0.1:1883)`);
+    throw new Error(
+      `MQTT broker URL '${o.url}' is not a URL (expected e.g. mqtt://127.0.0.1:1883)`,
+    );
   }
   const schemes = ["mqtt:", "mqtts:", "tcp:", "tls:", "ssl:", "ws:", "wss:"];
   if (!schemes.includes(url.protocol)) {
-    throw new Error(`MQTT broker URL '${o.url}' has scheme '${url.protocol}'; use mqtt://, mqtts://, ws:// or wss://`);
+    throw new Error(
+      `MQTT broker URL '${o.url}' has scheme '${url.protocol}'; use mqtt://, mqtts://, ws:// or wss://`,
+    );
   }
-  if (o.qos !== undefined && o.qos !== 0 && o.qos !== 1 && o.qos !== 2) throw new Error(`qos must be 0, 1 or 2, got ${o.qos}`);
+  if (o.qos !== undefined && o.qos !== 0 && o.qos !== 1 && o.qos !== 2) {
+    throw new Error(`qos must be 0, 1 or 2, got ${o.qos}`);
+  }
   const maxPayload = o.maxPayload ?? DEFAULT_MAX_PAYLOAD;
-  if (!Number.isInteger(maxPayload) || maxPayload < 64) throw new Error(`max payload must be an integer >= 64 bytes, got ${maxPayload}`);
-  if (o.protocolVersion !== undefined && o.protocolVersion !== 4 && o.protocolVersion !== 5) {
-    throw new Error(`protocol version must be 4 (3.1.1) or 5, got ${o.protocolVersion}`);
+  if (!Number.isInteger(maxPayload) || maxPayload < 64) {
+    throw new Error(
+      `max payload must be an integer >= 64 bytes, got ${maxPayload}`,
+    );
+  }
+  if (
+    o.protocolVersion !== undefined && o.protocolVersion !== 4 &&
+    o.protocolVersion !== 5
+  ) {
+    throw new Error(
+      `protocol version must be 4 (3.1.1) or 5, got ${o.protocolVersion}`,
+    );
   }
   const prefix = o.prefix ?? DEFAULT_PREFIX;
   let prefixes: string[];
   try {
-    prefixes = replyPrefixes(o.replyPrefixes?.length ? o.replyPrefixes : [`${prefix}/${DEFAULT_REPLY_LEVEL}`]);
+    prefixes = replyPrefixes(
+      o.replyPrefixes?.length ? o.replyPrefixes : [`${prefix}/${DEFAULT_REPLY_LEVEL}`],
+    );
   } catch (e) {
     throw new Error(`--reply-prefix: ${(e as Error).message}`);
   }
   const expiry = o.sessionExpiry ?? 0;
   if (!Number.isInteger(expiry) || expiry < 0 || expiry > 0xffffffff) {
-    throw new Error(`session expiry must be an integer number of seconds in 0..4294967295, got ${expiry}`);
+    throw new Error(
+      `session expiry must be an integer number of seconds in 0..4294967295, got ${expiry}`,
+    );
   }
-  if ((o.cert === undefined) !== (o.key === undefined)) throw new Error("a client certificate needs both --cert and --key");
+  if ((o.cert === undefined) !== (o.key === undefined)) {
+    throw new Error("a client certificate needs both --cert and --key");
+  }
   const read = (what: string, path?: string) => {
     if (path === undefined) return undefined;
     try {
       return Deno.readFileSync(path);
     } catch (e) {
-      throw new Error(`cannot read the ${what} file '${path}': ${(e as Error).message}`);
+      throw new Error(
+        `cannot read the ${what} file '${path}': ${(e as Error).message}`,
+      );
     }
   };
   return {
@@ -150,7 +173,11 @@ export interface WillMessage {
 }
 
 /** mqtt.js options for one protocol version. Reconnects are driven by the service's backoff. */
-export function clientOptions(o: ResolvedMqttOptions, version: ProtocolVersion, will: WillMessage): IClientOptions {
+export function clientOptions(
+  o: ResolvedMqttOptions,
+  version: ProtocolVersion,
+  will: WillMessage,
+): IClientOptions {
   const opts: IClientOptions = {
     protocolVersion: version,
     clientId: o.clientId,
@@ -162,7 +189,12 @@ export function clientOptions(o: ResolvedMqttOptions, version: ProtocolVersion, 
     resubscribe: true,
     // Token chunks are transient; only QoS>0 replies wait for a lost link to come back.
     queueQoSZero: false,
-    will: { topic: will.topic, payload: toBuffer(will.payload), qos: will.qos, retain: true },
+    will: {
+      topic: will.topic,
+      payload: toBuffer(will.payload),
+      qos: will.qos,
+      retain: true,
+    },
   };
   if (o.username !== undefined) opts.username = o.username;
   if (o.password !== undefined) opts.password = o.password;
@@ -173,7 +205,10 @@ export function clientOptions(o: ResolvedMqttOptions, version: ProtocolVersion, 
     // Let the broker drop (rather than send) packets far above the payload limit; those just
     // above it still arrive and get a TOO_LARGE reply.
     opts.properties = {
-      maximumPacketSize: Math.min(0xfffffff, Math.max(o.maxPayload * 4, o.maxPayload + 65536)),
+      maximumPacketSize: Math.min(
+        0xfffffff,
+        Math.max(o.maxPayload * 4, o.maxPayload + 65536),
+      ),
       ...(o.sessionExpiry > 0 ? { sessionExpiryInterval: o.sessionExpiry } : {}),
     };
   }

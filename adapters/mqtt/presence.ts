@@ -77,6 +77,9 @@ export function onlineStatus(info: PresenceInfo) {
 }
 
 /** The offline status payload; `reason` is "shutdown" or, in the last will, "connection lost". */
-export function offlineStatus(node: string, reason: "shutdown" | "connection lost") {
+export function offlineStatus(
+  node: string,
+  reason: "shutdown" | "connection lost",
+) {
   return { state: "offline", node, version: RUNTIME_VERSION, reason };
 }

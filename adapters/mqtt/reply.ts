@@ -58,7 +58,12 @@ export class ReplyStream {
   /** The final reply of a finished generation (full text, usage, timings, finish reason). */
   done(ev: Extract<GenerationEvent, { type: "done" }>): Promise<boolean> {
     const { event, id, ...rest } = doneEvent(this.address.id, ev);
-    return this.send({ event, ...(id !== undefined ? { id } : {}), seq: this.seq++, ...rest }, true);
+    return this.send({
+      event,
+      ...(id !== undefined ? { id } : {}),
+      seq: this.seq++,
+      ...rest,
+    }, true);
   }
 
   /** The final reply of a failed request. */
@@ -78,7 +83,10 @@ export class ReplyStream {
   }
 
   /** `final`: kept while offline even at QoS 0. */
-  private send(value: Record<string, unknown>, final = false): Promise<boolean> {
+  private send(
+    value: Record<string, unknown>,
+    final = false,
+  ): Promise<boolean> {
     const a = this.address;
     if (a.node !== undefined) value.node = a.node;
     const properties = this.conn.version === 5

@@ -28,9 +28,11 @@ import type { Scheduler } from "../../runtime/scheduler.ts";
 import { RequestError } from "../../runtime/request.ts";
 import { parseWireRequest, type WireRequest } from "../request.ts";
 import { Metrics, type Outcome } from "../metrics.ts";
-import { decodePayload, detectEncoding, type Encoding, encodePayload } from "./codec.ts";
+import { checkMaxTokens, withDefaults } from "../request_defaults.ts";
+import { decodePayload, detectEncoding, encodePayload, type Encoding } from "./codec.ts";
 import { type NodeTopics, nodeTopics, publishTopicProblem, replyTopicRefusal } from "./topics.ts";
-import { type MqttOptions, type ResolvedMqttOptions, resolveMqttOptions } from "./options.ts";
+import mqtt, { type MqttClient } from "mqtt";
+import { clientOptions, type MqttOptions, type ResolvedMqttOptions, resolveMqttOptions } from "./options.ts";
 import { type IncomingMessage, MqttConnection, MqttFatalError, type Subscription } from "./connection.ts";
 import { offlineStatus, onlineStatus } from "./presence.ts";
 import { ReplyStream } from "./reply.ts";
@@ -40,7 +42,15 @@ export { MqttFatalError } from "./connection.ts";
 
 /** What the service needs of a scheduler (a real {@link Scheduler}, or a stand-in in tests). */
 export type ServiceScheduler =
-  & Pick<Scheduler, "submit" | "parallel" | "contextSize" | "maxQueue" | "activeCount" | "queuedCount">
+  & Pick<
+    Scheduler,
+    | "submit"
+    | "parallel"
+    | "contextSize"
+    | "maxQueue"
+    | "activeCount"
+    | "queuedCount"
+  >
   & { model: Pick<Model, "config" | "path"> };
 
 /** Options of {@link MqttService}. */
@@ -55,10 +65,14 @@ export interface MqttServiceOptions extends MqttOptions {
   metricsInterval?: number;
   /** Waiting group requests a node takes before answering BUSY (default: its parallel slots). */
   groupQueue?: number;
+  /** How long the start-up probe waits for a twin's answer (default 1000 ms; 0 = no probe). */
+  probeMs?: number;
   /** Unacknowledged publishes past which token chunks are dropped (default 256). */
   maxChunkBacklog?: number;
   /** Wire-request fields used when a request leaves them out (serve --config). */
   requestDefaults?: Record<string, unknown>;
+  /** Most tokens a request may ask for (serve --config limits.max_tokens); also the default when it asks none. */
+  maxTokensLimit?: number;
 }
 
 /** Counts since start, for logs and tests. */
@@ -114,9 +128,20 @@ export class MqttService {
   /** This process's id in the status message (two processes for one node tell each other apart). */
   readonly instance: string = crypto.randomUUID();
   readonly stats: MqttServiceStats = {
-    received: 0, completed: 0, failed: 0, cancelled: 0, busy: 0, expired: 0,
-    droppedNoReplyTo: 0, replyRefused: 0, retainedIgnored: 0, duplicates: 0, redelivered: 0,
-    chunksDroppedOffline: 0, cancelRequests: 0, cancelUnscoped: 0,
+    received: 0,
+    completed: 0,
+    failed: 0,
+    cancelled: 0,
+    busy: 0,
+    expired: 0,
+    droppedNoReplyTo: 0,
+    replyRefused: 0,
+    retainedIgnored: 0,
+    duplicates: 0,
+    redelivered: 0,
+    chunksDroppedOffline: 0,
+    cancelRequests: 0,
+    cancelUnscoped: 0,
   };
   /** Set once the service ended on a fatal error. */
   fatal?: MqttFatalError;
@@ -127,19 +152,30 @@ export class MqttService {
   private stopping = false;
   private metricsTimer?: ReturnType<typeof setInterval>;
   private readonly since = new Date().toISOString();
+  /** The online status payload last published (a live copy answers a newcomer's probe). */
+  private online?: Uint8Array;
   private readonly log: (line: string) => void;
   private readonly groupQueue: number;
   private readonly maxChunkBacklog: number;
   private readonly metricsInterval: number;
+  private readonly probeMs: number;
 
-  constructor(private readonly scheduler: ServiceScheduler, private readonly opts: MqttServiceOptions) {
+  constructor(
+    private readonly scheduler: ServiceScheduler,
+    private readonly opts: MqttServiceOptions,
+  ) {
     this.options = resolveMqttOptions(opts);
-    this.topics = nodeTopics(this.options.prefix, this.options.node, this.options.group);
+    this.topics = nodeTopics(
+      this.options.prefix,
+      this.options.node,
+      this.options.group,
+    );
     this.log = opts.log ?? (() => {});
     this.metrics = opts.metrics ?? new Metrics();
     this.groupQueue = opts.groupQueue ?? scheduler.parallel;
     this.maxChunkBacklog = opts.maxChunkBacklog ?? 256;
     this.metricsInterval = opts.metricsInterval ?? 60;
+    this.probeMs = opts.probeMs ?? 1000;
   }
 
   /** The connection's protocol version (after {@link start}). */
@@ -169,6 +205,7 @@ export class MqttService {
    */
   async start(signal?: AbortSignal): Promise<void> {
     const o = this.options;
+    if (this.probeMs > 0) await this.probeForTwin(this.probeMs);
     const will = {
       topic: this.topics.status,
       payload: encodePayload(offlineStatus(o.node, "connection lost"), "json"),
@@ -181,7 +218,10 @@ export class MqttService {
       onFatal: (e) => this.onFatal(e),
     }, signal);
     if (this.metricsInterval > 0) {
-      const timer = setInterval(() => void this.publishMetrics(), this.metricsInterval * 1000);
+      const timer = setInterval(
+        () => void this.publishMetrics(),
+        this.metricsInterval * 1000,
+      );
       Deno.unrefTimer(timer);
       this.metricsTimer = timer;
     }
@@ -209,7 +249,11 @@ export class MqttService {
   async publishMetrics(): Promise<boolean> {
     const conn = this.conn;
     if (!conn?.connected || this.fatal) return false;
-    return await conn.publish(this.topics.metrics, encodePayload(this.snapshot(), "json"), { qos: 0, retain: true });
+    return await conn.publish(
+      this.topics.metrics,
+      encodePayload(this.snapshot(), "json"),
+      { qos: 0, retain: true },
+    );
   }
 
   /**
@@ -229,9 +273,15 @@ export class MqttService {
       await conn.close(true);
       return;
     }
-    if (conn.connected) await withTimeout(conn.unsubscribe(this.requestTopics()), graceMs);
+    // A persistent session keeps its subscriptions, so that the broker queues the requests sent
+    // while the node restarts; without one, unsubscribing stops the flow at once.
+    if (conn.connected && this.options.sessionExpiry === 0) {
+      await withTimeout(conn.unsubscribe(this.requestTopics()), graceMs);
+    }
     if (drain === "finish" && this.tasks.size > 0) {
-      this.log(`draining: ${this.tasks.size} request(s) may finish (at most ${drainTimeoutMs} ms)`);
+      this.log(
+        `draining: ${this.tasks.size} request(s) may finish (at most ${drainTimeoutMs} ms)`,
+      );
       await withTimeout(Promise.all(this.tasks), drainTimeoutMs);
     }
     for (const r of this.running.values()) this.abort(r, "shutdown");
@@ -239,10 +289,14 @@ export class MqttService {
     if (conn.connected) {
       await withTimeout(this.publishMetrics(), graceMs);
       await withTimeout(
-        conn.publish(this.topics.status, encodePayload(offlineStatus(this.options.node, "shutdown"), "json"), {
-          qos: this.options.qos,
-          retain: true,
-        }),
+        conn.publish(
+          this.topics.status,
+          encodePayload(offlineStatus(this.options.node, "shutdown"), "json"),
+          {
+            qos: this.options.qos,
+            retain: true,
+          },
+        ),
         graceMs,
       );
     }
@@ -254,7 +308,9 @@ export class MqttService {
   private requestTopics(): string[] {
     const t = this.topics;
     const topics = [t.request, t.cancel];
-    if (t.groupRequest) topics.push(`$share/${this.options.group}/${t.groupRequest}`);
+    if (t.groupRequest) {
+      topics.push(`$share/${this.options.group}/${t.groupRequest}`);
+    }
     if (t.groupCancel) topics.push(t.groupCancel);
     return topics;
   }
@@ -268,9 +324,15 @@ export class MqttService {
   }
 
   private async onConnect(conn: MqttConnection): Promise<void> {
+    // A resumed session can deliver queued requests before open() resolves.
+    this.conn = conn;
     const qos = this.options.qos;
     // rh 2: the broker must not hand us retained requests (MQTT 5); 3.1.1 ones are dropped in onMessage.
-    const subs: Subscription[] = this.requestTopics().map((topic) => ({ topic, qos, rh: 2 }));
+    const subs: Subscription[] = this.requestTopics().map((topic) => ({
+      topic,
+      qos,
+      rh: 2,
+    }));
     // Our own status, to notice another process announcing the same node.
     subs.push({ topic: this.topics.status, qos: 0, rh: 2 });
     const refused = await conn.subscribe(subs);
@@ -290,7 +352,11 @@ export class MqttService {
       group: this.options.group,
       replyPrefixes: this.options.replyPrefixes,
       topics: this.topics,
-      model: { name: c.name, file: this.scheduler.model.path.split("/").pop() ?? "", config: c },
+      model: {
+        name: c.name,
+        file: this.scheduler.model.path.split("/").pop() ?? "",
+        config: c,
+      },
       parallel: this.scheduler.parallel,
       contextSize: this.scheduler.contextSize,
       maxQueue: this.scheduler.maxQueue,
@@ -298,8 +364,9 @@ export class MqttService {
       protocolVersion: conn.version,
       jsonSchema: true, // parseWireRequest takes json_schema (and grammar, tools)
     });
+    this.online = encodePayload(status, "json");
     // Not awaited: QoS 1 acknowledgement must not hold up serving.
-    void conn.publish(this.topics.status, encodePayload(status, "json"), { qos, retain: true });
+    void conn.publish(this.topics.status, this.online, { qos, retain: true });
     void this.publishMetrics();
   }
 
@@ -314,7 +381,9 @@ export class MqttService {
       // A retained request would run again on every (re)connection ("open the gripper" replayed).
       this.stats.retainedIgnored++;
       this.metrics.count("refused");
-      this.log(`ignored a retained ${isRequest ? "request" : "cancel"} on ${msg.topic} (${this.stats.retainedIgnored} so far)`);
+      this.log(
+        `ignored a retained ${isRequest ? "request" : "cancel"} on ${msg.topic} (${this.stats.retainedIgnored} so far)`,
+      );
       return;
     }
     if (isCancel) return this.cancel(msg);
@@ -325,25 +394,105 @@ export class MqttService {
     task.finally(() => this.tasks.delete(task));
   }
 
-  /** A live (not retained) online status of our node from another process: two nodes, one name. */
+  /**
+   * Our node's status from another process. A newcomer's `probe` (see {@link probeForTwin}) gets
+   * a live copy of our online status. A live online status of another instance means two
+   * processes run one node with different client ids, and both would answer: conflict. Retained
+   * ones are ignored: they may be stale (a predecessor the broker kept over a power cut).
+   */
   private onStatus(msg: IncomingMessage): void {
-    if (msg.packet.retain) return; // may be stale (a crashed predecessor); live messages are not
     let v: unknown;
     try {
       v = JSON.parse(new TextDecoder().decode(msg.payload));
     } catch {
       return;
     }
-    if (!isObject(v) || v.state !== "online" || v.instance === this.instance) return;
+    if (!isObject(v) || v.instance === this.instance || msg.packet.retain) {
+      return;
+    }
+    if (v.state === "probe" && this.online && this.conn?.connected) {
+      void this.conn.publish(this.topics.status, this.online, {
+        qos: 0,
+        retain: false,
+      });
+    } else if (v.state === "online") {
+      this.conflict(
+        `another process (instance ${String(v.instance)}) announced itself as node '${this.options.node}'`,
+      );
+    }
+  }
+
+  /**
+   * Before taking the node's client id (which would take over a running twin's MQTT session,
+   * and then each would take it back, forever), asks on a throwaway connection whether a live
+   * process already serves this node: it answers a `probe` on the status topic with its online
+   * status. A stale retained status does not answer. Skipped when the broker is unreachable.
+   */
+  private async probeForTwin(waitMs: number): Promise<void> {
+    const o = this.options;
+    let client: MqttClient;
+    try {
+      const { will: _, ...base } = clientOptions(o, o.protocolVersion ?? 5, {
+        topic: this.topics.status,
+        payload: new Uint8Array(),
+        qos: 0,
+      });
+      client = await mqtt.connectAsync(o.url, {
+        ...base,
+        clientId: `${o.clientId}-probe-${this.instance.slice(0, 8)}`,
+        clean: true,
+        reconnectPeriod: 0,
+        connectTimeout: Math.min(o.connectTimeoutMs, 5000),
+        properties: undefined,
+      }, false);
+    } catch {
+      return; // the real connection will retry and report
+    }
+    try {
+      let other: string | undefined;
+      client.on("message", (_t, payload, packet) => {
+        try {
+          const v = JSON.parse(new TextDecoder().decode(payload));
+          if (!packet.retain && isObject(v) && v.state === "online") {
+            other ??= String(v.instance);
+          }
+        } catch {
+          // not a status
+        }
+      });
+      await client.subscribeAsync(this.topics.status, { qos: 0 });
+      const probe = { state: "probe", node: o.node, instance: this.instance };
+      await client.publishAsync(this.topics.status, JSON.stringify(probe), {
+        qos: 0,
+        retain: false,
+      });
+      for (
+        let waited = 0;
+        waited < waitMs && other === undefined;
+        waited += 20
+      ) await sleep(20);
+      if (other !== undefined) {
+        throw new MqttFatalError(
+          `another process (instance ${other}) already serves node '${o.node}' on ${o.url}: ` +
+            `two nodes must not share a --node name; not starting`,
+          2,
+          "conflict",
+        );
+      }
+    } finally {
+      await client.endAsync(true).catch(() => {});
+    }
+  }
+
+  private conflict(what: string): void {
     const e = new MqttFatalError(
-      `another process (instance ${String(v.instance)}) announced itself as node '${this.options.node}': ` +
-        `two nodes must not share a --node name; exiting instead of both answering`,
+      `${what}: two nodes must not share a --node name (or client id); exiting instead of fighting over it`,
       2,
       "conflict",
     );
     this.log(e.message);
     // A clean disconnect without our offline status: the other node is online.
-    void this.conn?.close();
+    void this.conn?.close(true);
     this.onFatal(e);
   }
 
@@ -380,8 +529,12 @@ export class MqttService {
     if (fields && "reply_to" in fields) {
       const r = fields.reply_to;
       delete fields.reply_to;
-      if (typeof r !== "string") problem ??= new RequestError("BAD_REQUEST", "reply_to must be a string (a topic)");
-      else replyTo ??= r;
+      if (typeof r !== "string") {
+        problem ??= new RequestError(
+          "BAD_REQUEST",
+          "reply_to must be a string (a topic)",
+        );
+      } else replyTo ??= r;
     }
     const id = fields && (typeof fields.id === "string" || typeof fields.id === "number") ? fields.id : undefined;
     const idText = id !== undefined ? ` (id ${JSON.stringify(id)})` : "";
@@ -401,17 +554,30 @@ export class MqttService {
       this.log(`dropped a request${idText}: ${topicProblem}`);
       return;
     }
-    const refusal = replyTopicRefusal(replyTo, this.options.replyPrefixes, this.options.prefix, this.options.node);
+    const refusal = replyTopicRefusal(
+      replyTo,
+      this.options.replyPrefixes,
+      this.options.prefix,
+      this.options.node,
+    );
     if (refusal) {
       this.stats.replyRefused++;
       this.count("refused");
-      this.log(`refused a request${idText}: ${refusal} (${this.stats.replyRefused} so far)`);
+      this.log(
+        `refused a request${idText}: ${refusal} (${this.stats.replyRefused} so far)`,
+      );
       return;
     }
     const keys = requestKeys(replyTo, id, correlationData);
     const reply = new ReplyStream(
       conn,
-      { topic: replyTo, encoding, id, correlationData, node: viaGroup ? this.options.node : undefined },
+      {
+        topic: replyTo,
+        encoding,
+        id,
+        correlationData,
+        node: viaGroup ? this.options.node : undefined,
+      },
       this.options.qos,
       this.stats,
       this.maxChunkBacklog,
@@ -421,7 +587,9 @@ export class MqttService {
       // The broker sent it again (after a reconnection): it is running or answered already.
       this.stats.redelivered++;
       this.count("refused");
-      this.log(`ignored a redelivered request${idText}: already ${inFlight ? "running" : "answered"}`);
+      this.log(
+        `ignored a redelivered request${idText}: already ${inFlight ? "running" : "answered"}`,
+      );
       return;
     }
     let wire: WireRequest;
@@ -435,7 +603,12 @@ export class MqttService {
             `from ${replyTo} is still running`,
         );
       }
-      wire = parseWireRequest(this.opts.requestDefaults ? { ...this.opts.requestDefaults, ...fields } : fields);
+      const merged = this.opts.requestDefaults && fields ? withDefaults(this.opts.requestDefaults, fields) : fields;
+      if (merged) checkMaxTokens(merged, this.opts.maxTokensLimit);
+      wire = parseWireRequest(merged);
+      if (this.opts.maxTokensLimit !== undefined) {
+        wire.request.maxTokens ??= this.opts.maxTokensLimit;
+      }
     } catch (e) {
       this.stats.failed++;
       this.count("failed");
@@ -445,7 +618,12 @@ export class MqttService {
     if (this.stopping) {
       this.stats.busy++;
       this.count("busy");
-      await reply.error(new RequestError("BUSY", "this node is shutting down; send the request again (another node may take it)"));
+      await reply.error(
+        new RequestError(
+          "BUSY",
+          "this node is shutting down; send the request again (another node may take it)",
+        ),
+      );
       return;
     }
     if (viaGroup && this.scheduler.queuedCount >= this.groupQueue) {
@@ -460,7 +638,11 @@ export class MqttService {
       );
       return;
     }
-    await this.generate(wire, reply, { keys, received, expirySeconds: props.messageExpiryInterval });
+    await this.generate(wire, reply, {
+      keys,
+      received,
+      expirySeconds: props.messageExpiryInterval,
+    });
   }
 
   private async generate(
@@ -468,7 +650,10 @@ export class MqttService {
     reply: ReplyStream,
     meta: { keys: string[]; received: number; expirySeconds?: number },
   ): Promise<void> {
-    const running: Running = { controller: new AbortController(), keys: meta.keys };
+    const running: Running = {
+      controller: new AbortController(),
+      keys: meta.keys,
+    };
     let expiryTimer: ReturnType<typeof setTimeout> | undefined;
     let started = false;
     if (meta.expirySeconds !== undefined) {
@@ -478,12 +663,17 @@ export class MqttService {
     }
     this.register(running);
     try {
-      const events = this.scheduler.submit(wire.request, running.controller.signal);
+      const events = this.scheduler.submit(
+        wire.request,
+        running.controller.signal,
+      );
       for await (const ev of events) {
         if (!started) {
           started = true;
           clearTimeout(expiryTimer);
-          if (ev.type === "token") this.metrics.addTtft(performance.now() - meta.received);
+          if (ev.type === "token") {
+            this.metrics.addTtft(performance.now() - meta.received);
+          }
         }
         if (ev.type === "token") {
           if (ev.token >= 0) this.metrics.addTokens(1);
@@ -493,10 +683,12 @@ export class MqttService {
         if (running.abortReason === "expired") {
           this.stats.expired++;
           this.count("expired");
-          await reply.error(new RequestError(
-            "EXPIRED",
-            `request expired: its message expiry of ${meta.expirySeconds} s passed before generation started (node busy)`,
-          ));
+          await reply.error(
+            new RequestError(
+              "EXPIRED",
+              `request expired: its message expiry of ${meta.expirySeconds} s passed before generation started (node busy)`,
+            ),
+          );
         } else {
           if (ev.finishReason === "cancelled") {
             this.stats.cancelled++;
@@ -533,20 +725,29 @@ export class MqttService {
     const props = msg.packet.properties ?? {};
     let id: unknown;
     let replyTo = props.responseTopic;
-    if (msg.payload.length > 0 && msg.payload.length <= this.options.maxPayload) {
+    if (
+      msg.payload.length > 0 && msg.payload.length <= this.options.maxPayload
+    ) {
       try {
-        const value = decodePayload(msg.payload, detectEncoding(msg.payload, props.contentType));
+        const value = decodePayload(
+          msg.payload,
+          detectEncoding(msg.payload, props.contentType),
+        );
         if (isObject(value)) {
           id = value.id;
           if (typeof value.reply_to === "string") replyTo ??= value.reply_to;
-        } else if (typeof value === "string" || typeof value === "number") id = value;
+        } else if (typeof value === "string" || typeof value === "number") {
+          id = value;
+        }
       } catch {
         // a cancel may carry only Correlation Data
       }
     }
     if (replyTo === undefined) {
       this.stats.cancelUnscoped++;
-      this.log("ignored a cancel without a reply address (Response Topic or reply_to): it cannot name its sender's request");
+      this.log(
+        "ignored a cancel without a reply address (Response Topic or reply_to): it cannot name its sender's request",
+      );
       return;
     }
     const keys = requestKeys(
@@ -561,7 +762,9 @@ export class MqttService {
       if (!r.controller.signal.aborted) n++;
       this.abort(r, "cancel");
     }
-    this.log(n > 0 ? `cancelled ${n} request(s)` : `cancel matched no running request (${keys.join(", ") || "no id"})`);
+    this.log(
+      n > 0 ? `cancelled ${n} request(s)` : `cancel matched no running request (${keys.join(", ") || "no id"})`,
+    );
   }
 
   private abort(r: Running, reason: NonNullable<Running["abortReason"]>): void {
@@ -590,23 +793,42 @@ export class MqttService {
 }
 
 /** Keys a request is known by: its reply address with its id, and with its correlation data. */
-function requestKeys(replyTo: string, id: string | number | undefined, correlationData: Uint8Array | undefined): string[] {
+function requestKeys(
+  replyTo: string,
+  id: string | number | undefined,
+  correlationData: Uint8Array | undefined,
+): string[] {
   const keys: string[] = [];
   if (id !== undefined) keys.push(`${replyTo}\u0000id:${typeof id}:${id}`);
   if (correlationData) {
-    keys.push(`${replyTo}\u0000corr:${Array.from(correlationData, (b) => b.toString(16).padStart(2, "0")).join("")}`);
+    keys.push(
+      `${replyTo}\u0000corr:${
+        Array.from(correlationData, (b) => b.toString(16).padStart(2, "0"))
+          .join("")
+      }`,
+    );
   }
   return keys;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+async function withTimeout<T>(
+  p: Promise<T>,
+  ms: number,
+): Promise<T | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    return await Promise.race([p, new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms))]);
+    return await Promise.race([
+      p,
+      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms)),
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -29,12 +29,22 @@ export const DEFAULT_REPLY_LEVEL = "replies";
 export const DEFAULT_PREFIX = "bonsai";
 
 /** Builds the topics; throws RangeError for a prefix or node name that cannot be a topic level. */
-export function nodeTopics(prefix: string, node: string, group?: string): NodeTopics {
+export function nodeTopics(
+  prefix: string,
+  node: string,
+  group?: string,
+): NodeTopics {
   checkTopicName("prefix", prefix);
   checkTopicName("node", node);
-  if (node.includes("/")) throw new RangeError(`node name '${node}' must be a single topic level (no '/')`);
+  if (node.includes("/")) {
+    throw new RangeError(
+      `node name '${node}' must be a single topic level (no '/')`,
+    );
+  }
   if (node === "group" || node === DEFAULT_REPLY_LEVEL) {
-    throw new RangeError(`node name '${node}' is reserved (${prefix}/${node}/ holds share groups or replies)`);
+    throw new RangeError(
+      `node name '${node}' is reserved (${prefix}/${node}/ holds share groups or replies)`,
+    );
   }
   const base = `${prefix}/${node}`;
   const topics: NodeTopics = {
@@ -45,7 +55,11 @@ export function nodeTopics(prefix: string, node: string, group?: string): NodeTo
   };
   if (group !== undefined) {
     checkTopicName("group", group);
-    if (group.includes("/")) throw new RangeError(`group name '${group}' must be a single topic level (no '/')`);
+    if (group.includes("/")) {
+      throw new RangeError(
+        `group name '${group}' must be a single topic level (no '/')`,
+      );
+    }
     topics.groupRequest = `${prefix}/group/${group}/request`;
     topics.groupCancel = `${prefix}/group/${group}/cancel`;
   }
@@ -66,7 +80,12 @@ export function replyPrefixes(prefixes: string[]): string[] {
  * the node's or group's own topics), or undefined when it may. A client must not make the node
  * publish onto an actuator topic or forge its status.
  */
-export function replyTopicRefusal(topic: string, allowed: string[], prefix: string, node: string): string | undefined {
+export function replyTopicRefusal(
+  topic: string,
+  allowed: string[],
+  prefix: string,
+  node: string,
+): string | undefined {
   const under = (t: string, p: string) => t === p || t.startsWith(`${p}/`);
   if (under(topic, `${prefix}/${node}`) || under(topic, `${prefix}/group`)) {
     return `reply topic '${topic}' is one of this node's own topics`;
@@ -83,18 +102,30 @@ export function replyTopicRefusal(topic: string, allowed: string[], prefix: stri
  */
 export function publishTopicProblem(topic: string): string | undefined {
   if (topic.length === 0) return "reply topic is empty";
-  if (/[+#]/.test(topic)) return `reply topic '${topic}' contains a wildcard (+ or #)`;
+  if (/[+#]/.test(topic)) {
+    return `reply topic '${topic}' contains a wildcard (+ or #)`;
+  }
   if (topic.includes("\u0000")) return "reply topic contains a NUL character";
-  if (new TextEncoder().encode(topic).length > 65535) return "reply topic is longer than 65535 bytes";
-  if (topic.startsWith("$")) return `reply topic '${topic}' is reserved (starts with $)`;
+  if (new TextEncoder().encode(topic).length > 65535) {
+    return "reply topic is longer than 65535 bytes";
+  }
+  if (topic.startsWith("$")) {
+    return `reply topic '${topic}' is reserved (starts with $)`;
+  }
   return undefined;
 }
 
 function checkTopicName(what: string, value: string): void {
   if (value.length === 0) throw new RangeError(`${what} must not be empty`);
   // deno-lint-ignore no-control-regex -- NUL is one of the characters MQTT forbids in topics
-  if (/[+#\u0000]/.test(value)) throw new RangeError(`${what} '${value}' must not contain +, # or NUL`);
-  if (value.startsWith("$")) throw new RangeError(`${what} '${value}' must not start with $ (reserved topics)`);
+  if (/[+#\u0000]/.test(value)) {
+    throw new RangeError(`${what} '${value}' must not contain +, # or NUL`);
+  }
+  if (value.startsWith("$")) {
+    throw new RangeError(
+      `${what} '${value}' must not start with $ (reserved topics)`,
+    );
+  }
   if (value.startsWith("/") || value.endsWith("/") || value.includes("//")) {
     throw new RangeError(`${what} '${value}' has an empty topic level`);
   }
