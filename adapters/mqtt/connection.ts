@@ -59,8 +59,6 @@ export interface ConnectionHandlers {
   log: (line: string) => void;
   /** Called once when the connection is given up for good (e.g. the session was taken over). */
   onFatal?: (e: MqttFatalError) => void;
-  /** Called when an established connection closes (not by us), with how long it lasted. */
-  onClose?: (connectedMs: number) => void;
 }
 
 /** A connected MQTT client with reconnects and safe publishes. */
@@ -130,15 +128,7 @@ export class MqttConnection {
         client.end(false, { reasonCode: 0 });
         handlers.onFatal?.(e);
       };
-      let connectedAt: number | undefined;
-      client.on("close", () => {
-        if (connectedAt === undefined || conn.closing) return;
-        const ms = Date.now() - connectedAt;
-        connectedAt = undefined;
-        handlers.onClose?.(ms);
-      });
       client.on("connect", (packet) => {
-        connectedAt = Date.now();
         backoff.reset();
         client.options.reconnectPeriod = opts.backoffMinMs;
         conn.connects++;
