@@ -86,7 +86,7 @@ export async function startMosquitto(
   await Deno.writeTextFile(
     conf,
     `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmessage_size_limit 0\n` +
-      `max_queued_messages 10000\n${aclLine}`,
+      `max_queued_messages 10000\nset_tcp_nodelay true\n${aclLine}`,
   );
   let child: Deno.ChildProcess | undefined;
   const broker: TestBroker = {

@@ -129,6 +129,8 @@ export class MqttConnection {
         handlers.onFatal?.(e);
       };
       client.on("connect", (packet) => {
+        // Small request/reply messages must not wait for Nagle's algorithm (~40 ms per hop).
+        (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
         backoff.reset();
         client.options.reconnectPeriod = opts.backoffMinMs;
         conn.connects++;
