@@ -2,26 +2,14 @@
  * `bonsai serve`: load a model and answer generation requests over MQTT until SIGINT/SIGTERM.
  */
 import { numberFlag, parseFlags, UsageError } from "./args.ts";
-import {
-  MqttFatalError as MqttFatalErrorClass,
-  MqttService,
-} from "../adapters/mqtt/service.ts";
-import {
-  DEFAULT_MAX_PAYLOAD,
-  resolveMqttOptions,
-} from "../adapters/mqtt/options.ts";
+import { MqttFatalError as MqttFatalErrorClass, MqttService } from "../adapters/mqtt/service.ts";
+import { DEFAULT_MAX_PAYLOAD, resolveMqttOptions } from "../adapters/mqtt/options.ts";
 import { nodeTopics } from "../adapters/mqtt/topics.ts";
-import {
-  MODEL_FLAGS,
-  MODEL_FLAGS_USAGE,
-  parseModelFlags,
-  setupModel,
-} from "./setup.ts";
+import { MODEL_FLAGS, MODEL_FLAGS_USAGE, parseModelFlags, setupModel } from "./setup.ts";
 import { loadServeConfig } from "./serve_config.ts";
 import { Metrics } from "../adapters/metrics.ts";
 
-export const SERVE_USAGE =
-  `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]
+export const SERVE_USAGE = `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]
 
 Answers generation requests over MQTT (5, falling back to 3.1.1). Topics, under PREFIX/NODE/:
   request  requests (JSON or CBOR); replies go to the MQTT 5 Response Topic with the
@@ -170,8 +158,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   if (drain !== "finish" && drain !== "cancel") {
     throw new UsageError(`--drain must be finish or cancel, got '${drain}'`);
   }
-  const drainTimeout =
-    numberFlag("drain-timeout", v["drain-timeout"], { min: 0 }) ?? 60;
+  const drainTimeout = numberFlag("drain-timeout", v["drain-timeout"], { min: 0 }) ?? 60;
   const config = v.config !== undefined ? loadServeConfig(v.config) : {};
   // Everything about the broker is checked before the model loads (which can take many seconds).
   try {
@@ -197,9 +184,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     signal = name;
     controller.abort();
   };
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((name) =>
-    [name, onSignal(name)] as const
-  );
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((name) => [name, onSignal(name)] as const);
   for (const [name, h] of handlers) Deno.addSignalListener(name, h);
   try {
     const service = new MqttService(scheduler, {
@@ -245,7 +230,9 @@ export async function serveCommand(args: string[]): Promise<number> {
     await service.stop({ drain, drainTimeoutMs: drainTimeout * 1000 });
     const s = service.stats;
     log(
-      `served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, no reply address ${s.droppedNoReplyTo}`,
+      `served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, ` +
+        `no reply address ${s.droppedNoReplyTo}, reply refused ${s.replyRefused}, retained ignored ${s.retainedIgnored}, ` +
+        `duplicate ids ${s.duplicates}, redeliveries ignored ${s.redelivered}`,
     );
     return signal === "SIGINT" ? 130 : 0;
   } finally {

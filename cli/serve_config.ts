@@ -50,9 +50,7 @@ export function loadServeConfig(path: string): ServeConfig {
 export function checkServeConfig(v: unknown, path = "config"): ServeConfig {
   const bad = (msg: string) => new UsageError(`--config ${path}: ${msg}`);
   if (!isObject(v)) throw bad("must be a JSON object");
-  const unknown = Object.keys(v).filter((k) =>
-    k !== "request" && k !== "limits"
-  );
+  const unknown = Object.keys(v).filter((k) => k !== "request" && k !== "limits");
   if (unknown.length > 0) {
     throw bad(
       `unknown field(s): ${unknown.join(", ")} (expected request, limits)`,
@@ -66,9 +64,7 @@ export function checkServeConfig(v: unknown, path = "config"): ServeConfig {
     const fixed = Object.keys(v.request).filter((k) => PER_REQUEST.includes(k));
     if (fixed.length > 0) {
       throw bad(
-        `request must not set ${
-          fixed.join(", ")
-        } (they belong to each request)`,
+        `request must not set ${fixed.join(", ")} (they belong to each request)`,
       );
     }
     try {
