@@ -4,7 +4,7 @@
  */
 import { UsageError } from "./args.ts";
 
-export const BENCH_USAGE = `Usage: bonsai bench [--suite speed|concurrency|constrain|memory] [-- suite options]
+export const BENCH_USAGE = `Usage: bonsai bench [--suite speed|concurrency|constrain|memory|fleet] [-- suite options]
 
 Runs a benchmark on synthetic Bonsai-shaped models (generated once into models/) and prints a
 table (and JSON). Figures are ratios within one run on this machine, not absolute promises.
@@ -18,6 +18,9 @@ Suites:
   concurrency  aggregate tok/s with 1, 4, 16 and 50 requests at once (continuous batching)
   constrain    cost per token of the structured-output mask next to a decode step
   memory       peak RSS of a decode against the memory estimate (--shape 4b --ctx 4096)
+  fleet        aggregate tok/s with 1, 2, 3 serve nodes in one MQTT share group (local
+               mosquitto; the nodes share this machine's cores) and the broker overhead of a
+               1-token request. Options: --nodes 1,2,3 --requests 24 --tokens 16 --shape tiny|1.7b
 
 Options:
   -s, --suite NAME   which benchmark (default speed)
@@ -29,6 +32,7 @@ const SUITES: Record<string, string> = {
   concurrency: "../bench/concurrency.ts",
   constrain: "../bench/constrain.ts",
   memory: "../bench/memory_budget.ts",
+  fleet: "../bench/fleet.ts",
 };
 
 /** Runs the command; returns the exit code. */

@@ -2,20 +2,27 @@
  * `bonsai serve`: load a model and answer generation requests over MQTT until SIGINT/SIGTERM.
  */
 import { numberFlag, parseFlags, UsageError } from "./args.ts";
-import { MqttService } from "../adapters/mqtt/service.ts";
+import { MqttFatalError as MqttFatalErrorClass, MqttService } from "../adapters/mqtt/service.ts";
 import { DEFAULT_MAX_PAYLOAD, resolveMqttOptions } from "../adapters/mqtt/options.ts";
 import { nodeTopics } from "../adapters/mqtt/topics.ts";
 import { MODEL_FLAGS, MODEL_FLAGS_USAGE, parseModelFlags, setupModel } from "./setup.ts";
 import { reloadModel } from "./reload.ts";
 import { ReloadableScheduler, type ReloadMode } from "../runtime/reloadable.ts";
+import { loadServeConfig } from "./serve_config.ts";
+import { Metrics } from "../adapters/metrics.ts";
+import { readThermal } from "../devices/thermal.ts";
 
 export const SERVE_USAGE = `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]
 
 Answers generation requests over MQTT (5, falling back to 3.1.1). Topics, under PREFIX/NODE/:
   request  requests (JSON or CBOR); replies go to the MQTT 5 Response Topic with the
            Correlation Data echoed, or to the payload's "reply_to" topic (MQTT 3.1.1)
-  cancel   {"id": ...} (or the request's Correlation Data) cancels a running request
+  cancel   {"id": ...} (or the request's Correlation Data) cancels a running request; it must
+           carry the same reply address as the request (ids are scoped to their sender)
   status   retained presence: online (model, shape, capabilities, limits) or offline
+  metrics  retained counters and gauges, every --metrics-interval seconds
+With --group G the node also serves PREFIX/group/G/request (MQTT shared subscription
+$share/G/...: the broker gives each request to one node of the group) and PREFIX/group/G/cancel.
 
 Options:
       --mqtt URL          broker: mqtt://host:1883, mqtts://host:8883, ws://, wss:// (required)
@@ -31,6 +38,20 @@ Options:
       --mqtt-version V    5, 3.1.1 or auto (default auto: 5, then 3.1.1 if refused)
       --max-payload N     largest request in bytes (default ${DEFAULT_MAX_PAYLOAD}); larger: TOO_LARGE reply
       --keepalive S       MQTT keepalive in seconds (default 30): how soon a dead broker is noticed
+      --reply-prefix P    topic levels replies may go to (repeatable; default PREFIX/replies);
+                          the node's own topics are always refused
+      --session-expiry S  persistent session: the broker keeps the subscriptions and queues QoS 1
+                          requests for S seconds while the node is down (default 0: clean start)
+      --group NAME        also serve the share group's request topic (see above)
+      --group-queue N     group requests waiting here before more get BUSY (default: --parallel)
+      --metrics-interval S
+                          seconds between metrics messages (default 60; 0: on connect only)
+      --drain finish|cancel
+                          on SIGTERM, let running requests finish (at most --drain-timeout) or
+                          cancel them (default cancel); either way each gets its final reply
+      --drain-timeout S   longest drain with --drain finish (default 60)
+      --config FILE       JSON server-side defaults: {"request": {system, sampling, max_tokens,
+                          json_schema or tools...}, "limits": {"max_tokens": N}} (README)
 ${MODEL_FLAGS_USAGE}
       --reload finish|cancel
                           on SIGHUP the model file is loaded again (checked, beside the old
@@ -43,8 +64,10 @@ ${MODEL_FLAGS_USAGE}
 Replies: {"event":"token","seq":N,"text":...} per chunk (when "stream" is not false), then one
 final {"event":"done","seq":N,"text","finish_reason","usage","timings"} or
 {"event":"error","seq":N,"finish_reason":"error","error":{"code","message"}}, each with the
-request's "id". SIGINT/SIGTERM: running requests are cancelled and answered, the offline status
-is published, and the process exits (0 on SIGTERM, 130 on SIGINT).`;
+request's "id". SIGINT/SIGTERM: subscriptions are dropped, running requests are drained (see
+--drain) and answered, the offline status is published, and the process exits (0 on SIGTERM,
+130 on SIGINT). Exit 2: bad flags, or another process serves the same --node; exit 1: the
+broker refused a subscription or the connection.`;
 
 const OPTIONS = {
   ...MODEL_FLAGS,
@@ -61,6 +84,14 @@ const OPTIONS = {
   "mqtt-version": { type: "string" },
   "max-payload": { type: "string" },
   keepalive: { type: "string" },
+  "reply-prefix": { type: "string", multiple: true },
+  "session-expiry": { type: "string" },
+  group: { type: "string" },
+  "group-queue": { type: "string" },
+  "metrics-interval": { type: "string" },
+  drain: { type: "string" },
+  "drain-timeout": { type: "string" },
+  config: { type: "string" },
   reload: { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -115,11 +146,33 @@ export async function serveCommand(args: string[]): Promise<number> {
       max: 65535,
     }),
     protocolVersion: versions[version],
+    replyPrefixes: v["reply-prefix"],
+    sessionExpiry: numberFlag("session-expiry", v["session-expiry"], {
+      integer: true,
+      min: 0,
+      max: 0xffffffff,
+    }),
+    group: v.group,
   };
+  const groupQueue = numberFlag("group-queue", v["group-queue"], {
+    integer: true,
+    min: 0,
+  });
+  const metricsInterval = numberFlag(
+    "metrics-interval",
+    v["metrics-interval"],
+    { min: 0, max: 86400 },
+  );
+  const drain = v.drain ?? "cancel";
+  if (drain !== "finish" && drain !== "cancel") {
+    throw new UsageError(`--drain must be finish or cancel, got '${drain}'`);
+  }
+  const drainTimeout = numberFlag("drain-timeout", v["drain-timeout"], { min: 0 }) ?? 60;
+  const config = v.config !== undefined ? loadServeConfig(v.config) : {};
   // Everything about the broker is checked before the model loads (which can take many seconds).
   try {
     const resolved = resolveMqttOptions(mqttOptions);
-    nodeTopics(resolved.prefix, resolved.node);
+    nodeTopics(resolved.prefix, resolved.node, resolved.group);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -141,6 +194,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGHUP", onReload);
   const controller = new AbortController();
   let signal: Deno.Signal | undefined;
+  let fatal: MqttFatalErrorClass | undefined;
   const onSignal = (name: Deno.Signal) => () => {
     if (signal) {
       log(`second ${name}: exiting now`);
@@ -152,13 +206,29 @@ export async function serveCommand(args: string[]): Promise<number> {
   const handlers = (["SIGINT", "SIGTERM"] as const).map((name) => [name, onSignal(name)] as const);
   for (const [name, h] of handlers) Deno.addSignalListener(name, h);
   try {
-    const service = new MqttService(scheduler, { ...mqttOptions, log });
+    const service = new MqttService(scheduler, {
+      ...mqttOptions,
+      log,
+      metrics: new Metrics({ plan: settings.plan, thermal: () => readThermal() }),
+      metricsInterval,
+      groupQueue,
+      requestDefaults: config.requestDefaults,
+      maxTokensLimit: config.maxTokensLimit,
+      onFatal: (e) => {
+        fatal = e;
+        controller.abort();
+      },
+    });
     log(
       `connecting to ${v.mqtt} as node '${v.node}' (requests on ${service.topics.request})`,
     );
     try {
       await service.start(controller.signal);
     } catch (e) {
+      if (e instanceof MqttFatalErrorClass) {
+        log(e.message);
+        return e.exitCode;
+      }
       if (controller.signal.aborted) return signal === "SIGINT" ? 130 : 0;
       throw e;
     }
@@ -170,11 +240,18 @@ export async function serveCommand(args: string[]): Promise<number> {
         once: true,
       })
     );
+    if (fatal) {
+      log(`exiting: ${fatal.message}`);
+      await service.stop();
+      return fatal.exitCode;
+    }
     log(`${signal}: stopping`);
-    await service.stop();
+    await service.stop({ drain, drainTimeoutMs: drainTimeout * 1000 });
     const s = service.stats;
     log(
-      `served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, no reply address ${s.droppedNoReplyTo}`,
+      `served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, ` +
+        `no reply address ${s.droppedNoReplyTo}, reply refused ${s.replyRefused}, retained ignored ${s.retainedIgnored}, ` +
+        `duplicate ids ${s.duplicates}, redeliveries ignored ${s.redelivered}`,
     );
     return signal === "SIGINT" ? 130 : 0;
   } finally {

@@ -25,7 +25,11 @@ export function freePort(): number {
   return port;
 }
 
-const MOSQUITTO_PATHS = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"];
+const MOSQUITTO_PATHS = [
+  "/usr/sbin/mosquitto",
+  "/usr/bin/mosquitto",
+  "/usr/local/sbin/mosquitto",
+];
 
 /** The mosquitto binary, or undefined when it is not installed. */
 export function mosquittoPath(): string | undefined {
@@ -46,29 +50,55 @@ async function waitForPort(port: number, ms = 5000): Promise<void> {
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
       return;
     } catch (e) {
-      if (Date.now() > until) throw new Error(`broker did not listen on port ${port}: ${(e as Error).message}`);
+      if (Date.now() > until) {
+        throw new Error(
+          `broker did not listen on port ${port}: ${(e as Error).message}`,
+        );
+      }
       await new Promise((r) => setTimeout(r, 25));
     }
   }
 }
 
-/** Starts mosquitto on a free port (throws if it is not installed: check {@link mosquittoPath}). */
-export async function startMosquitto(): Promise<TestBroker> {
+/**
+ * Starts mosquitto on a free port (throws if it is not installed: check {@link mosquittoPath}).
+ * `acl`: the text of an ACL file (its rules before any `user` line apply to anonymous clients).
+ * Sessions (persistent ones included) live in memory while the broker runs.
+ */
+export async function startMosquitto(
+  opts: { acl?: string } = {},
+): Promise<TestBroker> {
   const bin = mosquittoPath();
-  if (!bin) throw new Error("mosquitto is not installed (apt-get install mosquitto)");
+  if (!bin) {
+    throw new Error("mosquitto is not installed (apt-get install mosquitto)");
+  }
   const dir = await Deno.makeTempDir({ prefix: "bonsai-mosquitto-" });
   const port = freePort();
   const conf = `${dir}/mosquitto.conf`;
+  let aclLine = "";
+  if (opts.acl !== undefined) {
+    await Deno.writeTextFile(`${dir}/acl`, opts.acl);
+    // mosquitto reads the ACL after dropping root for its own user.
+    await Deno.chmod(dir, 0o755);
+    await Deno.chmod(`${dir}/acl`, 0o644);
+    aclLine = `acl_file ${dir}/acl\n`;
+  }
   await Deno.writeTextFile(
     conf,
-    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmessage_size_limit 0\n`,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmessage_size_limit 0\n` +
+      `max_queued_messages 10000\nset_tcp_nodelay true\n${aclLine}`,
   );
   let child: Deno.ChildProcess | undefined;
   const broker: TestBroker = {
     url: `mqtt://127.0.0.1:${port}`,
     port,
     async start() {
-      child = new Deno.Command(bin, { args: ["-c", conf], stdin: "null", stdout: "null", stderr: "null" }).spawn();
+      child = new Deno.Command(bin, {
+        args: ["-c", conf],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
       await waitForPort(port);
     },
     async stop() {
@@ -87,8 +117,13 @@ export async function startMosquitto(): Promise<TestBroker> {
   return broker;
 }
 
-/** Starts an in-process aedes broker (MQTT 3.1.1) on a free port. */
-export async function startAedes(): Promise<TestBroker> {
+/**
+ * Starts an in-process aedes broker (MQTT 3.1.1) on a free port. `refuseSubscriptions`: topic
+ * filters the broker refuses (SUBACK 0x80), as an ACL would.
+ */
+export async function startAedes(
+  opts: { refuseSubscriptions?: string[] } = {},
+): Promise<TestBroker> {
   const port = freePort();
   let server: Server | undefined;
   let aedes: Aedes | undefined;
@@ -97,7 +132,10 @@ export async function startAedes(): Promise<TestBroker> {
     url: `mqtt://127.0.0.1:${port}`,
     port,
     async start() {
-      aedes = await Aedes.createBroker();
+      const refused = new Set(opts.refuseSubscriptions ?? []);
+      aedes = await Aedes.createBroker({
+        authorizeSubscribe: (_client, sub, done) => done(null, refused.has(sub.topic) ? null : sub),
+      });
       const a = aedes;
       sockets = new Set();
       const s = createServer((socket) => {
@@ -125,17 +163,33 @@ export async function startAedes(): Promise<TestBroker> {
   return broker;
 }
 
+/** A proxy that can also freeze: connections stay open but nothing passes (a hung broker). */
+export interface TestProxy extends TestBroker {
+  freeze(): void;
+  thaw(): void;
+}
+
 /**
  * A TCP proxy in front of a broker: stopping it cuts every connection through it (as a failing
  * network link would) while the broker and clients connected directly stay up.
  */
-export async function startProxy(target: number): Promise<TestBroker> {
+export async function startProxy(target: number): Promise<TestProxy> {
   const port = freePort();
   let listener: Deno.Listener | undefined;
   const conns = new Set<Deno.Conn>();
+  let gate: Promise<void> | undefined;
+  let open = () => {};
   const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    const buf = new Uint8Array(64 * 1024);
     try {
-      await from.readable.pipeTo(to.writable);
+      while (true) {
+        if (gate) await gate;
+        const n = await from.read(buf);
+        if (n === null) break;
+        if (gate) await gate;
+        let off = 0;
+        while (off < n) off += await to.write(buf.subarray(off, n));
+      }
     } catch {
       // cut
     }
@@ -162,15 +216,23 @@ export async function startProxy(target: number): Promise<TestBroker> {
       void pipe(upstream, client).finally(() => conns.delete(upstream));
     }
   };
-  const proxy: TestBroker = {
+  const proxy: TestProxy = {
     url: `mqtt://127.0.0.1:${port}`,
     port,
+    freeze() {
+      gate ??= new Promise<void>((r) => open = r);
+    },
+    thaw() {
+      gate = undefined;
+      open();
+    },
     start() {
       listener = Deno.listen({ hostname: "127.0.0.1", port });
       void serve(listener).catch(() => {});
       return Promise.resolve();
     },
     async stop() {
+      proxy.thaw();
       listener?.close();
       listener = undefined;
       for (const c of conns) {

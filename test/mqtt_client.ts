@@ -24,7 +24,7 @@ export type Reply = Record<string, unknown> & {
 /** How to publish one request. */
 export interface SendOptions {
   encoding?: "json" | "cbor";
-  /** MQTT 5 Response Topic (default: a fresh topic under test/replies/); false: none. */
+  /** MQTT 5 Response Topic (default: a fresh topic under the client's reply base); false: none. */
   responseTopic?: string | false;
   correlation?: string;
   /** MQTT 5 Message Expiry Interval, seconds. */
@@ -42,14 +42,18 @@ export class TestClient {
   /** Raw messages per topic for the topics {@link watch}ed. */
   readonly seen = new Map<string, { payload: Uint8Array; properties?: Record<string, unknown> }[]>();
 
-  private constructor(readonly client: MqttClient, readonly version: 4 | 5, private readonly tag: string) {}
+  private constructor(readonly client: MqttClient, readonly version: 4 | 5, private readonly base: string) {}
 
-  static async connect(url: string, version: 4 | 5 = 5): Promise<TestClient> {
+  /**
+   * Connects; replies are asked for under `{replyBase}/{random tag}/` (default under the node's
+   * default reply namespace, bonsai/replies).
+   */
+  static async connect(url: string, version: 4 | 5 = 5, replyBase = "bonsai/replies"): Promise<TestClient> {
     const tag = crypto.randomUUID().slice(0, 8);
     const client = await mqtt.connectAsync(url, { protocolVersion: version, reconnectPeriod: 100, clientId: `test-${tag}` });
-    const c = new TestClient(client, version, tag);
+    const c = new TestClient(client, version, `${replyBase}/${tag}`);
     client.on("message", (topic, payload, packet) => c.onMessage(topic, new Uint8Array(payload), packet.properties as Record<string, unknown> | undefined));
-    await client.subscribeAsync(`test/${tag}/#`, { qos: 1 });
+    await client.subscribeAsync(`${replyBase}/${tag}/#`, { qos: 1 });
     return c;
   }
 
@@ -78,7 +82,7 @@ export class TestClient {
 
   /** A fresh reply topic of this client. */
   replyTopic(): string {
-    return `test/${this.tag}/replies/${this.n++}`;
+    return `${this.base}/${this.n++}`;
   }
 
   /**
@@ -180,7 +184,7 @@ async function script(): Promise<number> {
     console.log(JSON.stringify({ problems: ["timed out waiting for the node or its replies"] }));
     Deno.exit(1);
   }, 120_000);
-  const client = await TestClient.connect(v.url, v.v3 ? 4 : 5);
+  const client = await TestClient.connect(v.url, v.v3 ? 4 : 5, `${v.prefix ?? "bonsai"}/replies`);
   try {
     await client.watch(`${base}/status`);
     const status = await client.waitFor(`${base}/status`, (s) => s.state === "online");

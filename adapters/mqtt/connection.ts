@@ -6,12 +6,43 @@
  */
 import mqtt, { type IClientPublishOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import { Backoff } from "./backoff.ts";
-import { clientOptions, type ProtocolVersion, type ResolvedMqttOptions, toBuffer, type WillMessage } from "./options.ts";
+import {
+  clientOptions,
+  type ProtocolVersion,
+  type ResolvedMqttOptions,
+  toBuffer,
+  type WillMessage,
+} from "./options.ts";
 
+/** Most QoS 0 final replies held while offline; the oldest is dropped past this. */
+const MAX_HELD = 1024;
 /** CONNACK codes meaning "this protocol version is not spoken here" (3.1.1: 1; MQTT 5: 132). */
 const UNSUPPORTED_VERSION = new Set([1, 132]);
 /** CONNACK codes meaning retrying with the same settings cannot help (credentials, identity, ban). */
 const FATAL_REFUSALS = new Set([2, 4, 5, 133, 134, 135, 138, 140]);
+
+/** MQTT 5 DISCONNECT reason "Session taken over": another client connected with our client id. */
+const SESSION_TAKEN_OVER = 142;
+
+/** A failure that ends the service: retrying cannot help. `exitCode` is the process's. */
+export class MqttFatalError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: 1 | 2,
+    readonly reason: "conflict" | "subscribe",
+  ) {
+    super(message);
+    this.name = "MqttFatalError";
+  }
+}
+
+/** One subscription: topic filter and, on MQTT 5, retain handling (2 = never send retained messages). */
+export interface Subscription {
+  topic: string;
+  qos: 0 | 1 | 2;
+  /** MQTT 5 retain handling; ignored on 3.1.1 (the service then drops retained requests itself). */
+  rh?: 0 | 1 | 2;
+}
 
 /** A received message. */
 export interface IncomingMessage {
@@ -26,6 +57,8 @@ export interface ConnectionHandlers {
   onConnect: (conn: MqttConnection) => Promise<void> | void;
   onMessage: (msg: IncomingMessage) => void;
   log: (line: string) => void;
+  /** Called once when the connection is given up for good (e.g. the session was taken over). */
+  onFatal?: (e: MqttFatalError) => void;
 }
 
 /** A connected MQTT client with reconnects and safe publishes. */
@@ -34,7 +67,18 @@ export class MqttConnection {
   publishFailures = 0;
   /** Successful connections, the first included. */
   connects = 0;
+  /** Publishes handed to mqtt.js and not yet sent (QoS 0) or acknowledged (QoS 1/2). */
+  backlog = 0;
+  /** Final replies (QoS 0) held while offline, sent after the reconnection. */
+  private readonly held: {
+    topic: string;
+    payload: Uint8Array;
+    opts: IClientPublishOptions;
+    resolve: (ok: boolean) => void;
+  }[] = [];
   private closing = false;
+  /** Whether the last CONNACK said the broker kept our session (persistent sessions). */
+  sessionPresent = false;
 
   private constructor(
     private readonly client: MqttClient,
@@ -70,12 +114,32 @@ export class MqttConnection {
         client.end(true);
         reject(e);
       };
-      signal?.addEventListener("abort", () => fail(new Error("interrupted while connecting to the MQTT broker")), { once: true });
-      client.on("connect", () => {
+      signal?.addEventListener(
+        "abort",
+        () => fail(new Error("interrupted while connecting to the MQTT broker")),
+        { once: true },
+      );
+      const fatal = (e: MqttFatalError) => {
+        if (!settled) return fail(e);
+        if (conn.closing) return;
+        conn.closing = true;
+        log(e.message);
+        // A clean DISCONNECT: the broker does not publish our will (the other node is online).
+        client.end(false, { reasonCode: 0 });
+        handlers.onFatal?.(e);
+      };
+      client.on("connect", (packet) => {
+        // Small request/reply messages must not wait for Nagle's algorithm (~40 ms per hop).
+        (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
         backoff.reset();
         client.options.reconnectPeriod = opts.backoffMinMs;
         conn.connects++;
-        log(`connected to ${opts.url} (MQTT ${conn.version === 5 ? "5" : "3.1.1"})`);
+        conn.sessionPresent = packet.sessionPresent ?? false;
+        log(
+          `connected to ${opts.url} (MQTT ${conn.version === 5 ? "5" : "3.1.1"}` +
+            `${conn.sessionPresent ? ", session resumed" : ""})`,
+        );
+        conn.flushHeld();
         Promise.resolve(handlers.onConnect(conn)).then(
           () => {
             if (!settled) {
@@ -83,27 +147,63 @@ export class MqttConnection {
               resolve(conn);
             }
           },
-          (e) => log(`error after connecting: ${(e as Error).message}`),
+          (e) => {
+            if (e instanceof MqttFatalError) fatal(e);
+            else log(`error after connecting: ${(e as Error).message}`);
+          },
         );
+      });
+      client.on("disconnect", (packet) => {
+        if (packet.reasonCode === SESSION_TAKEN_OVER) {
+          fatal(
+            new MqttFatalError(
+              `another client connected with client id '${opts.clientId}' and took over this node's session: ` +
+                `is a second node running with --node ${opts.node}? Exiting instead of fighting over the session`,
+              2,
+              "conflict",
+            ),
+          );
+        } else {
+          log(
+            `the broker disconnected this node (reason code ${packet.reasonCode ?? 0})`,
+          );
+        }
       });
       client.on("message", (topic, payload, packet) => {
         try {
-          handlers.onMessage({ topic, payload: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), packet });
+          handlers.onMessage({
+            topic,
+            payload: new Uint8Array(
+              payload.buffer,
+              payload.byteOffset,
+              payload.byteLength,
+            ),
+            packet,
+          });
         } catch (e) {
           log(`error handling a message on ${topic}: ${(e as Error).message}`);
         }
       });
       client.on("error", (e: Error & { code?: unknown }) => {
         const code = typeof e.code === "number" ? e.code : undefined;
-        if (code !== undefined && UNSUPPORTED_VERSION.has(code) && auto && client.options.protocolVersion === 5) {
+        if (
+          code !== undefined && UNSUPPORTED_VERSION.has(code) && auto &&
+          client.options.protocolVersion === 5
+        ) {
           log("broker refused MQTT 5; falling back to MQTT 3.1.1");
           // mqtt.js retries after a refused CONNACK (reconnectOnConnackError) with these options.
           client.options.protocolVersion = 4;
           delete client.options.properties;
           return;
         }
-        if (code !== undefined && FATAL_REFUSALS.has(code) && conn.connects === 0) {
-          fail(new Error(`MQTT broker ${opts.url} refused the connection: ${e.message}`));
+        if (
+          code !== undefined && FATAL_REFUSALS.has(code) && conn.connects === 0
+        ) {
+          fail(
+            new Error(
+              `MQTT broker ${opts.url} refused the connection: ${e.message}`,
+            ),
+          );
           return;
         }
         log(`MQTT error: ${e.message}`);
@@ -113,7 +213,11 @@ export class MqttConnection {
         client.options.reconnectPeriod = backoff.next();
       });
       client.on("offline", () => {
-        if (!conn.closing) log(`lost the broker; reconnecting with backoff (${opts.backoffMinMs}..${opts.backoffMaxMs} ms)`);
+        if (!conn.closing) {
+          log(
+            `lost the broker; reconnecting with backoff (${opts.backoffMinMs}..${opts.backoffMaxMs} ms)`,
+          );
+        }
       });
     });
   }
@@ -128,13 +232,22 @@ export class MqttConnection {
     return this.client.options.protocolVersion === 5 ? 5 : 4;
   }
 
-  /** Subscribes; resolves false (logged by the caller) if the broker refused. */
-  async subscribe(topics: string[], qos: 0 | 1 | 2): Promise<boolean> {
+  /**
+   * Subscribes; resolves with a description of each refused subscription (empty when all were
+   * granted), from the SUBACK reason codes.
+   */
+  async subscribe(subs: Subscription[]): Promise<string[]> {
+    const map: Record<string, { qos: 0 | 1 | 2; rh?: number }> = {};
+    for (const s of subs) {
+      map[s.topic] = this.version === 5 && s.rh !== undefined ? { qos: s.qos, rh: s.rh } : { qos: s.qos };
+    }
     try {
-      const granted = await this.client.subscribeAsync(topics, { qos });
-      return granted.every((g) => g.qos !== 128);
-    } catch {
-      return false;
+      const granted = await this.client.subscribeAsync(map);
+      return granted.filter((g) => (g.qos & 0x80) !== 0).map((g) => `${g.topic} (reason code ${g.qos})`);
+    } catch (e) {
+      return [
+        `${subs.map((s) => s.topic).join(", ")}: ${(e as Error).message}`,
+      ];
     }
   }
 
@@ -152,24 +265,49 @@ export class MqttConnection {
    * While disconnected, QoS 1/2 messages wait in mqtt.js's outgoing store and go out after the
    * reconnection; QoS 0 messages are dropped (false).
    */
-  publish(topic: string, payload: Uint8Array, opts: IClientPublishOptions): Promise<boolean> {
-    if (!this.client.connected && (opts.qos ?? 0) === 0) return Promise.resolve(false);
+  publish(
+    topic: string,
+    payload: Uint8Array,
+    opts: IClientPublishOptions,
+    keep = false,
+  ): Promise<boolean> {
+    if (!this.client.connected && (opts.qos ?? 0) === 0) {
+      if (!keep || this.closing) return Promise.resolve(false);
+      // A QoS 0 final reply waits here for the reconnection (mqtt.js would drop it).
+      if (this.held.length >= MAX_HELD) this.held.shift()!.resolve(false);
+      return new Promise((resolve) => this.held.push({ topic, payload, opts, resolve }));
+    }
+    this.backlog++;
     return new Promise((resolve) => {
       try {
         this.client.publish(topic, toBuffer(payload), opts, (err) => {
+          this.backlog--;
           if (err) this.publishFailures++;
           resolve(!err);
         });
       } catch {
+        this.backlog--;
         this.publishFailures++;
         resolve(false);
       }
     });
   }
 
+  private flushHeld(): void {
+    for (const h of this.held.splice(0)) {
+      void this.publish(h.topic, h.payload, h.opts, true).then(h.resolve);
+    }
+  }
+
+  /** True once {@link close} was called or the connection was given up. */
+  get closed(): boolean {
+    return this.closing;
+  }
+
   /** Disconnects cleanly (the will is not sent); `force` skips waiting for in-flight acks. */
   async close(force = false): Promise<void> {
     this.closing = true;
+    for (const h of this.held.splice(0)) h.resolve(false);
     try {
       await this.client.endAsync(force);
     } catch {

@@ -4,7 +4,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { IClientOptions } from "mqtt";
-import { DEFAULT_PREFIX } from "./topics.ts";
+import { DEFAULT_PREFIX, DEFAULT_REPLY_LEVEL, replyPrefixes } from "./topics.ts";
 
 /** MQTT protocol level: 5, or 4 (= MQTT 3.1.1). */
 export type ProtocolVersion = 4 | 5;
@@ -35,6 +35,19 @@ export interface MqttOptions {
   protocolVersion?: ProtocolVersion;
   /** Keepalive in seconds (default 30): how soon a dead link is noticed. */
   keepalive?: number;
+  /**
+   * Persistent session: seconds the broker keeps this node's session (subscriptions and QoS 1/2
+   * requests sent while it is down) after a disconnection; 0 (default) = clean start every time.
+   * Needs a stable client id (the default `bonsai-{node}` is).
+   */
+  sessionExpiry?: number;
+  /**
+   * Topic levels replies may be published under (Response Topic / reply_to); default
+   * `{prefix}/replies`. The node's own topics are refused whatever this says.
+   */
+  replyPrefixes?: string[];
+  /** Share group: also take requests from `{prefix}/group/{group}/request` through `$share/{group}/`. */
+  group?: string;
   /** Reconnect backoff bounds in ms (default 500 .. 30000). */
   backoffMinMs?: number;
   backoffMaxMs?: number;
@@ -60,6 +73,9 @@ export interface ResolvedMqttOptions {
   maxPayload: number;
   protocolVersion?: ProtocolVersion;
   keepalive: number;
+  sessionExpiry: number;
+  replyPrefixes: string[];
+  group?: string;
   backoffMinMs: number;
   backoffMaxMs: number;
   connectTimeoutMs: number;
@@ -71,31 +87,65 @@ export function resolveMqttOptions(o: MqttOptions): ResolvedMqttOptions {
   try {
     url = new URL(o.url);
   } catch {
-    throw new Error(`MQTT broker URL '${o.url}' is not a URL (expected e.g. mqtt://127.0.0.1:1883)`);
+    throw new Error(
+      `MQTT broker URL '${o.url}' is not a URL (expected e.g. mqtt://127.0.0.1:1883)`,
+    );
   }
   const schemes = ["mqtt:", "mqtts:", "tcp:", "tls:", "ssl:", "ws:", "wss:"];
   if (!schemes.includes(url.protocol)) {
-    throw new Error(`MQTT broker URL '${o.url}' has scheme '${url.protocol}'; use mqtt://, mqtts://, ws:// or wss://`);
+    throw new Error(
+      `MQTT broker URL '${o.url}' has scheme '${url.protocol}'; use mqtt://, mqtts://, ws:// or wss://`,
+    );
   }
-  if (o.qos !== undefined && o.qos !== 0 && o.qos !== 1 && o.qos !== 2) throw new Error(`qos must be 0, 1 or 2, got ${o.qos}`);
+  if (o.qos !== undefined && o.qos !== 0 && o.qos !== 1 && o.qos !== 2) {
+    throw new Error(`qos must be 0, 1 or 2, got ${o.qos}`);
+  }
   const maxPayload = o.maxPayload ?? DEFAULT_MAX_PAYLOAD;
-  if (!Number.isInteger(maxPayload) || maxPayload < 64) throw new Error(`max payload must be an integer >= 64 bytes, got ${maxPayload}`);
-  if (o.protocolVersion !== undefined && o.protocolVersion !== 4 && o.protocolVersion !== 5) {
-    throw new Error(`protocol version must be 4 (3.1.1) or 5, got ${o.protocolVersion}`);
+  if (!Number.isInteger(maxPayload) || maxPayload < 64) {
+    throw new Error(
+      `max payload must be an integer >= 64 bytes, got ${maxPayload}`,
+    );
   }
-  if ((o.cert === undefined) !== (o.key === undefined)) throw new Error("a client certificate needs both --cert and --key");
+  if (
+    o.protocolVersion !== undefined && o.protocolVersion !== 4 &&
+    o.protocolVersion !== 5
+  ) {
+    throw new Error(
+      `protocol version must be 4 (3.1.1) or 5, got ${o.protocolVersion}`,
+    );
+  }
+  const prefix = o.prefix ?? DEFAULT_PREFIX;
+  let prefixes: string[];
+  try {
+    prefixes = replyPrefixes(
+      o.replyPrefixes?.length ? o.replyPrefixes : [`${prefix}/${DEFAULT_REPLY_LEVEL}`],
+    );
+  } catch (e) {
+    throw new Error(`--reply-prefix: ${(e as Error).message}`);
+  }
+  const expiry = o.sessionExpiry ?? 0;
+  if (!Number.isInteger(expiry) || expiry < 0 || expiry > 0xffffffff) {
+    throw new Error(
+      `session expiry must be an integer number of seconds in 0..4294967295, got ${expiry}`,
+    );
+  }
+  if ((o.cert === undefined) !== (o.key === undefined)) {
+    throw new Error("a client certificate needs both --cert and --key");
+  }
   const read = (what: string, path?: string) => {
     if (path === undefined) return undefined;
     try {
       return Deno.readFileSync(path);
     } catch (e) {
-      throw new Error(`cannot read the ${what} file '${path}': ${(e as Error).message}`);
+      throw new Error(
+        `cannot read the ${what} file '${path}': ${(e as Error).message}`,
+      );
     }
   };
   return {
     url: o.url,
     node: o.node,
-    prefix: o.prefix ?? DEFAULT_PREFIX,
+    prefix,
     clientId: o.clientId ?? `bonsai-${o.node}`,
     username: o.username,
     password: o.password,
@@ -106,6 +156,9 @@ export function resolveMqttOptions(o: MqttOptions): ResolvedMqttOptions {
     maxPayload,
     protocolVersion: o.protocolVersion,
     keepalive: o.keepalive ?? 30,
+    sessionExpiry: o.sessionExpiry ?? 0,
+    replyPrefixes: prefixes,
+    group: o.group,
     backoffMinMs: o.backoffMinMs ?? 500,
     backoffMaxMs: o.backoffMaxMs ?? 30_000,
     connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
@@ -120,18 +173,28 @@ export interface WillMessage {
 }
 
 /** mqtt.js options for one protocol version. Reconnects are driven by the service's backoff. */
-export function clientOptions(o: ResolvedMqttOptions, version: ProtocolVersion, will: WillMessage): IClientOptions {
+export function clientOptions(
+  o: ResolvedMqttOptions,
+  version: ProtocolVersion,
+  will: WillMessage,
+): IClientOptions {
   const opts: IClientOptions = {
     protocolVersion: version,
     clientId: o.clientId,
-    clean: true,
+    // Persistent session: the broker keeps our subscriptions and queues QoS 1/2 requests while we are away.
+    clean: o.sessionExpiry === 0,
     keepalive: o.keepalive,
     connectTimeout: o.connectTimeoutMs,
     reconnectPeriod: o.backoffMinMs,
     resubscribe: true,
     // Token chunks are transient; only QoS>0 replies wait for a lost link to come back.
     queueQoSZero: false,
-    will: { topic: will.topic, payload: toBuffer(will.payload), qos: will.qos, retain: true },
+    will: {
+      topic: will.topic,
+      payload: toBuffer(will.payload),
+      qos: will.qos,
+      retain: true,
+    },
   };
   if (o.username !== undefined) opts.username = o.username;
   if (o.password !== undefined) opts.password = o.password;
@@ -141,7 +204,13 @@ export function clientOptions(o: ResolvedMqttOptions, version: ProtocolVersion, 
   if (version === 5) {
     // Let the broker drop (rather than send) packets far above the payload limit; those just
     // above it still arrive and get a TOO_LARGE reply.
-    opts.properties = { maximumPacketSize: Math.min(0xfffffff, Math.max(o.maxPayload * 4, o.maxPayload + 65536)) };
+    opts.properties = {
+      maximumPacketSize: Math.min(
+        0xfffffff,
+        Math.max(o.maxPayload * 4, o.maxPayload + 65536),
+      ),
+      ...(o.sessionExpiry > 0 ? { sessionExpiryInterval: o.sessionExpiry } : {}),
+    };
   }
   return opts;
 }

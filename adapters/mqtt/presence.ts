@@ -13,6 +13,14 @@ export const RUNTIME_VERSION: string = pkg.version;
 /** What the online status describes. */
 export interface PresenceInfo {
   node: string;
+  /** This process's random id: another process announcing the same node has a different one. */
+  instance: string;
+  /** When the service started (kept across reconnections). */
+  since: string;
+  /** The share group, when the node is in one. */
+  group?: string;
+  /** Topic levels replies may go to. */
+  replyPrefixes: string[];
   topics: NodeTopics;
   model: { name: string; file: string; config: Qwen3Config };
   parallel: number;
@@ -30,8 +38,11 @@ export function onlineStatus(info: PresenceInfo) {
   return {
     state: "online",
     node: info.node,
+    instance: info.instance,
     version: RUNTIME_VERSION,
-    since: new Date().toISOString(),
+    since: info.since,
+    ...(info.group !== undefined ? { group: info.group } : {}),
+    reply_prefixes: info.replyPrefixes,
     model: {
       name: info.model.name,
       file: info.model.file,
@@ -66,6 +77,9 @@ export function onlineStatus(info: PresenceInfo) {
 }
 
 /** The offline status payload; `reason` is "shutdown" or, in the last will, "connection lost". */
-export function offlineStatus(node: string, reason: "shutdown" | "connection lost") {
+export function offlineStatus(
+  node: string,
+  reason: "shutdown" | "connection lost",
+) {
   return { state: "offline", node, version: RUNTIME_VERSION, reason };
 }

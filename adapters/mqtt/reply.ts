@@ -15,6 +15,8 @@ export interface ReplyAddress {
   encoding: Encoding;
   id?: string | number;
   correlationData?: Uint8Array;
+  /** The answering node, put in every reply of a share-group request (so its client knows whom to watch). */
+  node?: string;
 }
 
 /** Counters shared by all replies of a service. */
@@ -34,13 +36,18 @@ export class ReplyStream {
     private readonly address: ReplyAddress,
     private readonly qos: 0 | 1 | 2,
     private readonly counters: ReplyCounters,
+    /** Unacknowledged publishes past which chunks are dropped: a frozen broker must not fill memory. */
+    private readonly maxBacklog = 256,
   ) {}
 
-  /** One streamed chunk. Skipped while offline: chunks are transient, the final reply is not. */
+  /**
+   * One streamed chunk. Skipped while offline or while the broker is behind on acknowledgements:
+   * chunks are transient, the final reply is not.
+   */
   token(ev: Extract<GenerationEvent, { type: "token" }>): void {
     this.partial += ev.text;
     const seq = this.seq++;
-    if (!this.conn.connected) {
+    if (!this.conn.connected || this.conn.backlog >= this.maxBacklog) {
       this.counters.chunksDroppedOffline++;
       return;
     }
@@ -51,7 +58,12 @@ export class ReplyStream {
   /** The final reply of a finished generation (full text, usage, timings, finish reason). */
   done(ev: Extract<GenerationEvent, { type: "done" }>): Promise<boolean> {
     const { event, id, ...rest } = doneEvent(this.address.id, ev);
-    return this.send({ event, ...(id !== undefined ? { id } : {}), seq: this.seq++, ...rest });
+    return this.send({
+      event,
+      ...(id !== undefined ? { id } : {}),
+      seq: this.seq++,
+      ...rest,
+    }, true);
   }
 
   /** The final reply of a failed request. */
@@ -63,15 +75,20 @@ export class ReplyStream {
       finish_reason: "error",
       text: this.partial,
       error: wireError(e),
-    });
+    }, true);
   }
 
   private idField() {
     return this.address.id !== undefined ? { id: this.address.id } : {};
   }
 
-  private send(value: Record<string, unknown>): Promise<boolean> {
+  /** `final`: kept while offline even at QoS 0. */
+  private send(
+    value: Record<string, unknown>,
+    final = false,
+  ): Promise<boolean> {
     const a = this.address;
+    if (a.node !== undefined) value.node = a.node;
     const properties = this.conn.version === 5
       ? {
         contentType: CONTENT_TYPES[a.encoding],
@@ -81,6 +98,6 @@ export class ReplyStream {
     return this.conn.publish(a.topic, encodePayload(value, a.encoding), {
       qos: this.qos,
       ...(properties ? { properties } : {}),
-    });
+    }, final);
   }
 }

@@ -177,7 +177,10 @@ Deno.test({
       assert.equal((final(busy).error as { code: string }).code, "BUSY");
       assert.match((final(busy).error as { message: string }).message, /queue limit 1/);
       // Cancel the long one by its correlation data (MQTT 5 property only, empty payload).
-      await client.client.publishAsync(`${base}/cancel`, "", { qos: 1, properties: { correlationData: new TextEncoder().encode("L") as never } });
+      await client.client.publishAsync(`${base}/cancel`, "", {
+        qos: 1,
+        properties: { correlationData: new TextEncoder().encode("L") as never, responseTopic: long },
+      });
       const longReplies = await client.replies(long);
       assert.equal(final(longReplies).finish_reason, "cancelled");
       assert.deepEqual(checkStream(longReplies), []);
@@ -187,7 +190,7 @@ Deno.test({
       // A cancel by id (JSON payload).
       const second = await client.send(topic, { id: "second", prompt: "Go", max_tokens: 1800, temperature: 0 });
       await client.firstReplies(second, 1);
-      await client.client.publishAsync(`${base}/cancel`, JSON.stringify({ id: "second" }), { qos: 1 });
+      await client.client.publishAsync(`${base}/cancel`, JSON.stringify({ id: "second", reply_to: second }), { qos: 1 });
       assert.equal(final(await client.replies(second)).finish_reason, "cancelled");
       assert.equal(service.stats.busy, 1);
       assert.equal(service.stats.cancelled, 2);
@@ -204,7 +207,7 @@ Deno.test({
       await client.firstReplies(long, 1);
       const expiring = await client.send(topic, { id: "soon", prompt: "Hi", max_tokens: 2 }, { expiry: 1 });
       const r = await client.replies(expiring);
-      await client.client.publishAsync(`${base}/cancel`, JSON.stringify({ id: "long" }), { qos: 1 });
+      await client.client.publishAsync(`${base}/cancel`, JSON.stringify({ id: "long", reply_to: long }), { qos: 1 });
       await client.replies(long);
       assert.equal(r.length, 1);
       assert.equal(final(r).id, "soon");

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { encode as cborEncode } from "cbor-x";
 import { RequestError } from "../../runtime/request.ts";
 import { decodePayload, detectEncoding, encodePayload } from "./codec.ts";
-import { nodeTopics, publishTopicProblem } from "./topics.ts";
+import { nodeTopics, publishTopicProblem, replyPrefixes, replyTopicRefusal } from "./topics.ts";
 import { Backoff } from "./backoff.ts";
 import { clientOptions, resolveMqttOptions } from "./options.ts";
 
@@ -49,7 +49,11 @@ Deno.test("topics: built under prefix/node; bad names and reply topics are named
     request: "plant/line1/arm-3/request",
     cancel: "plant/line1/arm-3/cancel",
     status: "plant/line1/arm-3/status",
+    metrics: "plant/line1/arm-3/metrics",
   });
+  assert.equal(nodeTopics("bonsai", "n", "arms").groupRequest, "bonsai/group/arms/request");
+  assert.throws(() => nodeTopics("bonsai", "group"), /reserved/);
+  assert.throws(() => nodeTopics("bonsai", "n", "a/b"), /single topic level/);
   assert.throws(() => nodeTopics("bonsai", "a/b"), /single topic level/);
   assert.throws(() => nodeTopics("bonsai", "+"), /must not contain/);
   assert.throws(() => nodeTopics("", "n"), /prefix must not be empty/);
@@ -57,6 +61,22 @@ Deno.test("topics: built under prefix/node; bad names and reply topics are named
   assert.equal(publishTopicProblem("replies/42"), undefined);
   assert.match(publishTopicProblem("replies/#")!, /wildcard/);
   assert.match(publishTopicProblem("")!, /empty/);
+});
+
+Deno.test("reply namespace: only under the allowed prefixes, never the node's or a group's own topics", () => {
+  const allowed = replyPrefixes(["bonsai/replies/", "robots/+x/#".replace("+x", "r1")]);
+  assert.deepEqual(allowed, ["bonsai/replies", "robots/r1"]);
+  const refusal = (t: string) => replyTopicRefusal(t, allowed, "bonsai", "arm");
+  assert.equal(refusal("bonsai/replies/c1/7"), undefined);
+  assert.equal(refusal("robots/r1"), undefined);
+  assert.match(refusal("robots/r10/x")!, /outside the allowed reply prefixes/);
+  assert.match(refusal("plant/gripper/open")!, /outside the allowed/);
+  assert.match(refusal("bonsai/arm/status")!, /own topics/);
+  assert.match(replyTopicRefusal("bonsai/arm/status", ["bonsai"], "bonsai", "arm")!, /own topics/);
+  assert.match(replyTopicRefusal("bonsai/group/g/request", ["bonsai"], "bonsai", "arm")!, /own topics/);
+  assert.throws(() => replyPrefixes(["a/+/b"]), /must not contain/);
+  assert.deepEqual(resolveMqttOptions({ url: "mqtt://x", node: "n", prefix: "p" }).replyPrefixes, ["p/replies"]);
+  assert.throws(() => resolveMqttOptions({ url: "mqtt://x", node: "n", sessionExpiry: -1 }), /session expiry/);
 });
 
 Deno.test("backoff: doubles from min to max, jitter only shortens, reset starts over", () => {
