@@ -6,8 +6,27 @@
  * each adapter renders it in its own format (the MQTT metrics message, Prometheus text, ...).
  * @module
  */
-import type { MemoryPlan } from "../devices/budget.ts";
-import { readThermal, type ThermalReading } from "../devices/thermal.ts";
+
+/**
+ * The board's heat and throttling as the metrics carry it (devices/thermal.ts reads it from
+ * sysfs; the command wires it in, since adapters/ and devices/ are sibling layers).
+ */
+export interface ThermalReading {
+  zones: { type: string; celsius: number }[];
+  maxCelsius?: number;
+  throttledBits?: number;
+  throttled?: boolean;
+  cpuKhz?: number;
+  cpuMaxKhz?: number;
+}
+
+/** The parts of the memory plan (devices/budget.ts MemoryPlan) the metrics report. */
+export interface PlanSummary {
+  budgetBytes: number;
+  neededBytes: number;
+  ctx: number;
+  parallel: number;
+}
 
 /** How a request ended, for the counters. */
 export type Outcome =
@@ -78,7 +97,7 @@ export interface MetricsSnapshot {
   load: LoadGauges;
   memory: {
     rssBytes: number;
-    plan?: Pick<MemoryPlan, "budgetBytes" | "neededBytes" | "ctx" | "parallel">;
+    plan?: PlanSummary;
   };
   thermal: ThermalReading;
 }
@@ -108,8 +127,10 @@ export class Metrics {
 
   constructor(
     private readonly opts: {
-      plan?: MemoryPlan;
+      /** The memory plan the node started with. */
+      plan?: PlanSummary;
       now?: () => number;
+      /** Reads the board's thermal state (default: none, an empty reading). */
       thermal?: () => ThermalReading;
       rss?: () => number;
     } = {},
@@ -190,7 +211,7 @@ export class Metrics {
           }
           : {}),
       },
-      thermal: (this.opts.thermal ?? readThermal)(),
+      thermal: this.opts.thermal?.() ?? { zones: [] },
     };
   }
 }

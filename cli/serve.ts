@@ -8,6 +8,7 @@ import { nodeTopics } from "../adapters/mqtt/topics.ts";
 import { MODEL_FLAGS, MODEL_FLAGS_USAGE, parseModelFlags, setupModel } from "./setup.ts";
 import { loadServeConfig } from "./serve_config.ts";
 import { Metrics } from "../adapters/metrics.ts";
+import { readThermal } from "../devices/thermal.ts";
 
 export const SERVE_USAGE = `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]
 
@@ -190,7 +191,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     const service = new MqttService(scheduler, {
       ...mqttOptions,
       log,
-      metrics: new Metrics({ plan: settings.plan }),
+      metrics: new Metrics({ plan: settings.plan, thermal: readThermal }),
       metricsInterval,
       groupQueue,
       requestDefaults: config.requestDefaults,
