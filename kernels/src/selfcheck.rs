@@ -10,6 +10,7 @@ use crate::act::Act;
 use crate::attention::{attention_with, AttnKernels, AttnShape, KvView};
 use crate::dispatch::{Table, SCALAR};
 use crate::formats::{Format, ALL_FORMATS};
+use crate::gemm::{ExpandedQ1, GemmKernels};
 use crate::lut::q1::{PackedQ1, TILE};
 use crate::lut::q2::PackedQ2;
 use crate::lut::{q1, q2, LutKernels};
@@ -86,6 +87,40 @@ pub fn check_lut(k: &LutKernels) -> Result<(), String> {
     Ok(())
 }
 
+/// The GEMM of one variant (its expansion, then 11 tokens: a full pass and a partial one) against
+/// the scalar row dots, two tiles (the second partial); row 0 has every bit set, row 1 none.
+pub fn check_gemm(k: &GemmKernels) -> Result<(), String> {
+    let mut rng = Rng::new(0x6e33);
+    let (ne0, ne1) = (256usize, TILE + 7);
+    let rb = Format::Q1_0.row_bytes(ne0);
+    let mut rows = random_rows(&mut rng, Format::Q1_0, ne0, ne1, true);
+    for b in 0..ne0 / 128 {
+        for i in 2..18 {
+            rows[18 * b + i] = 0xFF;
+            rows[rb + 18 * b + i] = 0;
+        }
+    }
+    let bufs: Vec<Vec<u32>> = (0..11).map(|_| random_act(&mut rng, ne0).1).collect();
+    let acts: Vec<Act> = bufs.iter().map(|b| Act::from_bytes(as_bytes(b), ne0)).collect::<Result<_, _>>()?;
+    let p = PackedQ1::pack(&rows, ne0, ne1);
+    let mut exp = ExpandedQ1::default();
+    for tile in 0..p.tiles {
+        (k.q1_expand)(p.tile(tile), p.nb, exp.bytes_mut(p.nb));
+        let mut out = vec![[0.0f32; TILE]; acts.len()];
+        (k.q1_tokens)(exp.bytes(), p.nb, &acts, &mut out);
+        for (t, a) in acts.iter().enumerate() {
+            for r in 0..TILE.min(ne1 - tile * TILE) {
+                let row = tile * TILE + r;
+                let want = (SCALAR.dot_fn(Format::Q1_0))(&rows[row * rb..(row + 1) * rb], a, ne0);
+                if want.to_bits() != out[t][r].to_bits() {
+                    return Err(format!("{} GEMM differs from scalar at token {} row {} ({} vs {})", k.name, t, row, out[t][r], want));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Attention against the scalar reference for each KV type, with query-head pairs and a lone
 /// head (`n_head / n_head_kv` even and odd), `head_dim` 32 and 64.
 pub fn check_attention(k: &AttnKernels) -> Result<(), String> {
@@ -140,6 +175,13 @@ mod tests {
         if let Some(k) = t.attention() {
             check_attention(k).unwrap();
         }
+        for k in crate::dispatch::gemm_variants() {
+            if available() & k.isa == k.isa {
+                check_gemm(k).unwrap();
+            } else {
+                eprintln!("skipped: no {} (GEMM self-check)", k.name);
+            }
+        }
         // Where SIMD runs, the lookup-table and attention families run with it.
         #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
         {
@@ -154,6 +196,9 @@ mod tests {
     }
     fn zero_q2_tile(_: &PackedQ2, _: usize, _: &[u8], _: &[f32], out: &mut [f32; TILE]) {
         *out = [0.0; TILE];
+    }
+    fn zero_tokens(_: &[u8], _: usize, _: &[Act], out: &mut [[f32; TILE]]) {
+        out.iter_mut().for_each(|o| *o = [0.0; TILE]);
     }
     fn zero_scores(_: usize, _: &[f32], _: usize, _: KvView, _: usize, _: f32, out: &mut [f32]) {
         out.iter_mut().for_each(|x| *x = 0.0);
@@ -171,6 +216,9 @@ mod tests {
         };
         let err = check_lut(&lut).unwrap_err();
         assert!(err.contains("Q1_0 tile differs"), "{}", err);
+        let gemm = GemmKernels { name: "broken", isa: 0, q1_expand: crate::gemm::expand_scalar, q1_tokens: zero_tokens };
+        let err = check_gemm(&gemm).unwrap_err();
+        assert!(err.contains("broken GEMM differs"), "{}", err);
         let attn = AttnKernels { name: "broken", scores: zero_scores, weighted_sum: no_sum };
         let err = check_attention(&attn).unwrap_err();
         assert!(err.contains("attention (kv type 0"), "{}", err);

@@ -1,0 +1,254 @@
+//! The prompt-chunk GEMM family: Q1_0 tiles of 32 rows times a chunk of tokens with VNNI
+//! (`vpdpbusd`: 4 u8 x i8 products summed into each i32 lane per instruction), bit-identical to the
+//! scalar reference. Kernels: `avx512` (AVX-512 VNNI, zmm: 64 products per instruction) and
+//! `avxvnni` (AVX-VNNI, ymm: 32; the Alder Lake-N / N100 class, which has no AVX-512).
+//!
+//! A token of a prompt chunk alone has no weight reuse, so the lookup-table kernels of `lut` run
+//! it row tile by row tile; here each packed tile ([`crate::lut::q1::PackedQ1`]) is expanded once
+//! per call into bytes in cache ([`expand`]) and then reused for every token of the chunk.
+//!
+//! # Expanded tile ([`ExpandedQ1`], per 128-weight block of a 32-row tile, [`EXP_BLOCK_BYTES`])
+//! ```text
+//! f32 dw[32]            each row's scale (the fp16 value, converted exactly)
+//! u8  w[4][8][32][4]    w[k][g][r][c] = 2 * bit (32k + 4g + c) of row r: 0 or 2
+//! ```
+//! so 64 bytes hold 4 consecutive weights of 16 rows, the unsigned operand of one zmm `vpdpbusd`
+//! whose signed operand is the token's 4 activations broadcast to every lane.
+//!
+//! # Exact integer sums (the sign trick)
+//! A weight is `2b - 1` with `b` its bit, so `isum = sum (2b - 1) q = sum (2b) q - qsum`: the
+//! `vpdpbusd` sums of `(2b) * q` over the 8 groups of an activation block, less the block's `qsum`
+//! from the act buffer, are the exact integer sums of the reference. The float steps then follow
+//! `dot::scalar` exactly, lane-wise over rows: `acc[j % 4] = acc[j % 4] + (dw * dx[j]) * isum`,
+//! then `(acc0 + acc1) + (acc2 + acc3)`. Hence the same bits as every other path.
+
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+pub mod avx512;
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+pub mod avxvnni;
+
+use crate::act::Act;
+use crate::f16::f16_to_f32;
+use crate::lut::q1::TILE;
+
+/// Bytes of one 128-weight block of an expanded 32-row tile: 32 f32 scales and 32 x 128 bytes.
+pub const EXP_BLOCK_BYTES: usize = 4 * TILE + 128 * TILE;
+
+/// Fewest tokens in a matmul for which the GEMM runs instead of the lookup-table kernels: below
+/// it, expanding the tiles costs more than it saves (measured with `examples/bench_matvec`).
+pub const MIN_TOKENS: usize = 4;
+
+/// One cache line; expanded tiles are made of them so every 64-byte load is aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub struct Line(pub [u8; 64]);
+
+/// Cache-line aligned buffer for one expanded tile (grown on demand, reused).
+#[derive(Default)]
+pub struct ExpandedQ1 {
+    lines: Vec<Line>,
+    /// 128-weight blocks per row of the tile expanded last.
+    pub nb: usize,
+}
+
+impl ExpandedQ1 {
+    /// The expanded bytes of `nb` blocks (resizing the buffer).
+    pub fn bytes_mut(&mut self, nb: usize) -> &mut [u8] {
+        let lines = nb * EXP_BLOCK_BYTES / 64;
+        if self.lines.len() < lines {
+            self.lines.resize(lines, Line([0; 64]));
+        }
+        self.nb = nb;
+        // SAFETY: `lines` Lines are `lines * 64` initialised bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, lines * 64) }
+    }
+
+    /// The bytes expanded last.
+    pub fn bytes(&self) -> &[u8] {
+        let n = self.nb * EXP_BLOCK_BYTES;
+        // SAFETY: `bytes_mut(nb)` made at least `n` bytes.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, n) }
+    }
+}
+
+/// The GEMM kernels of one ISA. Safe to call only when the CPU has `isa` (see `dispatch`).
+pub struct GemmKernels {
+    pub name: &'static str,
+    /// ISA bits (`dispatch::ISA_*`) the kernels need in the active mask.
+    pub isa: u32,
+    /// Expands `nb` blocks of a packed Q1_0 tile (its bytes) into `out` (`nb * EXP_BLOCK_BYTES`).
+    pub q1_expand: fn(&[u8], usize, &mut [u8]),
+    /// `out[t][r]` = row r of the expanded tile · `acts[t]`, for every token of `acts`.
+    pub q1_tokens: fn(&[u8], usize, &[Act], &mut [[f32; TILE]]),
+}
+
+/// Scalar expansion: the reference for the SIMD ones (and the layout's definition).
+pub fn expand_scalar(tile: &[u8], nb: usize, out: &mut [u8]) {
+    let tb = crate::lut::q1::TILE_BLOCK_BYTES;
+    for b in 0..nb {
+        let src = &tile[b * tb..(b + 1) * tb];
+        let dst = &mut out[b * EXP_BLOCK_BYTES..(b + 1) * EXP_BLOCK_BYTES];
+        for r in 0..TILE {
+            let d = f16_to_f32(u16::from_le_bytes([src[2 * r], src[2 * r + 1]]));
+            dst[4 * r..4 * r + 4].copy_from_slice(&d.to_ne_bytes());
+        }
+        for e in 0..128 {
+            let (k, g, c) = (e / 32, (e % 32) / 4, e % 4);
+            for r in 0..TILE {
+                let bit = (src[64 + 32 * (e / 8) + r] >> (e % 8)) & 1;
+                dst[4 * TILE + 128 * (8 * k + g) + 4 * r + c] = 2 * bit;
+            }
+        }
+    }
+}
+
+/// Environment variable that turns the GEMM off (any value but empty or "0"): prompt chunks then
+/// run on the lookup-table kernels, for A/B runs on the same machine.
+pub const DISABLE_ENV: &str = "BONSAI_NO_GEMM";
+/// Environment variable that picks a lower GEMM variant than the best one: `avx_vnni` runs the
+/// ymm kernels on an AVX-512 VNNI CPU that also has AVX-VNNI (A/B runs of the N100 class path).
+pub const VARIANT_ENV: &str = "BONSAI_GEMM";
+
+use std::sync::atomic::{AtomicU32, Ordering};
+static ENV_ONCE: std::sync::Once = std::sync::Once::new();
+static CHOICE: AtomicU32 = AtomicU32::new(0);
+
+/// Overrides the environment's choice (same codes as [`env_choice`]); for benchmarks and tests
+/// that compare the paths in one process.
+pub fn set_choice(c: u32) {
+    env_choice();
+    CHOICE.store(c, Ordering::SeqCst);
+}
+
+/// What the environment asks for, read once: 0 = the best variant, 1 = off, 2 = AVX-VNNI.
+pub fn env_choice() -> u32 {
+    ENV_ONCE.call_once(|| {
+        let set = |name: &str| std::env::var_os(name).map_or(false, |v| !v.is_empty() && v != "0");
+        let c = if set(DISABLE_ENV) {
+            1
+        } else {
+            match std::env::var(VARIANT_ENV).as_ref().map(|s| s.as_str()) {
+                Ok("off") => 1,
+                Ok("avx_vnni") => 2,
+                _ => 0,
+            }
+        };
+        CHOICE.store(c, Ordering::SeqCst);
+    });
+    CHOICE.load(Ordering::Relaxed)
+}
+
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+mod entry {
+    //! Safe wrappers: only reachable through `dispatch`, which hands out a kernel set only when
+    //! the active ISA mask holds its bits.
+    use super::{avx512, avxvnni, TILE};
+    use crate::act::Act;
+    pub fn expand_avx2(t: &[u8], nb: usize, o: &mut [u8]) { unsafe { avxvnni::expand(t, nb, o) } }
+    pub fn expand_512(t: &[u8], nb: usize, o: &mut [u8]) { unsafe { avx512::expand(t, nb, o) } }
+    pub fn tokens_512(e: &[u8], nb: usize, a: &[Act], o: &mut [[f32; TILE]]) { unsafe { avx512::tokens(e, nb, a, o) } }
+    pub fn tokens_256(e: &[u8], nb: usize, a: &[Act], o: &mut [[f32; TILE]]) { unsafe { avxvnni::tokens(e, nb, a, o) } }
+}
+
+/// AVX-512 VNNI (zmm).
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+pub const AVX512_VNNI: GemmKernels = GemmKernels {
+    name: "avx512_vnni",
+    isa: crate::dispatch::ISA_AVX512 | crate::dispatch::ISA_AVX512_VNNI | crate::dispatch::ISA_F16C,
+    q1_expand: entry::expand_512,
+    q1_tokens: entry::tokens_512,
+};
+
+/// AVX-VNNI (ymm, VEX encoded: no AVX-512 needed).
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+pub const AVX_VNNI: GemmKernels = GemmKernels {
+    name: "avx_vnni",
+    isa: crate::dispatch::ISA_AVX2 | crate::dispatch::ISA_AVX_VNNI | crate::dispatch::ISA_F16C,
+    q1_expand: entry::expand_avx2,
+    q1_tokens: entry::tokens_256,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::SCALAR;
+    use crate::formats::Format;
+    use crate::lut::q1::PackedQ1;
+    use crate::testutil::{as_bytes, random_act, random_rows, Rng};
+
+    /// Every GEMM variant this CPU runs, with its name (none prints why the test is skipped).
+    fn variants() -> Vec<&'static GemmKernels> {
+        #[allow(unused_mut)]
+        let mut v: Vec<&'static GemmKernels> = Vec::new();
+        #[cfg(all(target_arch = "x86_64", bk_avx512))]
+        {
+            let avail = crate::dispatch::available();
+            for k in [&AVX512_VNNI, &AVX_VNNI].iter() {
+                if avail & k.isa == k.isa {
+                    v.push(k);
+                } else {
+                    eprintln!("skipped: no {} (GEMM variant)", k.name);
+                }
+            }
+        }
+        v
+    }
+
+    /// Each variant's expansion equals the scalar one byte for byte.
+    #[test]
+    fn expansion_equals_scalar() {
+        let mut rng = Rng::new(61);
+        let (ne0, ne1) = (384, 40);
+        let rows = random_rows(&mut rng, Format::Q1_0, ne0, ne1, false);
+        let p = PackedQ1::pack(&rows, ne0, ne1);
+        for k in variants() {
+            for t in 0..p.tiles {
+                let mut want = vec![0u8; p.nb * EXP_BLOCK_BYTES];
+                let mut got = vec![7u8; p.nb * EXP_BLOCK_BYTES];
+                expand_scalar(p.tile(t), p.nb, &mut want);
+                (k.q1_expand)(p.tile(t), p.nb, &mut got);
+                assert!(got == want, "{} expansion of tile {}", k.name, t);
+            }
+        }
+    }
+
+    /// Each variant against the scalar row dots bit for bit: 1..=19 tokens (every remainder of
+    /// the token groups), extreme rows (all bits set / clear) and activations (all ±127).
+    #[test]
+    fn tokens_equal_scalar_bit_for_bit() {
+        let mut rng = Rng::new(62);
+        for &(ne0, ne1) in [(128usize, 32usize), (512, 45)].iter() {
+            let mut rows = random_rows(&mut rng, Format::Q1_0, ne0, ne1, false);
+            let rb = Format::Q1_0.row_bytes(ne0);
+            for b in 0..ne0 / 128 {
+                for i in 2..18 {
+                    rows[18 * b + i] = 0xFF;
+                    rows[rb + 18 * b + i] = 0;
+                }
+            }
+            let p = PackedQ1::pack(&rows, ne0, ne1);
+            let mut bufs: Vec<Vec<u32>> = (0..19).map(|_| random_act(&mut rng, ne0).1).collect();
+            let mut x = vec![1.0f32; ne0];
+            x[5] = -1.0;
+            bufs[0] = { let mut b = vec![0u32; crate::act::act_layout(ne0).total / 4]; crate::act::quantize_act(&x, crate::testutil::as_bytes_mut(&mut b)).unwrap(); b };
+            let acts: Vec<Act> = bufs.iter().map(|b| Act::from_bytes(as_bytes(b), ne0).unwrap()).collect();
+            for k in variants() {
+                for n in 1..=acts.len() {
+                    for t in 0..p.tiles {
+                        let mut exp = ExpandedQ1::default();
+                        (k.q1_expand)(p.tile(t), p.nb, exp.bytes_mut(p.nb));
+                        let mut out = vec![[f32::NAN; TILE]; n];
+                        (k.q1_tokens)(exp.bytes(), p.nb, &acts[..n], &mut out);
+                        for (i, a) in acts[..n].iter().enumerate() {
+                            for r in 0..TILE.min(ne1 - t * TILE) {
+                                let row = t * TILE + r;
+                                let want = (SCALAR.dot_fn(Format::Q1_0))(&rows[row * rb..(row + 1) * rb], a, ne0);
+                                assert_eq!(out[i][r].to_bits(), want.to_bits(), "{} n={} token {} row {} ({} vs {})", k.name, n, i, row, out[i][r], want);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
