@@ -59,6 +59,28 @@ Deno.test("library loads and reports its ISAs", () => {
   assert.ok(k.threads() >= 1);
 });
 
+Deno.test("the prompt GEMM path follows the active ISAs", () => {
+  const best = k.isaAvailable();
+  k.forceIsa([]);
+  assert.equal(k.gemmPath(), null, "the scalar reference has no GEMM");
+  k.forceIsa(best);
+  const want = Deno.env.get("BONSAI_NO_GEMM")
+    ? null
+    : best.includes("avx512_vnni")
+    ? "avx512_vnni"
+    : best.includes("avx_vnni")
+    ? "avx_vnni"
+    : null;
+  assert.equal(k.gemmPath(), want);
+  if (best.includes("avx_vnni")) {
+    k.forceIsa(["avx2", "f16c", "avx_vnni"]);
+    assert.equal(k.gemmPath(), Deno.env.get("BONSAI_NO_GEMM") ? null : "avx_vnni");
+    k.forceIsa(["avx2", "f16c"]);
+    assert.equal(k.gemmPath(), null, "an AVX2-only machine runs the lookup tables");
+  }
+  k.forceIsa(best);
+});
+
 Deno.test("act layout size agrees with the library", () => {
   for (const n of [1, 31, 32, 33, 128, 2048, 2560, 9728, 12288]) {
     assert.equal(actBytes(n), Number(k.lib.bk_act_bytes(BigInt(n))), `n=${n}`);

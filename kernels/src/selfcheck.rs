@@ -216,7 +216,7 @@ mod tests {
         };
         let err = check_lut(&lut).unwrap_err();
         assert!(err.contains("Q1_0 tile differs"), "{}", err);
-        let gemm = GemmKernels { name: "broken", isa: 0, q1_expand: crate::gemm::expand_scalar, q1_tokens: zero_tokens };
+        let gemm = GemmKernels { name: "broken", id: 0, isa: 0, q1_expand: crate::gemm::expand_scalar, q1_tokens: zero_tokens };
         let err = check_gemm(&gemm).unwrap_err();
         assert!(err.contains("broken GEMM differs"), "{}", err);
         let attn = AttnKernels { name: "broken", scores: zero_scores, weighted_sum: no_sum };

@@ -74,6 +74,8 @@ impl ExpandedQ1 {
 /// The GEMM kernels of one ISA. Safe to call only when the CPU has `isa` (see `dispatch`).
 pub struct GemmKernels {
     pub name: &'static str,
+    /// Code of the C ABI (`bk_gemm_path`): 1 AVX-512 VNNI, 2 AVX-VNNI.
+    pub id: u32,
     /// ISA bits (`dispatch::ISA_*`) the kernels need in the active mask.
     pub isa: u32,
     /// Expands `nb` blocks of a packed Q1_0 tile (its bytes) into `out` (`nb * EXP_BLOCK_BYTES`).
@@ -154,6 +156,7 @@ mod entry {
 #[cfg(all(target_arch = "x86_64", bk_avx512))]
 pub const AVX512_VNNI: GemmKernels = GemmKernels {
     name: "avx512_vnni",
+    id: 1,
     isa: crate::dispatch::ISA_AVX512 | crate::dispatch::ISA_AVX512_VNNI | crate::dispatch::ISA_F16C,
     q1_expand: entry::expand_512,
     q1_tokens: entry::tokens_512,
@@ -163,6 +166,7 @@ pub const AVX512_VNNI: GemmKernels = GemmKernels {
 #[cfg(all(target_arch = "x86_64", bk_avx512))]
 pub const AVX_VNNI: GemmKernels = GemmKernels {
     name: "avx_vnni",
+    id: 2,
     isa: crate::dispatch::ISA_AVX2 | crate::dispatch::ISA_AVX_VNNI | crate::dispatch::ISA_F16C,
     q1_expand: entry::expand_avx2,
     q1_tokens: entry::tokens_256,
