@@ -1,10 +1,11 @@
 //! Prompt-chunk matmul: the GEMM kernels against the lookup-table kernels on the same tensors, in
 //! one process (paired runs: the ratio is what counts on a shared machine).
+//! Then decode (one token): the AVX-512 lookup-table kernels against the AVX2 ones.
 //! `cargo run --release --example bench_gemm [threads] [tokens,...]`
 
 use bonsai_kernels::formats::Format;
 use bonsai_kernels::testutil::{as_bytes, random_act, random_rows, Rng};
-use bonsai_kernels::{dispatch, gemm, matmul, pool, tensor::Tensor};
+use bonsai_kernels::{dispatch, gemm, lut, matmul, pool, tensor::Tensor};
 use std::time::Instant;
 
 fn main() {
@@ -16,6 +17,36 @@ fn main() {
     let n = pool::set_threads(threads);
     println!("threads {}, kernels {}", n, dispatch::table().name);
     let mut rng = Rng::new(1);
+    for &(ne0, ne1) in [(2048usize, 6144usize), (6144, 2048), (2048, 151669)].iter() {
+        let bytes = random_rows(&mut rng, Format::Q1_0, ne0, ne1, false);
+        let t = Tensor::from_bytes(&bytes, Format::Q1_0.code(), ne0 as u64, ne1 as u64).unwrap();
+        let (_, act) = random_act(&mut rng, ne0);
+        let mut out = vec![0.0f32; ne1];
+        let reps = (200_000_000 / bytes.len()).max(2);
+        let mut times = [f64::INFINITY; 2];
+        for _ in 0..15 {
+            for (i, &avx2) in [false, true].iter().enumerate() {
+                lut::set_avx2_only(avx2);
+                let start = Instant::now();
+                for _ in 0..reps {
+                    matmul::matvec(&t, as_bytes(&act), &mut out).unwrap();
+                }
+                times[i] = times[i].min(start.elapsed().as_secs_f64() / reps as f64);
+            }
+        }
+        println!(
+            "matvec Q1_0 [{:>5} x {:>6}]: {} {:7.1} us {:6.1} Gw/s, avx2 {:7.1} us {:6.1} Gw/s  ({:.2}x)",
+            ne0,
+            ne1,
+            "avx512",
+            times[0] * 1e6,
+            (ne0 * ne1) as f64 / times[0] / 1e9,
+            times[1] * 1e6,
+            (ne0 * ne1) as f64 / times[1] / 1e9,
+            times[1] / times[0]
+        );
+    }
+    lut::set_avx2_only(false);
     for &(ne0, ne1) in [(2048usize, 6144usize), (6144, 2048)].iter() {
         let bytes = random_rows(&mut rng, Format::Q1_0, ne0, ne1, false);
         let t = Tensor::from_bytes(&bytes, Format::Q1_0.code(), ne0 as u64, ne1 as u64).unwrap();

@@ -64,7 +64,17 @@ impl Table {
     /// The lookup-table kernels, unless absent or turned off by the start-up self-check.
     #[inline]
     pub fn lut(&self) -> Option<&'static LutKernels> {
-        self.lut.filter(|_| FAMILIES_OFF.load(Ordering::Relaxed) & FAMILY_LUT == 0)
+        #[allow(unused_mut)]
+        let mut k = self.lut;
+        let off = FAMILIES_OFF.load(Ordering::Relaxed);
+        #[cfg(all(target_arch = "x86_64", bk_avx512))]
+        {
+            // the AVX-512 set falls back to AVX2 when the self-check or BONSAI_LUT=avx2 says so
+            if k.map_or(false, |k| std::ptr::eq(k, &crate::lut::AVX512)) && (off & FAMILY_LUT_512 != 0 || crate::lut::env_wants_avx2()) {
+                k = X86_LUT;
+            }
+        }
+        k.filter(|_| off & FAMILY_LUT == 0)
     }
 
     /// The attention kernels, unless absent or turned off by the start-up self-check.
@@ -113,6 +123,11 @@ const FAMILY_LUT: u32 = 1;
 const FAMILY_ATTENTION: u32 = 2;
 const FAMILY_GEMM_512: u32 = 4;
 const FAMILY_GEMM_256: u32 = 8;
+const FAMILY_LUT_512: u32 = 16;
+
+/// The lookup-table kernels of the AVX-512 tables: zmm Q1_0 lookups.
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+const X86_LUT_512: Option<&'static LutKernels> = Some(&crate::lut::AVX512);
 
 /// The GEMM of the AVX2 and AVX-512 (no VNNI) tables: AVX-VNNI, where the CPU has it.
 #[cfg(all(target_arch = "x86_64", bk_avx512))]
@@ -236,7 +251,7 @@ pub static AVX512: Table = {
         dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, k::dot_q1_0, a2::dot_q2_0, a2::dot_q2_0_g64],
         isums: [None, None, Some(a2::isums_q8_0), Some(k::isums_q1_0), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
         dot_multi: [None; 6],
-        lut: X86_LUT,
+        lut: X86_LUT_512,
         attention: X86_ATTENTION,
         gemm: X86_GEMM_256,
     }
@@ -253,7 +268,7 @@ pub static AVX512_VNNI: Table = {
         dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, k::dot_q1_0_vnni, a2::dot_q2_0, a2::dot_q2_0_g64],
         isums: [None, None, Some(a2::isums_q8_0), Some(k::isums_q1_0_vnni), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
         dot_multi: [None; 6],
-        lut: X86_LUT,
+        lut: X86_LUT_512,
         attention: X86_ATTENTION,
         gemm: Some(&crate::gemm::AVX512_VNNI),
     }
@@ -345,7 +360,17 @@ fn init() {
                 Ok(()) => {
                     // The chosen table's other families; every table of the architecture shares
                     // them, so one check covers the lower tables `force_isa` may select too.
-                    if let Some(k) = t.lut {
+                    #[cfg(all(target_arch = "x86_64", bk_avx512))]
+                    {
+                        // The AVX-512 set on its own bit: a failure there leaves the AVX2 set.
+                        if t.lut.map_or(false, |k| std::ptr::eq(k, &crate::lut::AVX512)) {
+                            if let Err(msg) = crate::selfcheck::check_lut(&crate::lut::AVX512) {
+                                eprintln!("bonsai_kernels: disabling the avx512 lookup-table kernels: {}", msg);
+                                FAMILIES_OFF.fetch_or(FAMILY_LUT_512, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    if let Some(k) = t.lut.map(|_| table_for(avail & !(ISA_AVX512 | ISA_AVX512_VNNI))).and_then(|t| t.lut) {
                         if let Err(msg) = crate::selfcheck::check_lut(k) {
                             eprintln!("bonsai_kernels: disabling the {} lookup-table kernels: {}", k.name, msg);
                             FAMILIES_OFF.fetch_or(FAMILY_LUT, Ordering::SeqCst);

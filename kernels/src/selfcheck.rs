@@ -172,6 +172,13 @@ mod tests {
         if let Some(k) = t.lut() {
             check_lut(k).unwrap();
         }
+        // the AVX2 set too where the best table has the AVX-512 one (BONSAI_LUT=avx2 picks it)
+        #[cfg(all(target_arch = "x86_64", bk_f16c))]
+        {
+            if t.lut().is_some() {
+                check_lut(&crate::lut::AVX2).unwrap();
+            }
+        }
         if let Some(k) = t.attention() {
             check_attention(k).unwrap();
         }
