@@ -47,9 +47,9 @@ fn main() {
         );
     }
     lut::set_avx2_only(false);
-    for &(ne0, ne1) in [(2048usize, 6144usize), (6144, 2048)].iter() {
-        let bytes = random_rows(&mut rng, Format::Q1_0, ne0, ne1, false);
-        let t = Tensor::from_bytes(&bytes, Format::Q1_0.code(), ne0 as u64, ne1 as u64).unwrap();
+    for &(fmt, ne0, ne1) in [(Format::Q1_0, 2048usize, 6144usize), (Format::Q1_0, 6144, 2048), (Format::Q2_0, 2048, 6144)].iter() {
+        let bytes = random_rows(&mut rng, fmt, ne0, ne1, false);
+        let t = Tensor::from_bytes(&bytes, fmt.code(), ne0 as u64, ne1 as u64).unwrap();
         let (_, act) = random_act(&mut rng, ne0);
         for &n_tok in toks.iter() {
             let stride = act.len() * 4;
@@ -60,7 +60,7 @@ fn main() {
             }
             let mut out = vec![0.0f32; ne1 * n_tok];
             let reps = (64 / n_tok).max(2);
-            let mut line = format!("Q1_0 [{:>5} x {:>5}] x{:>3} tokens:", ne0, ne1, n_tok);
+            let mut line = format!("{} [{:>5} x {:>5}] x{:>3} tokens:", fmt.name(), ne0, ne1, n_tok);
             let paths = [(1u32, "lut"), (0, "gemm"), (2, "avx_vnni")];
             // interleaved rounds, best of each: the machine is shared, the minimum is the signal
             let mut times = vec![f64::INFINITY; paths.len()];

@@ -3,8 +3,8 @@
 
 use crate::act::{act_layout, Act};
 use crate::dispatch::{self, DotFn, Table};
-use crate::gemm::{self, ExpandedQ1, GemmKernels};
-use crate::lut::q1::{PackedQ1, TILE};
+use crate::gemm::{self, Expanded, GemmKernels};
+use crate::lut::q1::TILE;
 use crate::lut::{self, q1};
 use std::cell::RefCell;
 use crate::pool;
@@ -158,9 +158,9 @@ pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut
     let acts: Vec<Act> =
         (0..n_tok).map(|k| Act::from_bytes(&act[k * act_stride..k * act_stride + one], t.ne0)).collect::<Result<_, _>>()?;
     let table = dispatch::table();
-    if let (Some(p), Some(g)) = (&t.packed, table.gemm()) {
-        if n_tok >= gemm::MIN_TOKENS {
-            return matmul_gemm(g, t, p, &acts, out, out_stride);
+    if let Some(g) = table.gemm() {
+        if n_tok >= gemm::MIN_TOKENS && t.ne0 % 128 == 0 && (t.packed.is_some() || t.packed_q2.is_some()) {
+            return matmul_gemm(g, t, &acts, out, out_stride);
         }
     }
     if lut::usable(t, table) {
@@ -210,13 +210,15 @@ pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut
 
 thread_local! {
     /// The calling thread's expanded tile and tile results (per token), reused across calls.
-    static GEMM_BUF: RefCell<(ExpandedQ1, Vec<[f32; TILE]>)> = RefCell::new((ExpandedQ1::default(), Vec::new()));
+    static GEMM_BUF: RefCell<(Expanded, Vec<[f32; TILE]>)> = RefCell::new((Expanded::default(), Vec::new()));
 }
 
-/// Prompt chunk of a packed Q1_0 tensor on the GEMM kernels: each tile is expanded once by the
-/// thread that owns it and then multiplied with every token (same bits as the other paths).
-fn matmul_gemm(g: &GemmKernels, t: &Tensor, p: &PackedQ1, acts: &[Act], out: &mut [f32], out_stride: usize) -> Result<(), String> {
+/// Prompt chunk of a packed Q1_0 / Q2_0 tensor (`ne0 % 128 == 0`) on the GEMM kernels: each tile
+/// is expanded once by the thread that owns it and then multiplied with every token (same bits as
+/// the other paths).
+fn matmul_gemm(g: &GemmKernels, t: &Tensor, acts: &[Act], out: &mut [f32], out_stride: usize) -> Result<(), String> {
     let o = OutPtr(out.as_mut_ptr());
+    let nb = t.ne0 / 128;
     let body = |tiles: std::ops::Range<usize>| {
         let o = o;
         GEMM_BUF.with(|cell| {
@@ -225,8 +227,12 @@ fn matmul_gemm(g: &GemmKernels, t: &Tensor, p: &PackedQ1, acts: &[Act], out: &mu
                 res.resize(acts.len(), [0.0; TILE]);
             }
             for tile in tiles {
-                (g.q1_expand)(p.tile(tile), p.nb, exp.bytes_mut(p.nb));
-                (g.q1_tokens)(exp.bytes(), p.nb, acts, &mut res[..acts.len()]);
+                match (&t.packed, &t.packed_q2) {
+                    (Some(p), _) => (g.q1_expand)(p.tile(tile), p.nb, exp.bytes_mut(nb)),
+                    (_, Some(p)) => (g.q2_expand)(p, tile, exp.bytes_mut(nb)),
+                    _ => unreachable!("matmul_gemm of an unpacked tensor"),
+                }
+                (g.tokens)(exp.bytes(), nb, acts, &mut res[..acts.len()]);
                 let r0 = tile * TILE;
                 let n = TILE.min(t.ne1 - r0);
                 for (k, r) in res[..acts.len()].iter().enumerate() {

@@ -10,7 +10,7 @@ use crate::act::Act;
 use crate::attention::{attention_with, AttnKernels, AttnShape, KvView};
 use crate::dispatch::{Table, SCALAR};
 use crate::formats::{Format, ALL_FORMATS};
-use crate::gemm::{ExpandedQ1, GemmKernels};
+use crate::gemm::{Expanded, GemmKernels};
 use crate::lut::q1::{PackedQ1, TILE};
 use crate::lut::q2::PackedQ2;
 use crate::lut::{q1, q2, LutKernels};
@@ -87,33 +87,42 @@ pub fn check_lut(k: &LutKernels) -> Result<(), String> {
     Ok(())
 }
 
-/// The GEMM of one variant (its expansion, then 11 tokens: a full pass and a partial one) against
-/// the scalar row dots, two tiles (the second partial); row 0 has every bit set, row 1 none.
+/// The GEMM of one variant (its expansions, then 11 tokens: a full pass and a partial one) against
+/// the scalar row dots for Q1_0 and both Q2_0 block sizes, two tiles (the second partial); row 0
+/// has every bit or code set, row 1 none.
 pub fn check_gemm(k: &GemmKernels) -> Result<(), String> {
     let mut rng = Rng::new(0x6e33);
     let (ne0, ne1) = (256usize, TILE + 7);
-    let rb = Format::Q1_0.row_bytes(ne0);
-    let mut rows = random_rows(&mut rng, Format::Q1_0, ne0, ne1, true);
-    for b in 0..ne0 / 128 {
-        for i in 2..18 {
-            rows[18 * b + i] = 0xFF;
-            rows[rb + 18 * b + i] = 0;
-        }
-    }
     let bufs: Vec<Vec<u32>> = (0..11).map(|_| random_act(&mut rng, ne0).1).collect();
     let acts: Vec<Act> = bufs.iter().map(|b| Act::from_bytes(as_bytes(b), ne0)).collect::<Result<_, _>>()?;
-    let p = PackedQ1::pack(&rows, ne0, ne1);
-    let mut exp = ExpandedQ1::default();
-    for tile in 0..p.tiles {
-        (k.q1_expand)(p.tile(tile), p.nb, exp.bytes_mut(p.nb));
-        let mut out = vec![[0.0f32; TILE]; acts.len()];
-        (k.q1_tokens)(exp.bytes(), p.nb, &acts, &mut out);
-        for (t, a) in acts.iter().enumerate() {
-            for r in 0..TILE.min(ne1 - tile * TILE) {
-                let row = tile * TILE + r;
-                let want = (SCALAR.dot_fn(Format::Q1_0))(&rows[row * rb..(row + 1) * rb], a, ne0);
-                if want.to_bits() != out[t][r].to_bits() {
-                    return Err(format!("{} GEMM differs from scalar at token {} row {} ({} vs {})", k.name, t, row, out[t][r], want));
+    for &fmt in [Format::Q1_0, Format::Q2_0, Format::Q2_0G64].iter() {
+        let rb = fmt.row_bytes(ne0);
+        let (block, bbytes) = (fmt.block_len(), fmt.block_bytes());
+        let mut rows = random_rows(&mut rng, fmt, ne0, ne1, true);
+        for b in 0..ne0 / block {
+            for i in 2..bbytes {
+                rows[bbytes * b + i] = 0xFF;
+                rows[rb + bbytes * b + i] = 0;
+            }
+        }
+        let p1 = if fmt == Format::Q1_0 { Some(PackedQ1::pack(&rows, ne0, ne1)) } else { None };
+        let p2 = if fmt == Format::Q1_0 { None } else { Some(PackedQ2::pack(&rows, ne0, ne1, block)) };
+        let mut exp = Expanded::default();
+        for tile in 0..(ne1 + TILE - 1) / TILE {
+            match (&p1, &p2) {
+                (Some(p), _) => (k.q1_expand)(p.tile(tile), p.nb, exp.bytes_mut(ne0 / 128)),
+                (_, Some(p)) => (k.q2_expand)(p, tile, exp.bytes_mut(ne0 / 128)),
+                _ => return Err("no packed tensor".to_string()),
+            }
+            let mut out = vec![[0.0f32; TILE]; acts.len()];
+            (k.tokens)(exp.bytes(), ne0 / 128, &acts, &mut out);
+            for (t, a) in acts.iter().enumerate() {
+                for r in 0..TILE.min(ne1 - tile * TILE) {
+                    let row = tile * TILE + r;
+                    let want = (SCALAR.dot_fn(fmt))(&rows[row * rb..(row + 1) * rb], a, ne0);
+                    if want.to_bits() != out[t][r].to_bits() {
+                        return Err(format!("{} GEMM differs from scalar for {} at token {} row {} ({} vs {})", k.name, fmt.name(), t, row, out[t][r], want));
+                    }
                 }
             }
         }
@@ -223,7 +232,7 @@ mod tests {
         };
         let err = check_lut(&lut).unwrap_err();
         assert!(err.contains("Q1_0 tile differs"), "{}", err);
-        let gemm = GemmKernels { name: "broken", id: 0, isa: 0, q1_expand: crate::gemm::expand_scalar, q1_tokens: zero_tokens };
+        let gemm = GemmKernels { name: "broken", id: 0, isa: 0, q1_expand: crate::gemm::expand_scalar, q2_expand: crate::gemm::expand_q2_scalar, tokens: zero_tokens };
         let err = check_gemm(&gemm).unwrap_err();
         assert!(err.contains("broken GEMM differs"), "{}", err);
         let attn = AttnKernels { name: "broken", scores: zero_scores, weighted_sum: no_sum };

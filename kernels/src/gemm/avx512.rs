@@ -1,7 +1,7 @@
 //! AVX-512 VNNI GEMM kernels (zmm): 16 rows x 4 weights per `vpdpbusd`, up to 8 tokens per pass
 //! over an expanded tile. See the family docs in `gemm/mod.rs` for the layout and the exact sums.
 
-use super::EXP_BLOCK_BYTES;
+use super::{EXP_BLOCK_BYTES, EXP_W};
 use crate::act::Act;
 use crate::lut::q1::{TILE, TILE_BLOCK_BYTES};
 use std::arch::x86_64::*;
@@ -31,7 +31,9 @@ pub unsafe fn expand(tile: &[u8], nb: usize, out: &mut [u8]) {
         let dst = out.as_mut_ptr().add(b * EXP_BLOCK_BYTES);
         for h in 0..2 {
             let d = _mm512_cvtph_ps(_mm256_loadu_si256(src.add(32 * h) as *const __m256i));
-            _mm512_storeu_ps(dst.add(64 * h) as *mut f32, d);
+            for k in 0..4 {
+                _mm512_storeu_ps(dst.add(128 * k + 64 * h) as *mut f32, d);
+            }
         }
         for i in 0..16 {
             // weights 8i..8i+7 of the block: activation block k = i/4, groups g = 2(i%4) + nibble
@@ -41,7 +43,7 @@ pub unsafe fn expand(tile: &[u8], nb: usize, out: &mut [u8]) {
                 let s = _mm512_shuffle_epi8(x, idx);
                 for nib in 0..2 {
                     let m = _mm512_test_epi8_mask(s, pat[nib]);
-                    let o = dst.add(4 * TILE + 128 * (8 * k + g0 + nib) + 64 * h);
+                    let o = dst.add(EXP_W + 128 * (8 * k + g0 + nib) + 64 * h);
                     _mm512_storeu_si512(o as *mut _, _mm512_maskz_mov_epi8(m, two));
                 }
             }
@@ -93,7 +95,7 @@ unsafe fn pass<const N: usize>(exp: *const u8, nb: usize, acts: &[Act], out: &mu
         for b in 0..nb {
             let blk = exp.add(b * EXP_BLOCK_BYTES);
             let j = 4 * b + k;
-            let w = blk.add(4 * TILE + 1024 * k);
+            let w = blk.add(EXP_W + 1024 * k);
             let mut acc = [[_mm512_setzero_si512(); 2]; N];
             for g in 0..8 {
                 let w0 = _mm512_load_si512(w.add(128 * g) as *const _);
@@ -104,7 +106,7 @@ unsafe fn pass<const N: usize>(exp: *const u8, nb: usize, acts: &[Act], out: &mu
                     acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], w1, x);
                 }
             }
-            let dw = [_mm512_load_ps(blk as *const f32), _mm512_load_ps(blk.add(64) as *const f32)];
+            let dw = [_mm512_load_ps(blk.add(128 * k) as *const f32), _mm512_load_ps(blk.add(128 * k + 64) as *const f32)];
             for t in 0..N {
                 // isum = sum(2b * q) - qsum; then the reference float step
                 let qs = _mm512_set1_epi32(*qsum[t].add(j));

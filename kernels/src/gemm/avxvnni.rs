@@ -2,7 +2,8 @@
 //! N100 / Alder Lake-N class): 8 rows x 4 weights per `vpdpbusd`, 2 tokens per pass (16 ymm
 //! registers). Also the AVX2 tile expansion. See `gemm/mod.rs` for the layout and the exact sums.
 
-use super::EXP_BLOCK_BYTES;
+use super::{EXP_BLOCK_BYTES, EXP_W};
+use crate::lut::q2::PackedQ2;
 use crate::act::Act;
 use crate::lut::q1::{TILE, TILE_BLOCK_BYTES};
 use std::arch::x86_64::*;
@@ -24,7 +25,9 @@ pub unsafe fn expand(tile: &[u8], nb: usize, out: &mut [u8]) {
         let dst = out.as_mut_ptr().add(b * EXP_BLOCK_BYTES);
         for v in 0..4 {
             let d = _mm256_cvtph_ps(_mm_loadu_si128(src.add(16 * v) as *const __m128i));
-            _mm256_storeu_ps(dst.add(32 * v) as *mut f32, d);
+            for k in 0..4 {
+                _mm256_storeu_ps(dst.add(128 * k + 32 * v) as *mut f32, d);
+            }
         }
         for i in 0..16 {
             let (k, g0) = (i / 4, 2 * (i % 4));
@@ -35,8 +38,43 @@ pub unsafe fn expand(tile: &[u8], nb: usize, out: &mut [u8]) {
                 for nib in 0..2 {
                     let bits = _mm256_and_si256(s, pat[nib]);
                     let e = _mm256_and_si256(_mm256_cmpeq_epi8(bits, pat[nib]), two);
-                    let o = dst.add(4 * TILE + 128 * (8 * k + g0 + nib) + 32 * v);
+                    let o = dst.add(EXP_W + 128 * (8 * k + g0 + nib) + 32 * v);
                     _mm256_storeu_si256(o as *mut __m256i, e);
+                }
+            }
+        }
+    }
+}
+
+/// Expands tile `tile` of a packed Q2_0 tensor (either block size, `ne0 % 128 == 0`) into `out`:
+/// each row's code byte spread over its 4 bytes, then byte `c` keeps code `c` (`>> 2c & 3`).
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn expand_q2(p: &PackedQ2, tile: usize, out: &mut [u8]) {
+    let n128 = p.nb * p.block / 128;
+    assert!(p.nb * p.block % 128 == 0 && out.len() >= n128 * EXP_BLOCK_BYTES);
+    let idx = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+    let pos = |c: i32| _mm256_set1_epi32(3 << (8 * c));
+    let (p0, p1, p2, p3) = (pos(0), pos(1), pos(2), pos(3));
+    for s in 0..n128 {
+        let dst = out.as_mut_ptr().add(s * EXP_BLOCK_BYTES);
+        for k in 0..4 {
+            let (src, i0) = super::q2_source(p, tile, s, k);
+            let src = src.as_ptr();
+            for v in 0..4 {
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(src.add(16 * v) as *const __m128i));
+                _mm256_storeu_ps(dst.add(128 * k + 32 * v) as *mut f32, d);
+            }
+            for g in 0..8 {
+                for v in 0..4 {
+                    let x = _mm256_set1_epi64x((src.add(64 + 32 * (i0 + g) + 8 * v) as *const i64).read_unaligned());
+                    let y = _mm256_shuffle_epi8(x, idx);
+                    // byte c of each 4 keeps bits 2c..2c+1 (16-bit shifts: the masks drop what
+                    // crosses from the neighbouring byte)
+                    let e = _mm256_or_si256(
+                        _mm256_or_si256(_mm256_and_si256(y, p0), _mm256_and_si256(_mm256_srli_epi16::<2>(y), p1)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(y), p2), _mm256_and_si256(_mm256_srli_epi16::<6>(y), p3)),
+                    );
+                    _mm256_storeu_si256(dst.add(EXP_W + 128 * (8 * k + g) + 32 * v) as *mut __m256i, e);
                 }
             }
         }
@@ -74,13 +112,13 @@ unsafe fn pass<const N: usize>(exp: *const u8, nb: usize, acts: &[Act], out: &mu
     let mut accf = [[[_mm256_setzero_ps(); 4]; 4]; N];
     for b in 0..nb {
         let blk = exp.add(b * EXP_BLOCK_BYTES);
-        let mut dw = [_mm256_setzero_ps(); 4];
-        for v in 0..4 {
-            dw[v] = _mm256_load_ps(blk.add(32 * v) as *const f32);
-        }
         for k in 0..4 {
+            let mut dw = [_mm256_setzero_ps(); 4];
+            for v in 0..4 {
+                dw[v] = _mm256_load_ps(blk.add(128 * k + 32 * v) as *const f32);
+            }
             let j = 4 * b + k;
-            let w = blk.add(4 * TILE + 1024 * k);
+            let w = blk.add(EXP_W + 1024 * k);
             let mut acc = [[_mm256_setzero_si256(); 4]; N];
             for g in 0..8 {
                 let mut wv = [_mm256_setzero_si256(); 4];

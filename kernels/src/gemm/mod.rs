@@ -1,4 +1,4 @@
-//! The prompt-chunk GEMM family: Q1_0 tiles of 32 rows times a chunk of tokens with VNNI
+//! The prompt-chunk GEMM family: Q1_0 and Q2_0 tiles of 32 rows times a chunk of tokens with VNNI
 //! (`vpdpbusd`: 4 u8 x i8 products summed into each i32 lane per instruction), bit-identical to the
 //! scalar reference. Kernels: `avx512` (AVX-512 VNNI, zmm: 64 products per instruction) and
 //! `avxvnni` (AVX-VNNI, ymm: 32; the Alder Lake-N / N100 class, which has no AVX-512).
@@ -7,18 +7,21 @@
 //! it row tile by row tile; here each packed tile ([`crate::lut::q1::PackedQ1`]) is expanded once
 //! per call into bytes in cache ([`expand`]) and then reused for every token of the chunk.
 //!
-//! # Expanded tile ([`ExpandedQ1`], per 128-weight block of a 32-row tile, [`EXP_BLOCK_BYTES`])
+//! # Expanded tile ([`Expanded`], per 128 weights of a 32-row tile, [`EXP_BLOCK_BYTES`])
 //! ```text
-//! f32 dw[32]            each row's scale (the fp16 value, converted exactly)
-//! u8  w[4][8][32][4]    w[k][g][r][c] = 2 * bit (32k + 4g + c) of row r: 0 or 2
+//! f32 dw[4][32]         dw[k][r]: row r's scale for activation block k (the fp16 value, exact;
+//!                       the same for all k in Q1_0 and Q2_0, pairs in Q2_0_g64)
+//! u8  w[4][8][32][4]    w[k][g][r][c] = weight (32k + 4g + c) of row r as an unsigned byte u:
+//!                       Q1_0: 2 * its bit (0 or 2); Q2_0: its code (0..3)
 //! ```
 //! so 64 bytes hold 4 consecutive weights of 16 rows, the unsigned operand of one zmm `vpdpbusd`
 //! whose signed operand is the token's 4 activations broadcast to every lane.
 //!
 //! # Exact integer sums (the sign trick)
-//! A weight is `2b - 1` with `b` its bit, so `isum = sum (2b - 1) q = sum (2b) q - qsum`: the
-//! `vpdpbusd` sums of `(2b) * q` over the 8 groups of an activation block, less the block's `qsum`
-//! from the act buffer, are the exact integer sums of the reference. The float steps then follow
+//! Every weight is `u - 1` (Q1_0: `2b - 1` with `b` its bit; Q2_0: `code - 1`), so
+//! `isum = sum (u - 1) q = sum u q - qsum`: the `vpdpbusd` sums of `u * q` over the 8 groups of an
+//! activation block, less the block's `qsum` from the act buffer, are the exact integer sums of the
+//! reference. The float steps then follow
 //! `dot::scalar` exactly, lane-wise over rows: `acc[j % 4] = acc[j % 4] + (dw * dx[j]) * isum`,
 //! then `(acc0 + acc1) + (acc2 + acc3)`. Hence the same bits as every other path.
 
@@ -30,9 +33,12 @@ pub mod avxvnni;
 use crate::act::Act;
 use crate::f16::f16_to_f32;
 use crate::lut::q1::TILE;
+use crate::lut::q2::PackedQ2;
 
-/// Bytes of one 128-weight block of an expanded 32-row tile: 32 f32 scales and 32 x 128 bytes.
-pub const EXP_BLOCK_BYTES: usize = 4 * TILE + 128 * TILE;
+/// Bytes of 128 weights of an expanded 32-row tile: 4 x 32 f32 scales and 32 x 128 bytes.
+pub const EXP_BLOCK_BYTES: usize = 16 * TILE + 128 * TILE;
+/// Offset of the weight bytes in an expanded block (after the scales).
+pub const EXP_W: usize = 16 * TILE;
 
 /// Fewest tokens in a matmul for which the GEMM runs instead of the lookup-table kernels: below
 /// it, expanding the tiles costs more than it saves (measured with `examples/bench_matvec`).
@@ -45,13 +51,13 @@ pub struct Line(pub [u8; 64]);
 
 /// Cache-line aligned buffer for one expanded tile (grown on demand, reused).
 #[derive(Default)]
-pub struct ExpandedQ1 {
+pub struct Expanded {
     lines: Vec<Line>,
     /// 128-weight blocks per row of the tile expanded last.
     pub nb: usize,
 }
 
-impl ExpandedQ1 {
+impl Expanded {
     /// The expanded bytes of `nb` blocks (resizing the buffer).
     pub fn bytes_mut(&mut self, nb: usize) -> &mut [u8] {
         let lines = nb * EXP_BLOCK_BYTES / 64;
@@ -80,8 +86,11 @@ pub struct GemmKernels {
     pub isa: u32,
     /// Expands `nb` blocks of a packed Q1_0 tile (its bytes) into `out` (`nb * EXP_BLOCK_BYTES`).
     pub q1_expand: fn(&[u8], usize, &mut [u8]),
+    /// Expands tile `t` of a packed Q2_0 tensor (either block size; `ne0 % 128 == 0`) into `out`
+    /// (`ne0 / 128 * EXP_BLOCK_BYTES`).
+    pub q2_expand: fn(&PackedQ2, usize, &mut [u8]),
     /// `out[t][r]` = row r of the expanded tile · `acts[t]`, for every token of `acts`.
-    pub q1_tokens: fn(&[u8], usize, &[Act], &mut [[f32; TILE]]),
+    pub tokens: fn(&[u8], usize, &[Act], &mut [[f32; TILE]]),
 }
 
 /// Scalar expansion: the reference for the SIMD ones (and the layout's definition).
@@ -90,15 +99,49 @@ pub fn expand_scalar(tile: &[u8], nb: usize, out: &mut [u8]) {
     for b in 0..nb {
         let src = &tile[b * tb..(b + 1) * tb];
         let dst = &mut out[b * EXP_BLOCK_BYTES..(b + 1) * EXP_BLOCK_BYTES];
-        for r in 0..TILE {
-            let d = f16_to_f32(u16::from_le_bytes([src[2 * r], src[2 * r + 1]]));
-            dst[4 * r..4 * r + 4].copy_from_slice(&d.to_ne_bytes());
+        for k in 0..4 {
+            for r in 0..TILE {
+                let d = f16_to_f32(u16::from_le_bytes([src[2 * r], src[2 * r + 1]]));
+                dst[128 * k + 4 * r..128 * k + 4 * r + 4].copy_from_slice(&d.to_ne_bytes());
+            }
         }
         for e in 0..128 {
             let (k, g, c) = (e / 32, (e % 32) / 4, e % 4);
             for r in 0..TILE {
                 let bit = (src[64 + 32 * (e / 8) + r] >> (e % 8)) & 1;
-                dst[4 * TILE + 128 * (8 * k + g) + 4 * r + c] = 2 * bit;
+                dst[EXP_W + 128 * (8 * k + g) + 4 * r + c] = 2 * bit;
+            }
+        }
+    }
+}
+
+/// Where 128 weights of a packed Q2_0 tile start: for each of the 4 activation blocks `k`, the
+/// packed block holding it and the index of its first code byte there.
+pub fn q2_source(p: &PackedQ2, tile: usize, s: usize, k: usize) -> (&[u8], usize) {
+    let tb = p.tile_block_bytes();
+    let per = p.block / 32; // activation blocks per packed block
+    let b = (4 * s + k) / per;
+    (&p.tile(tile)[b * tb..(b + 1) * tb], 8 * ((4 * s + k) % per))
+}
+
+/// Scalar Q2_0 expansion (the reference; both block sizes).
+pub fn expand_q2_scalar(p: &PackedQ2, tile: usize, out: &mut [u8]) {
+    assert!(p.nb * p.block % 128 == 0);
+    for s in 0..p.nb * p.block / 128 {
+        let dst = &mut out[s * EXP_BLOCK_BYTES..(s + 1) * EXP_BLOCK_BYTES];
+        for k in 0..4 {
+            let (src, i0) = q2_source(p, tile, s, k);
+            for r in 0..TILE {
+                let d = f16_to_f32(u16::from_le_bytes([src[2 * r], src[2 * r + 1]]));
+                dst[128 * k + 4 * r..128 * k + 4 * r + 4].copy_from_slice(&d.to_ne_bytes());
+            }
+            for g in 0..8 {
+                for r in 0..TILE {
+                    let byte = src[64 + 32 * (i0 + g) + r];
+                    for c in 0..4 {
+                        dst[EXP_W + 128 * (8 * k + g) + 4 * r + c] = (byte >> (2 * c)) & 3;
+                    }
+                }
             }
         }
     }
@@ -144,8 +187,9 @@ pub fn env_choice() -> u32 {
 mod entry {
     //! Safe wrappers: only reachable through `dispatch`, which hands out a kernel set only when
     //! the active ISA mask holds its bits.
-    use super::{avx512, avxvnni, TILE};
+    use super::{avx512, avxvnni, PackedQ2, TILE};
     use crate::act::Act;
+    pub fn expand_q2(p: &PackedQ2, t: usize, o: &mut [u8]) { unsafe { avxvnni::expand_q2(p, t, o) } }
     pub fn expand_avx2(t: &[u8], nb: usize, o: &mut [u8]) { unsafe { avxvnni::expand(t, nb, o) } }
     pub fn expand_512(t: &[u8], nb: usize, o: &mut [u8]) { unsafe { avx512::expand(t, nb, o) } }
     pub fn tokens_512(e: &[u8], nb: usize, a: &[Act], o: &mut [[f32; TILE]]) { unsafe { avx512::tokens(e, nb, a, o) } }
@@ -159,7 +203,8 @@ pub const AVX512_VNNI: GemmKernels = GemmKernels {
     id: 1,
     isa: crate::dispatch::ISA_AVX512 | crate::dispatch::ISA_AVX512_VNNI | crate::dispatch::ISA_F16C,
     q1_expand: entry::expand_512,
-    q1_tokens: entry::tokens_512,
+    q2_expand: entry::expand_q2,
+    tokens: entry::tokens_512,
 };
 
 /// AVX-VNNI (ymm, VEX encoded: no AVX-512 needed).
@@ -169,7 +214,8 @@ pub const AVX_VNNI: GemmKernels = GemmKernels {
     id: 2,
     isa: crate::dispatch::ISA_AVX2 | crate::dispatch::ISA_AVX_VNNI | crate::dispatch::ISA_F16C,
     q1_expand: entry::expand_avx2,
-    q1_tokens: entry::tokens_256,
+    q2_expand: entry::expand_q2,
+    tokens: entry::tokens_256,
 };
 
 #[cfg(test)]
@@ -178,6 +224,7 @@ mod tests {
     use crate::dispatch::SCALAR;
     use crate::formats::Format;
     use crate::lut::q1::PackedQ1;
+    use crate::lut::q2::PackedQ2;
     use crate::testutil::{as_bytes, random_act, random_rows, Rng};
 
     /// Every GEMM variant this CPU runs, with its name (none prints why the test is skipped).
@@ -198,13 +245,27 @@ mod tests {
         v
     }
 
-    /// Each variant's expansion equals the scalar one byte for byte.
+    /// Each variant's expansions (Q1_0, Q2_0 with both block sizes) equal the scalar ones byte
+    /// for byte.
     #[test]
     fn expansion_equals_scalar() {
         let mut rng = Rng::new(61);
         let (ne0, ne1) = (384, 40);
         let rows = random_rows(&mut rng, Format::Q1_0, ne0, ne1, false);
         let p = PackedQ1::pack(&rows, ne0, ne1);
+        for fmt in [Format::Q2_0, Format::Q2_0G64].iter() {
+            let rows2 = random_rows(&mut rng, *fmt, ne0, ne1, true);
+            let p2 = PackedQ2::pack(&rows2, ne0, ne1, fmt.block_len());
+            for k in variants() {
+                for t in 0..p2.tiles {
+                    let mut want = vec![0u8; ne0 / 128 * EXP_BLOCK_BYTES];
+                    let mut got = vec![7u8; ne0 / 128 * EXP_BLOCK_BYTES];
+                    expand_q2_scalar(&p2, t, &mut want);
+                    (k.q2_expand)(&p2, t, &mut got);
+                    assert!(got == want, "{} {} expansion of tile {}", k.name, fmt.name(), t);
+                }
+            }
+        }
         for k in variants() {
             for t in 0..p.tiles {
                 let mut want = vec![0u8; p.nb * EXP_BLOCK_BYTES];
@@ -216,38 +277,50 @@ mod tests {
         }
     }
 
-    /// Each variant against the scalar row dots bit for bit: 1..=19 tokens (every remainder of
-    /// the token groups), extreme rows (all bits set / clear) and activations (all ±127).
+    /// Each variant against the scalar row dots bit for bit, Q1_0 and Q2_0 (both block sizes,
+    /// code 3 included): 1..=19 tokens (every remainder of the token passes), extreme rows (all
+    /// bits / codes set, all clear) and activations (all ±127).
     #[test]
     fn tokens_equal_scalar_bit_for_bit() {
         let mut rng = Rng::new(62);
-        for &(ne0, ne1) in [(128usize, 32usize), (512, 45)].iter() {
-            let mut rows = random_rows(&mut rng, Format::Q1_0, ne0, ne1, false);
-            let rb = Format::Q1_0.row_bytes(ne0);
-            for b in 0..ne0 / 128 {
-                for i in 2..18 {
-                    rows[18 * b + i] = 0xFF;
-                    rows[rb + 18 * b + i] = 0;
+        for fmt in [Format::Q1_0, Format::Q2_0, Format::Q2_0G64].iter().cloned() {
+            for &(ne0, ne1) in [(128usize, 32usize), (512, 45)].iter() {
+                let mut rows = random_rows(&mut rng, fmt, ne0, ne1, true);
+                let rb = fmt.row_bytes(ne0);
+                let (block, bbytes) = (fmt.block_len(), fmt.block_bytes());
+                for b in 0..ne0 / block {
+                    for i in 2..bbytes {
+                        rows[bbytes * b + i] = 0xFF;
+                        rows[rb + bbytes * b + i] = 0;
+                    }
                 }
-            }
-            let p = PackedQ1::pack(&rows, ne0, ne1);
-            let mut bufs: Vec<Vec<u32>> = (0..19).map(|_| random_act(&mut rng, ne0).1).collect();
-            let mut x = vec![1.0f32; ne0];
-            x[5] = -1.0;
-            bufs[0] = { let mut b = vec![0u32; crate::act::act_layout(ne0).total / 4]; crate::act::quantize_act(&x, crate::testutil::as_bytes_mut(&mut b)).unwrap(); b };
-            let acts: Vec<Act> = bufs.iter().map(|b| Act::from_bytes(as_bytes(b), ne0).unwrap()).collect();
-            for k in variants() {
-                for n in 1..=acts.len() {
-                    for t in 0..p.tiles {
-                        let mut exp = ExpandedQ1::default();
-                        (k.q1_expand)(p.tile(t), p.nb, exp.bytes_mut(p.nb));
-                        let mut out = vec![[f32::NAN; TILE]; n];
-                        (k.q1_tokens)(exp.bytes(), p.nb, &acts[..n], &mut out);
-                        for (i, a) in acts[..n].iter().enumerate() {
-                            for r in 0..TILE.min(ne1 - t * TILE) {
-                                let row = t * TILE + r;
-                                let want = (SCALAR.dot_fn(Format::Q1_0))(&rows[row * rb..(row + 1) * rb], a, ne0);
-                                assert_eq!(out[i][r].to_bits(), want.to_bits(), "{} n={} token {} row {} ({} vs {})", k.name, n, i, row, out[i][r], want);
+                let p1 = if fmt == Format::Q1_0 { Some(PackedQ1::pack(&rows, ne0, ne1)) } else { None };
+                let p2 = if fmt != Format::Q1_0 { Some(PackedQ2::pack(&rows, ne0, ne1, block)) } else { None };
+                let tiles = (ne1 + TILE - 1) / TILE;
+                let mut bufs: Vec<Vec<u32>> = (0..19).map(|_| random_act(&mut rng, ne0).1).collect();
+                let mut x = vec![1.0f32; ne0];
+                x[5] = -1.0;
+                let mut b0 = vec![0u32; crate::act::act_layout(ne0).total / 4];
+                crate::act::quantize_act(&x, crate::testutil::as_bytes_mut(&mut b0)).unwrap();
+                bufs[0] = b0;
+                let acts: Vec<Act> = bufs.iter().map(|b| Act::from_bytes(as_bytes(b), ne0).unwrap()).collect();
+                for k in variants() {
+                    for t in 0..tiles {
+                        let mut exp = Expanded::default();
+                        match (&p1, &p2) {
+                            (Some(p), _) => (k.q1_expand)(p.tile(t), p.nb, exp.bytes_mut(ne0 / 128)),
+                            (_, Some(p)) => (k.q2_expand)(p, t, exp.bytes_mut(ne0 / 128)),
+                            _ => unreachable!(),
+                        }
+                        for n in 1..=acts.len() {
+                            let mut out = vec![[f32::NAN; TILE]; n];
+                            (k.tokens)(exp.bytes(), ne0 / 128, &acts[..n], &mut out);
+                            for (i, a) in acts[..n].iter().enumerate() {
+                                for r in 0..TILE.min(ne1 - t * TILE) {
+                                    let row = t * TILE + r;
+                                    let want = (SCALAR.dot_fn(fmt))(&rows[row * rb..(row + 1) * rb], a, ne0);
+                                    assert_eq!(out[i][r].to_bits(), want.to_bits(), "{} {} n={} token {} row {} ({} vs {})", k.name, fmt.name(), n, i, row, out[i][r], want);
+                                }
                             }
                         }
                     }
