@@ -64,9 +64,12 @@ Deno.test("the prompt GEMM path follows the active ISAs", () => {
   k.forceIsa([]);
   assert.equal(k.gemmPath(), null, "the scalar reference has no GEMM");
   k.forceIsa(best);
-  const want = Deno.env.get("BONSAI_NO_GEMM")
+  // the environment can turn the GEMM off or ask for the AVX-VNNI variant (A/B runs)
+  const off = !!Deno.env.get("BONSAI_NO_GEMM") && Deno.env.get("BONSAI_NO_GEMM") !== "0" || Deno.env.get("BONSAI_GEMM") === "off";
+  const ymm = Deno.env.get("BONSAI_GEMM") === "avx_vnni";
+  const want = off
     ? null
-    : best.includes("avx512_vnni")
+    : best.includes("avx512_vnni") && !ymm
     ? "avx512_vnni"
     : best.includes("avx_vnni")
     ? "avx_vnni"
@@ -74,7 +77,7 @@ Deno.test("the prompt GEMM path follows the active ISAs", () => {
   assert.equal(k.gemmPath(), want);
   if (best.includes("avx_vnni")) {
     k.forceIsa(["avx2", "f16c", "avx_vnni"]);
-    assert.equal(k.gemmPath(), Deno.env.get("BONSAI_NO_GEMM") ? null : "avx_vnni");
+    assert.equal(k.gemmPath(), off ? null : "avx_vnni");
     k.forceIsa(["avx2", "f16c"]);
     assert.equal(k.gemmPath(), null, "an AVX2-only machine runs the lookup tables");
   }
