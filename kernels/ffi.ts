@@ -375,9 +375,9 @@ export class Kernels {
    * The GEMM kernels prompt chunks of Q1_0 tensors run on now (`null`: the lookup-table kernels,
    * because the CPU has no VNNI, `BONSAI_NO_GEMM` is set or a lower ISA was forced).
    */
-  gemmPath(): "avx512_vnni" | "avx_vnni" | null {
+  gemmPath(): "avx512_vnni" | "avx_vnni" | "neon_dotprod" | null {
     const code = this.lib.bk_gemm_path();
-    return code === 1 ? "avx512_vnni" : code === 2 ? "avx_vnni" : null;
+    return code === 1 ? "avx512_vnni" : code === 2 ? "avx_vnni" : code === 3 ? "neon_dotprod" : null;
   }
 
   /** Restricts dispatch to `names` (`[]` = scalar reference); throws if one is unavailable. */

@@ -73,6 +73,8 @@ Deno.test("the prompt GEMM path follows the active ISAs", () => {
     ? "avx512_vnni"
     : best.includes("avx_vnni")
     ? "avx_vnni"
+    : best.includes("neon_dotprod")
+    ? "neon_dotprod"
     : null;
   assert.equal(k.gemmPath(), want);
   if (best.includes("avx_vnni")) {

@@ -106,7 +106,8 @@ impl Table {
     }
 }
 
-/// The [`FAMILIES_OFF`] bit of a GEMM variant (each is checked on its own: they differ in ISA).
+/// The [`FAMILIES_OFF`] bit of a GEMM variant (each is checked on its own: they differ in ISA;
+/// AArch64's one variant takes the second bit).
 fn gemm_off_bit(k: &GemmKernels) -> u32 {
     if k.isa & ISA_AVX512_VNNI != 0 {
         FAMILY_GEMM_512
@@ -192,7 +193,7 @@ pub static NEON_DOTPROD: Table = {
         dot_multi: [None, None, None, Some(n::dot_q1_0_multi_dot), None, None],
         lut: Some(&crate::lut::NEON),
         attention: Some(&crate::attention::NEON),
-        gemm: None,
+        gemm: Some(&crate::gemm::NEON_DOTPROD),
     }
 };
 
@@ -417,6 +418,8 @@ pub fn gemm_variants() -> Vec<&'static GemmKernels> {
         v.push(&crate::gemm::AVX512_VNNI);
         v.push(&crate::gemm::AVX_VNNI);
     }
+    #[cfg(target_arch = "aarch64")]
+    v.push(&crate::gemm::NEON_DOTPROD);
     v
 }
 

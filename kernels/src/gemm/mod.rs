@@ -29,6 +29,8 @@
 pub mod avx512;
 #[cfg(all(target_arch = "x86_64", bk_avx512))]
 pub mod avxvnni;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 
 use crate::act::Act;
 use crate::f16::f16_to_f32;
@@ -80,7 +82,7 @@ impl Expanded {
 /// The GEMM kernels of one ISA. Safe to call only when the CPU has `isa` (see `dispatch`).
 pub struct GemmKernels {
     pub name: &'static str,
-    /// Code of the C ABI (`bk_gemm_path`): 1 AVX-512 VNNI, 2 AVX-VNNI.
+    /// Code of the C ABI (`bk_gemm_path`): 1 AVX-512 VNNI, 2 AVX-VNNI, 3 NEON dotprod.
     pub id: u32,
     /// ISA bits (`dispatch::ISA_*`) the kernels need in the active mask.
     pub isa: u32,
@@ -196,6 +198,27 @@ mod entry {
     pub fn tokens_256(e: &[u8], nb: usize, a: &[Act], o: &mut [[f32; TILE]]) { unsafe { avxvnni::tokens(e, nb, a, o) } }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod neon_entry {
+    //! Safe wrappers: only reachable through the NEON+dotprod dispatch table.
+    use super::{neon, PackedQ2, TILE};
+    use crate::act::Act;
+    pub fn expand(t: &[u8], nb: usize, o: &mut [u8]) { unsafe { neon::expand(t, nb, o) } }
+    pub fn expand_q2(p: &PackedQ2, t: usize, o: &mut [u8]) { unsafe { neon::expand_q2(p, t, o) } }
+    pub fn tokens(e: &[u8], nb: usize, a: &[Act], o: &mut [[f32; TILE]]) { unsafe { neon::tokens(e, nb, a, o) } }
+}
+
+/// NEON with the dot-product extension (`sdot` by element).
+#[cfg(target_arch = "aarch64")]
+pub const NEON_DOTPROD: GemmKernels = GemmKernels {
+    name: "neon_dotprod",
+    id: 3,
+    isa: crate::dispatch::ISA_NEON | crate::dispatch::ISA_NEON_DOTPROD,
+    q1_expand: neon_entry::expand,
+    q2_expand: neon_entry::expand_q2,
+    tokens: neon_entry::tokens,
+};
+
 /// AVX-512 VNNI (zmm).
 #[cfg(all(target_arch = "x86_64", bk_avx512))]
 pub const AVX512_VNNI: GemmKernels = GemmKernels {
@@ -231,17 +254,18 @@ mod tests {
     fn variants() -> Vec<&'static GemmKernels> {
         #[allow(unused_mut)]
         let mut v: Vec<&'static GemmKernels> = Vec::new();
-        #[cfg(all(target_arch = "x86_64", bk_avx512))]
-        {
-            let avail = crate::dispatch::available();
-            for k in [&AVX512_VNNI, &AVX_VNNI].iter() {
-                if avail & k.isa == k.isa {
-                    v.push(k);
-                } else {
-                    eprintln!("skipped: no {} (GEMM variant)", k.name);
-                }
+        let avail = crate::dispatch::available();
+        for k in crate::dispatch::gemm_variants() {
+            if avail & k.isa == k.isa {
+                v.push(k);
+            } else {
+                eprintln!("skipped: no {} (GEMM variant)", k.name);
             }
         }
+        if crate::dispatch::gemm_variants().is_empty() {
+            eprintln!("skipped: no GEMM kernels for this target");
+        }
+        let _ = avail;
         v
     }
 
