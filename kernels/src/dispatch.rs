@@ -49,7 +49,7 @@ pub struct Table {
     /// Attention kernels; `None` (or turned off by the self-check): the scalar reference of
     /// `attention`. Read through [`Table::attention`].
     pub attention: Option<&'static AttnKernels>,
-    /// GEMM kernels for prompt chunks of packed Q1_0 tensors; used only when the active ISA mask
+    /// GEMM kernels for prompt chunks of packed Q1_0 / Q2_0 tensors; used only when the active ISA mask
     /// has their bits and neither the self-check nor the environment turned them off. Read
     /// through [`Table::gemm`].
     pub gemm: Option<&'static GemmKernels>,
@@ -116,7 +116,9 @@ fn gemm_off_bit(k: &GemmKernels) -> u32 {
     }
 }
 
-/// Families the self-check turned off ([`FAMILY_LUT`], [`FAMILY_ATTENTION`] bits). Per family
+/// Families the self-check turned off ([`FAMILY_LUT`], [`FAMILY_ATTENTION`] bits; the AVX-512
+/// lookup tables and each GEMM variant have bits of their own, as other tables use other
+/// variants). Per family
 /// rather than per table: every table of an architecture shares the same lookup-table and
 /// attention kernels, so one that fails fails for all of them.
 static FAMILIES_OFF: AtomicU32 = AtomicU32::new(0);

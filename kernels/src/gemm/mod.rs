@@ -1,11 +1,13 @@
 //! The prompt-chunk GEMM family: Q1_0 and Q2_0 tiles of 32 rows times a chunk of tokens with VNNI
 //! (`vpdpbusd`: 4 u8 x i8 products summed into each i32 lane per instruction), bit-identical to the
-//! scalar reference. Kernels: `avx512` (AVX-512 VNNI, zmm: 64 products per instruction) and
-//! `avxvnni` (AVX-VNNI, ymm: 32; the Alder Lake-N / N100 class, which has no AVX-512).
+//! scalar reference. Kernels: `avx512` (AVX-512 VNNI, zmm: 64 products per instruction),
+//! `avxvnni` (AVX-VNNI, ymm: 32; the Alder Lake-N / N100 class, which has no AVX-512), and `neon`
+//! (AArch64 with the dot-product extension: `sdot` by element, 16 per instruction).
 //!
 //! A token of a prompt chunk alone has no weight reuse, so the lookup-table kernels of `lut` run
-//! it row tile by row tile; here each packed tile ([`crate::lut::q1::PackedQ1`]) is expanded once
-//! per call into bytes in cache ([`expand`]) and then reused for every token of the chunk.
+//! it row tile by row tile; here each packed tile (`lut::q1::PackedQ1`, `lut::q2::PackedQ2`) is
+//! expanded once per call into bytes in cache ([`expand_scalar`] defines the layout) and then
+//! reused for every token of the chunk.
 //!
 //! # Expanded tile ([`Expanded`], per 128 weights of a 32-row tile, [`EXP_BLOCK_BYTES`])
 //! ```text
