@@ -50,7 +50,7 @@ const threadCounts = [
 ];
 
 /** Runs bench/measure.ts in a child process and parses its JSON line. */
-async function child(args: string[]): Promise<Measurement> {
+async function child(args: string[], env: Record<string, string> = {}): Promise<Measurement> {
   const cmd = new Deno.Command(Deno.execPath(), {
     // --allow-all: Deno reads /proc/<pid>/status (peak RSS) only with all permissions
     args: [
@@ -61,6 +61,7 @@ async function child(args: string[]): Promise<Measurement> {
     ],
     stdout: "piped",
     stderr: "inherit",
+    env,
   });
   const out = await cmd.output();
   const text = new TextDecoder().decode(out.stdout).trim();
@@ -74,7 +75,7 @@ const k = Kernels.load();
 const ceilings: Ceilings[] = threadCounts.map((t) => measureCeilings(k, t, type));
 k.close();
 
-const runs: (Measurement & { shape: string })[] = [];
+const runs: (Measurement & { shape: string; prefillNoGemmTokS?: number })[] = [];
 for (const shape of models) {
   const path = await ensureModel(shape, "models", type);
   for (const t of threadCounts) {
@@ -93,11 +94,15 @@ for (const shape of models) {
       String(nDecode),
       ...prefix,
     ]);
-    runs.push({ shape, ...m });
+    // The same prefill without the prompt GEMM (issue 16: the new path against the old one).
+    const noGemm = m.gemm
+      ? await child(["--model", path, "--threads", String(t), "--prompt", String(nPrompt), "--decode", "1"], { BONSAI_NO_GEMM: "1" })
+      : undefined;
+    runs.push({ shape, ...m, prefillNoGemmTokS: noGemm?.prefillTokS });
     console.error(
       `${shape} x${t}: decode ${fmt(m.decodeTokS)} tok/s, prefill ${
         fmt(m.prefillTokS)
-      } tok/s`,
+      } tok/s${noGemm ? ` (${fmt(noGemm.prefillTokS)} without the ${m.gemm} GEMM)` : ""}`,
     );
   }
 }
@@ -200,6 +205,16 @@ console.log(
   `${type} path (${models[0]}, ${ovh.threads} threads, short context): lookup tables ${fmt(ovh.stepMs, 1)} ms per decode step, ` +
     `row kernels (BONSAI_NO_LUT=1) ${fmt(rowKernels.stepMs, 1)} ms`,
 );
+for (const r of rows) {
+  console.log(
+    `prefill path (${r.shape}, ${r.threads} thr): ${r.gemm ? `${r.gemm} GEMM` : "lookup tables / row kernels"} ` +
+      `${fmt(r.prefillTokS)} tok/s` +
+      (r.prefillNoGemmTokS
+        ? `, lookup tables (BONSAI_NO_GEMM=1) ${fmt(r.prefillNoGemmTokS)} tok/s (GEMM ${fmt(r.prefillTokS / r.prefillNoGemmTokS, 2)}x)`
+        : "") +
+      `; prefill / decode ${fmt(r.prefillTokS / r.decodeTokS, 2)}x`,
+  );
+}
 for (const r of runs) {
   if (r.prefix) {
     console.log(

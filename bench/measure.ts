@@ -17,6 +17,8 @@ export interface Measurement {
   model: string;
   threads: number;
   isa: string[];
+  /** GEMM variant of the prompt chunks (`null`: the lookup-table kernels, as in decode). */
+  gemm: string | null;
   loadMs: number;
   promptTokens: number;
   prefillTokS: number;
@@ -117,6 +119,7 @@ export async function measure(args: string[]): Promise<Measurement> {
       model: values.model,
       threads: K.threads(),
       isa: K.isaActive(),
+      gemm: K.gemmPath(),
       loadMs: model.loadMs,
       promptTokens: nPrompt,
       prefillTokS: nPrompt / (prefillMs / 1000),

@@ -36,6 +36,7 @@ export async function collectInfo(modelPath?: string, deviceFlag?: string): Prom
       available: kernels.isaAvailable(),
       active: kernels.isaActive(),
       lookup_tables: kernels.lutEnabled(),
+      prompt_gemm: kernels.gemmPath(),
     },
     cpus: navigator.hardwareConcurrency,
     memory_bytes: Deno.systemMemoryInfo().total,
@@ -102,7 +103,7 @@ export async function infoCommand(args: string[]): Promise<number> {
     console.log(JSON.stringify(info, null, 2));
     return 0;
   }
-  const k = info.kernels as { library: string; available: string[]; active: string[]; lookup_tables: boolean };
+  const k = info.kernels as { library: string; available: string[]; active: string[]; lookup_tables: boolean; prompt_gemm: string | null };
   console.log(`os:        ${info.os}, ${info.cpus} CPUs, ${gib(info.memory_bytes as number)} memory`);
   const dv = info.device as Record<string, unknown>;
   console.log(`device:    ${dv.name} [${dv.profile}] (${dv.source === "detected" ? `detected: ${dv.reason}` : "--device"})`);
@@ -123,6 +124,13 @@ export async function infoCommand(args: string[]): Promise<number> {
     `  Q1_0/Q2_0 path: ${
       k.lookup_tables ? "lookup tables (packed at load; BONSAI_NO_LUT=1 for the row kernels)" : "row kernels"
     }${Deno.env.get("BONSAI_NO_LUT") ? " (BONSAI_NO_LUT is set)" : ""}`,
+  );
+  console.log(
+    `  prompt chunks:  ${
+      k.prompt_gemm && k.lookup_tables
+        ? `${k.prompt_gemm} GEMM for Q1_0 (BONSAI_NO_GEMM=1 for the lookup tables)`
+        : "same path as decode"
+    }${Deno.env.get("BONSAI_NO_GEMM") ? " (BONSAI_NO_GEMM is set)" : ""}`,
   );
   const m = info.model as Record<string, unknown> | undefined;
   if (m) {

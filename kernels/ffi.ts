@@ -73,6 +73,7 @@ export const ISA_NAMES = [
   "neon",
   "neon_dotprod",
   "f16c",
+  "avx_vnni",
 ] as const;
 /** An instruction-set name. */
 export type IsaName = (typeof ISA_NAMES)[number];
@@ -90,6 +91,7 @@ const SYMBOLS = {
   bk_isa_available: { parameters: [], result: "u32" },
   bk_isa_active: { parameters: [], result: "u32" },
   bk_lut_enabled: { parameters: [], result: "u32" },
+  bk_gemm_path: { parameters: [], result: "u32" },
   bk_force_isa: { parameters: ["u32"], result: "i32" },
   bk_set_threads: { parameters: ["u32"], result: "u32" },
   bk_threads: { parameters: [], result: "u32" },
@@ -370,6 +372,15 @@ export class Kernels {
    */
   lutEnabled(): boolean {
     return this.lib.bk_lut_enabled() === 1;
+  }
+
+  /**
+   * The GEMM kernels prompt chunks of Q1_0 tensors run on now (`null`: the lookup-table kernels,
+   * because the CPU has no VNNI, `BONSAI_NO_GEMM` is set or a lower ISA was forced).
+   */
+  gemmPath(): "avx512_vnni" | "avx_vnni" | "neon_dotprod" | null {
+    const code = this.lib.bk_gemm_path();
+    return code === 1 ? "avx512_vnni" : code === 2 ? "avx_vnni" : code === 3 ? "neon_dotprod" : null;
   }
 
   /** Restricts dispatch to `names` (`[]` = scalar reference); throws if one is unavailable. */

@@ -59,6 +59,33 @@ Deno.test("library loads and reports its ISAs", () => {
   assert.ok(k.threads() >= 1);
 });
 
+Deno.test("the prompt GEMM path follows the active ISAs", () => {
+  const best = k.isaAvailable();
+  k.forceIsa([]);
+  assert.equal(k.gemmPath(), null, "the scalar reference has no GEMM");
+  k.forceIsa(best);
+  // the environment can turn the GEMM off or ask for the AVX-VNNI variant (A/B runs)
+  const off = !!Deno.env.get("BONSAI_NO_GEMM") && Deno.env.get("BONSAI_NO_GEMM") !== "0" || Deno.env.get("BONSAI_GEMM") === "off";
+  const ymm = Deno.env.get("BONSAI_GEMM") === "avx_vnni";
+  const want = off
+    ? null
+    : best.includes("avx512_vnni") && !ymm
+    ? "avx512_vnni"
+    : best.includes("avx_vnni")
+    ? "avx_vnni"
+    : best.includes("neon_dotprod")
+    ? "neon_dotprod"
+    : null;
+  assert.equal(k.gemmPath(), want);
+  if (best.includes("avx_vnni")) {
+    k.forceIsa(["avx2", "f16c", "avx_vnni"]);
+    assert.equal(k.gemmPath(), off ? null : "avx_vnni");
+    k.forceIsa(["avx2", "f16c"]);
+    assert.equal(k.gemmPath(), null, "an AVX2-only machine runs the lookup tables");
+  }
+  k.forceIsa(best);
+});
+
 Deno.test("act layout size agrees with the library", () => {
   for (const n of [1, 31, 32, 33, 128, 2048, 2560, 9728, 12288]) {
     assert.equal(actBytes(n), Number(k.lib.bk_act_bytes(BigInt(n))), `n=${n}`);

@@ -12,6 +12,7 @@ use crate::act::Act;
 use crate::attention::AttnKernels;
 use crate::dot::scalar as sc;
 use crate::formats::Format;
+use crate::gemm::GemmKernels;
 use crate::lut::LutKernels;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
@@ -23,6 +24,8 @@ pub const ISA_AVX512_VNNI: u32 = 4;
 pub const ISA_NEON: u32 = 8;
 pub const ISA_NEON_DOTPROD: u32 = 16;
 pub const ISA_F16C: u32 = 32;
+/// AVX-VNNI (VEX-encoded `vpdpbusd` on ymm; Alder Lake-N / N100 and later, Zen 5).
+pub const ISA_AVX_VNNI: u32 = 64;
 
 /// Row · activation dot product for `ne0` weights.
 pub type DotFn = fn(&[u8], &Act, usize) -> f32;
@@ -46,6 +49,10 @@ pub struct Table {
     /// Attention kernels; `None` (or turned off by the self-check): the scalar reference of
     /// `attention`. Read through [`Table::attention`].
     pub attention: Option<&'static AttnKernels>,
+    /// GEMM kernels for prompt chunks of packed Q1_0 / Q2_0 tensors; used only when the active ISA mask
+    /// has their bits and neither the self-check nor the environment turned them off. Read
+    /// through [`Table::gemm`].
+    pub gemm: Option<&'static GemmKernels>,
 }
 
 impl Table {
@@ -57,7 +64,17 @@ impl Table {
     /// The lookup-table kernels, unless absent or turned off by the start-up self-check.
     #[inline]
     pub fn lut(&self) -> Option<&'static LutKernels> {
-        self.lut.filter(|_| FAMILIES_OFF.load(Ordering::Relaxed) & FAMILY_LUT == 0)
+        #[allow(unused_mut)]
+        let mut k = self.lut;
+        let off = FAMILIES_OFF.load(Ordering::Relaxed);
+        #[cfg(all(target_arch = "x86_64", bk_avx512))]
+        {
+            // the AVX-512 set falls back to AVX2 when the self-check or BONSAI_LUT=avx2 says so
+            if k.map_or(false, |k| std::ptr::eq(k, &crate::lut::AVX512)) && (off & FAMILY_LUT_512 != 0 || crate::lut::env_wants_avx2()) {
+                k = X86_LUT;
+            }
+        }
+        k.filter(|_| off & FAMILY_LUT == 0)
     }
 
     /// The attention kernels, unless absent or turned off by the start-up self-check.
@@ -65,14 +82,62 @@ impl Table {
     pub fn attention(&self) -> Option<&'static AttnKernels> {
         self.attention.filter(|_| FAMILIES_OFF.load(Ordering::Relaxed) & FAMILY_ATTENTION == 0)
     }
+
+    /// The GEMM kernels for prompt chunks: this table's (or, with `BONSAI_GEMM=avx_vnni`, the
+    /// AVX-VNNI ones) when the active ISA mask has their bits, the start-up self-check passed
+    /// them and `BONSAI_NO_GEMM` is not set; otherwise `None` (the lookup-table kernels run).
+    #[inline]
+    pub fn gemm(&self) -> Option<&'static GemmKernels> {
+        let choice = crate::gemm::env_choice();
+        if choice == 1 {
+            return None;
+        }
+        #[allow(unused_mut)]
+        let mut k = self.gemm;
+        #[cfg(all(target_arch = "x86_64", bk_avx512))]
+        {
+            if choice == 2 {
+                k = Some(&crate::gemm::AVX_VNNI);
+            }
+        }
+        let active = ACTIVE.load(Ordering::Relaxed);
+        let off = FAMILIES_OFF.load(Ordering::Relaxed);
+        k.filter(|k| active & k.isa == k.isa && off & gemm_off_bit(k) == 0)
+    }
 }
 
-/// Families the self-check turned off ([`FAMILY_LUT`], [`FAMILY_ATTENTION`] bits). Per family
+/// The [`FAMILIES_OFF`] bit of a GEMM variant (each is checked on its own: they differ in ISA;
+/// AArch64's one variant takes the second bit).
+fn gemm_off_bit(k: &GemmKernels) -> u32 {
+    if k.isa & ISA_AVX512_VNNI != 0 {
+        FAMILY_GEMM_512
+    } else {
+        FAMILY_GEMM_256
+    }
+}
+
+/// Families the self-check turned off ([`FAMILY_LUT`], [`FAMILY_ATTENTION`] bits; the AVX-512
+/// lookup tables and each GEMM variant have bits of their own, as other tables use other
+/// variants). Per family
 /// rather than per table: every table of an architecture shares the same lookup-table and
 /// attention kernels, so one that fails fails for all of them.
 static FAMILIES_OFF: AtomicU32 = AtomicU32::new(0);
 const FAMILY_LUT: u32 = 1;
 const FAMILY_ATTENTION: u32 = 2;
+const FAMILY_GEMM_512: u32 = 4;
+const FAMILY_GEMM_256: u32 = 8;
+const FAMILY_LUT_512: u32 = 16;
+
+/// The lookup-table kernels of the AVX-512 tables: zmm Q1_0 lookups.
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+const X86_LUT_512: Option<&'static LutKernels> = Some(&crate::lut::AVX512);
+
+/// The GEMM of the AVX2 and AVX-512 (no VNNI) tables: AVX-VNNI, where the CPU has it.
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+const X86_GEMM_256: Option<&'static GemmKernels> = Some(&crate::gemm::AVX_VNNI);
+#[cfg(not(all(target_arch = "x86_64", bk_avx512)))]
+#[allow(dead_code)]
+const X86_GEMM_256: Option<&'static GemmKernels> = None;
 
 /// The lookup-table and attention kernels of the x86_64 SIMD tables (AVX2 and AVX-512 alike).
 #[cfg(all(target_arch = "x86_64", bk_f16c))]
@@ -97,6 +162,7 @@ pub static SCALAR: Table = Table {
     dot_multi: [None; 6],
     lut: None,
     attention: None,
+    gemm: None,
 };
 
 /// Base NEON: the quantised formats in NEON (Q1_0 also for several activations), F32/F16 scalar.
@@ -112,6 +178,7 @@ pub static NEON: Table = {
         dot_multi: [None, None, None, Some(n::dot_q1_0_multi), None, None],
         lut: Some(&crate::lut::NEON),
         attention: Some(&crate::attention::NEON),
+        gemm: None,
     }
 };
 
@@ -128,6 +195,7 @@ pub static NEON_DOTPROD: Table = {
         dot_multi: [None, None, None, Some(n::dot_q1_0_multi_dot), None, None],
         lut: Some(&crate::lut::NEON),
         attention: Some(&crate::attention::NEON),
+        gemm: Some(&crate::gemm::NEON_DOTPROD),
     }
 };
 
@@ -172,6 +240,7 @@ pub static AVX2: Table = Table {
     dot_multi: [None, None, None, Some(avx2_entry::dot_q1_0_multi), None, None],
     lut: X86_LUT,
     attention: X86_ATTENTION,
+    gemm: X86_GEMM_256,
 };
 
 /// AVX-512 F + BW: its own Q1_0 row dots, the AVX2 kernels for everything else.
@@ -185,8 +254,9 @@ pub static AVX512: Table = {
         dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, k::dot_q1_0, a2::dot_q2_0, a2::dot_q2_0_g64],
         isums: [None, None, Some(a2::isums_q8_0), Some(k::isums_q1_0), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
         dot_multi: [None; 6],
-        lut: X86_LUT,
+        lut: X86_LUT_512,
         attention: X86_ATTENTION,
+        gemm: X86_GEMM_256,
     }
 };
 
@@ -201,8 +271,9 @@ pub static AVX512_VNNI: Table = {
         dot: [a2::dot_f32, a2::dot_f16, a2::dot_q8_0, k::dot_q1_0_vnni, a2::dot_q2_0, a2::dot_q2_0_g64],
         isums: [None, None, Some(a2::isums_q8_0), Some(k::isums_q1_0_vnni), Some(a2::isums_q2_0), Some(a2::isums_q2_g64)],
         dot_multi: [None; 6],
-        lut: X86_LUT,
+        lut: X86_LUT_512,
         attention: X86_ATTENTION,
+        gemm: Some(&crate::gemm::AVX512_VNNI),
     }
 };
 
@@ -219,6 +290,9 @@ pub fn detect() -> u32 {
         }
         #[cfg(bk_avx512)]
         {
+            if is_x86_feature_detected!("avxvnni") {
+                m |= ISA_AVX_VNNI;
+            }
             if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
                 m |= ISA_AVX512;
                 if is_x86_feature_detected!("avx512vnni") {
@@ -289,7 +363,17 @@ fn init() {
                 Ok(()) => {
                     // The chosen table's other families; every table of the architecture shares
                     // them, so one check covers the lower tables `force_isa` may select too.
-                    if let Some(k) = t.lut {
+                    #[cfg(all(target_arch = "x86_64", bk_avx512))]
+                    {
+                        // The AVX-512 set on its own bit: a failure there leaves the AVX2 set.
+                        if t.lut.map_or(false, |k| std::ptr::eq(k, &crate::lut::AVX512)) {
+                            if let Err(msg) = crate::selfcheck::check_lut(&crate::lut::AVX512) {
+                                eprintln!("bonsai_kernels: disabling the avx512 lookup-table kernels: {}", msg);
+                                FAMILIES_OFF.fetch_or(FAMILY_LUT_512, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    if let Some(k) = t.lut.map(|_| table_for(avail & !(ISA_AVX512 | ISA_AVX512_VNNI))).and_then(|t| t.lut) {
                         if let Err(msg) = crate::selfcheck::check_lut(k) {
                             eprintln!("bonsai_kernels: disabling the {} lookup-table kernels: {}", k.name, msg);
                             FAMILIES_OFF.fetch_or(FAMILY_LUT, Ordering::SeqCst);
@@ -299,6 +383,13 @@ fn init() {
                         if let Err(msg) = crate::selfcheck::check_attention(k) {
                             eprintln!("bonsai_kernels: disabling the {} attention kernels: {}", k.name, msg);
                             FAMILIES_OFF.fetch_or(FAMILY_ATTENTION, Ordering::SeqCst);
+                        }
+                    }
+                    // Every GEMM variant the CPU has (a lower table or BONSAI_GEMM may pick any).
+                    for k in gemm_variants().iter().filter(|k| avail & k.isa == k.isa) {
+                        if let Err(msg) = crate::selfcheck::check_gemm(k) {
+                            eprintln!("bonsai_kernels: disabling the {} GEMM kernels: {}", k.name, msg);
+                            FAMILIES_OFF.fetch_or(gemm_off_bit(k), Ordering::SeqCst);
                         }
                     }
                     break;
@@ -318,6 +409,20 @@ fn init() {
         AVAILABLE.store(avail, Ordering::SeqCst);
         ACTIVE.store(avail, Ordering::SeqCst);
     });
+}
+
+/// Every GEMM variant of this build.
+pub fn gemm_variants() -> Vec<&'static GemmKernels> {
+    #[allow(unused_mut)]
+    let mut v: Vec<&'static GemmKernels> = Vec::new();
+    #[cfg(all(target_arch = "x86_64", bk_avx512))]
+    {
+        v.push(&crate::gemm::AVX512_VNNI);
+        v.push(&crate::gemm::AVX_VNNI);
+    }
+    #[cfg(target_arch = "aarch64")]
+    v.push(&crate::gemm::NEON_DOTPROD);
+    v
 }
 
 /// ISA bits available: detected on the CPU, compiled into this build, and passing the self-check.

@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod dot;
 pub mod f16;
 pub mod formats;
+pub mod gemm;
 pub mod lut;
 pub mod map;
 pub mod matmul;

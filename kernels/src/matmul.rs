@@ -3,7 +3,10 @@
 
 use crate::act::{act_layout, Act};
 use crate::dispatch::{self, DotFn, Table};
+use crate::gemm::{self, Expanded, GemmKernels};
+use crate::lut::q1::TILE;
 use crate::lut::{self, q1};
+use std::cell::RefCell;
 use crate::pool;
 use crate::tensor::Tensor;
 
@@ -155,6 +158,11 @@ pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut
     let acts: Vec<Act> =
         (0..n_tok).map(|k| Act::from_bytes(&act[k * act_stride..k * act_stride + one], t.ne0)).collect::<Result<_, _>>()?;
     let table = dispatch::table();
+    if let Some(g) = table.gemm() {
+        if n_tok >= gemm::MIN_TOKENS && t.ne0 % 128 == 0 && (t.packed.is_some() || t.packed_q2.is_some()) {
+            return matmul_gemm(g, t, &acts, out, out_stride);
+        }
+    }
     if lut::usable(t, table) {
         // Tokens in groups of 8 (their tables stay in cache); each tile is read once per group.
         for (g, group) in acts.chunks(8).enumerate() {
@@ -198,6 +206,44 @@ pub fn matmul(t: &Tensor, act: &[u8], n_tok: usize, act_stride: usize, out: &mut
         }
     };
     pool::parallel_for(t.ne1, (MIN_PARALLEL_ROWS / n_tok).max(2), &body)
+}
+
+thread_local! {
+    /// The calling thread's expanded tile and tile results (per token), reused across calls.
+    static GEMM_BUF: RefCell<(Expanded, Vec<[f32; TILE]>)> = RefCell::new((Expanded::default(), Vec::new()));
+}
+
+/// Prompt chunk of a packed Q1_0 / Q2_0 tensor (`ne0 % 128 == 0`) on the GEMM kernels: each tile
+/// is expanded once by the thread that owns it and then multiplied with every token (same bits as
+/// the other paths).
+fn matmul_gemm(g: &GemmKernels, t: &Tensor, acts: &[Act], out: &mut [f32], out_stride: usize) -> Result<(), String> {
+    let o = OutPtr(out.as_mut_ptr());
+    let nb = t.ne0 / 128;
+    let body = |tiles: std::ops::Range<usize>| {
+        let o = o;
+        GEMM_BUF.with(|cell| {
+            let (exp, res) = &mut *cell.borrow_mut();
+            if res.len() < acts.len() {
+                res.resize(acts.len(), [0.0; TILE]);
+            }
+            for tile in tiles {
+                match (&t.packed, &t.packed_q2) {
+                    (Some(p), _) => (g.q1_expand)(p.tile(tile), p.nb, exp.bytes_mut(nb)),
+                    (_, Some(p)) => (g.q2_expand)(p, tile, exp.bytes_mut(nb)),
+                    _ => unreachable!("matmul_gemm of an unpacked tensor"),
+                }
+                (g.tokens)(exp.bytes(), nb, acts, &mut res[..acts.len()]);
+                let r0 = tile * TILE;
+                let n = TILE.min(t.ne1 - r0);
+                for (k, r) in res[..acts.len()].iter().enumerate() {
+                    // SAFETY: rows r0..r0+n of token k lie inside `out` (checked by `matmul`);
+                    // tiles are disjoint between tasks.
+                    unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), o.0.add(k * out_stride + r0), n) };
+                }
+            }
+        })
+    };
+    pool::parallel_for(t.tiles(), 2, &body)
 }
 
 /// Dequantises row `r` into `out` (`ne0` floats).

@@ -11,6 +11,7 @@ use crate::act::Act;
 use crate::attention::{attention_with, AttnKernels, AttnShape, KvView};
 use crate::dispatch::{Table, SCALAR};
 use crate::formats::{Format, ALL_FORMATS};
+use crate::gemm::{Expanded, GemmKernels};
 use crate::lut::q1::{PackedQ1, TILE};
 use crate::lut::q2::PackedQ2;
 use crate::lut::{q1, q2, LutKernels};
@@ -87,6 +88,49 @@ pub fn check_lut(k: &LutKernels) -> Result<(), String> {
     Ok(())
 }
 
+/// The GEMM of one variant (its expansions, then 11 tokens: a full pass and a partial one) against
+/// the scalar row dots for Q1_0 and both Q2_0 block sizes, two tiles (the second partial); row 0
+/// has every bit or code set, row 1 none.
+pub fn check_gemm(k: &GemmKernels) -> Result<(), String> {
+    let mut rng = Rng::new(0x6e33);
+    let (ne0, ne1) = (256usize, TILE + 7);
+    let bufs: Vec<Vec<u32>> = (0..11).map(|_| random_act(&mut rng, ne0).1).collect();
+    let acts: Vec<Act> = bufs.iter().map(|b| Act::from_bytes(as_bytes(b), ne0)).collect::<Result<_, _>>()?;
+    for &fmt in [Format::Q1_0, Format::Q2_0, Format::Q2_0G64].iter() {
+        let rb = fmt.row_bytes(ne0);
+        let (block, bbytes) = (fmt.block_len(), fmt.block_bytes());
+        let mut rows = random_rows(&mut rng, fmt, ne0, ne1, true);
+        for b in 0..ne0 / block {
+            for i in 2..bbytes {
+                rows[bbytes * b + i] = 0xFF;
+                rows[rb + bbytes * b + i] = 0;
+            }
+        }
+        let p1 = if fmt == Format::Q1_0 { Some(PackedQ1::pack(&rows, ne0, ne1)) } else { None };
+        let p2 = if fmt == Format::Q1_0 { None } else { Some(PackedQ2::pack(&rows, ne0, ne1, block)) };
+        let mut exp = Expanded::default();
+        for tile in 0..(ne1 + TILE - 1) / TILE {
+            match (&p1, &p2) {
+                (Some(p), _) => (k.q1_expand)(p.tile(tile), p.nb, exp.bytes_mut(ne0 / 128)),
+                (_, Some(p)) => (k.q2_expand)(p, tile, exp.bytes_mut(ne0 / 128)),
+                _ => return Err("no packed tensor".to_string()),
+            }
+            let mut out = vec![[0.0f32; TILE]; acts.len()];
+            (k.tokens)(exp.bytes(), ne0 / 128, &acts, &mut out);
+            for (t, a) in acts.iter().enumerate() {
+                for r in 0..TILE.min(ne1 - tile * TILE) {
+                    let row = tile * TILE + r;
+                    let want = (SCALAR.dot_fn(fmt))(&rows[row * rb..(row + 1) * rb], a, ne0);
+                    if want.to_bits() != out[t][r].to_bits() {
+                        return Err(format!("{} GEMM differs from scalar for {} at token {} row {} ({} vs {})", k.name, fmt.name(), t, row, out[t][r], want));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Attention against the scalar reference for each KV type, with query-head pairs and a lone
 /// head (`n_head / n_head_kv` even and odd), `head_dim` 32 and 64.
 pub fn check_attention(k: &AttnKernels) -> Result<(), String> {
@@ -138,8 +182,22 @@ mod tests {
         if let Some(k) = t.lut() {
             check_lut(k).unwrap();
         }
+        // the AVX2 set too where the best table has the AVX-512 one (BONSAI_LUT=avx2 picks it)
+        #[cfg(all(target_arch = "x86_64", bk_f16c))]
+        {
+            if t.lut().is_some() {
+                check_lut(&crate::lut::AVX2).unwrap();
+            }
+        }
         if let Some(k) = t.attention() {
             check_attention(k).unwrap();
+        }
+        for k in crate::dispatch::gemm_variants() {
+            if available() & k.isa == k.isa {
+                check_gemm(k).unwrap();
+            } else {
+                eprintln!("skipped: no {} (GEMM self-check)", k.name);
+            }
         }
         // Where SIMD runs, the lookup-table and attention families run with it.
         #[cfg(any(all(target_arch = "x86_64", bk_f16c), target_arch = "aarch64"))]
@@ -155,6 +213,9 @@ mod tests {
     }
     fn zero_q2_tile(_: &PackedQ2, _: usize, _: &[u8], _: &[f32], out: &mut [f32; TILE]) {
         *out = [0.0; TILE];
+    }
+    fn zero_tokens(_: &[u8], _: usize, _: &[Act], out: &mut [[f32; TILE]]) {
+        out.iter_mut().for_each(|o| *o = [0.0; TILE]);
     }
     fn zero_scores(_: usize, _: &[f32], _: usize, _: KvView, _: usize, _: f32, out: &mut [f32]) {
         out.iter_mut().for_each(|x| *x = 0.0);
@@ -172,6 +233,9 @@ mod tests {
         };
         let err = check_lut(&lut).unwrap_err();
         assert!(err.contains("Q1_0 tile differs"), "{}", err);
+        let gemm = GemmKernels { name: "broken", id: 0, isa: 0, q1_expand: crate::gemm::expand_scalar, q2_expand: crate::gemm::expand_q2_scalar, tokens: zero_tokens };
+        let err = check_gemm(&gemm).unwrap_err();
+        assert!(err.contains("broken GEMM differs"), "{}", err);
         let attn = AttnKernels { name: "broken", scores: zero_scores, weighted_sum: no_sum };
         let err = check_attention(&attn).unwrap_err();
         assert!(err.contains("attention (kv type 0"), "{}", err);

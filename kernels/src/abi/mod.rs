@@ -79,6 +79,14 @@ pub extern "C" fn bk_lut_enabled() -> u32 {
     crate::lut::available() as u32
 }
 
+/// The GEMM variant prompt chunks of packed Q1_0 tensors run on now: 0 none (the lookup-table
+/// kernels: no VNNI, `BONSAI_NO_GEMM` set, or a forced lower ISA), 1 AVX-512 VNNI, 2 AVX-VNNI,
+/// 3 NEON dotprod (`sdot`).
+#[no_mangle]
+pub extern "C" fn bk_gemm_path() -> u32 {
+    guard(0, || Ok(dispatch::table().gemm().map_or(0, |k| k.id)))
+}
+
 #[no_mangle]
 pub extern "C" fn bk_set_threads(n: u32) -> u32 {
     guard(0, || Ok(pool::set_threads(n as usize) as u32))

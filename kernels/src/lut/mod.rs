@@ -5,6 +5,8 @@
 //! buffers per thread and one tile's output.
 
 pub mod q1;
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+pub mod q1_avx512;
 pub mod q2;
 
 use crate::act::Act;
@@ -49,6 +51,49 @@ pub const AVX2: LutKernels = LutKernels {
     q2_tables: avx2_entry::q2_tables,
     q2_tile: avx2_entry::q2_tile,
 };
+
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+mod avx512_entry {
+    //! Safe wrappers: only reachable through tables that require AVX-512 F + BW, AVX2 and F16C.
+    use super::TILE;
+    use crate::lut::q1_avx512 as k;
+    pub fn q1_tables(q: &[i8], ne0: usize, tab: &mut [u8]) { unsafe { k::build_tables(q, ne0, tab) } }
+    pub fn q1_tile(w: &[u8], tab: &[u8], d: &[f32], nb: usize, out: &mut [f32; TILE]) { unsafe { k::tile_dot(w, tab, d, nb, out) } }
+}
+
+/// AVX-512BW Q1_0 kernels (zmm lookups); Q2_0 stays on the AVX2 kernels.
+#[cfg(all(target_arch = "x86_64", bk_avx512))]
+pub const AVX512: LutKernels = LutKernels {
+    name: "avx512",
+    q1_tables: avx512_entry::q1_tables,
+    q1_tile: avx512_entry::q1_tile,
+    q2_tables: avx2_entry::q2_tables,
+    q2_tile: avx2_entry::q2_tile,
+};
+
+/// Environment variable that picks a lower lookup-table variant: `avx2` runs the AVX2 kernels on
+/// an AVX-512 CPU (A/B runs: keep whichever measures faster on a CPU).
+pub const VARIANT_ENV: &str = "BONSAI_LUT";
+
+static ENV_ONCE: std::sync::Once = std::sync::Once::new();
+static AVX2_ONLY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Overrides [`VARIANT_ENV`] (true: the AVX2 kernels); for benchmarks comparing the variants in
+/// one process.
+pub fn set_avx2_only(on: bool) {
+    env_wants_avx2();
+    AVX2_ONLY.store(on as u32, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// True when [`VARIANT_ENV`] asks for the AVX2 kernels (read once).
+pub fn env_wants_avx2() -> bool {
+    use std::sync::atomic::Ordering;
+    ENV_ONCE.call_once(|| {
+        let v = std::env::var(VARIANT_ENV).map_or(false, |v| v == "avx2");
+        AVX2_ONLY.store(v as u32, Ordering::SeqCst);
+    });
+    AVX2_ONLY.load(Ordering::Relaxed) == 1
+}
 
 #[cfg(target_arch = "aarch64")]
 mod neon_entry {
