@@ -5,34 +5,10 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { Model } from "../../runtime/model.ts";
-import { Scheduler, type SchedulerOptions } from "../../runtime/scheduler.ts";
-import { tinyModel } from "../../test/fixtures.ts";
+import type { Scheduler } from "../../runtime/scheduler.ts";
 import { serveStdin } from "../stdin.ts";
-import { type HttpOptions, type HttpServer, serveHttp } from "./server.ts";
-
-interface Setup {
-  scheduler: Scheduler;
-  server: HttpServer;
-  client: OpenAI;
-}
-
-/** Runs `body` against a server on a free port over the tiny model. */
-export async function withServer(
-  opts: { scheduler?: SchedulerOptions; http?: HttpOptions },
-  body: (s: Setup) => Promise<void>,
-): Promise<void> {
-  const model = await Model.load(await tinyModel(), { threads: 1 });
-  const scheduler = new Scheduler(model, { contextSize: 256, maxTokens: 16, parallel: 2, ...opts.scheduler });
-  const server = await serveHttp(scheduler, { port: 0, modelName: "tiny", ...opts.http });
-  const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: opts.http?.apiKey ?? "unused", maxRetries: 0 });
-  try {
-    await body({ scheduler, server, client });
-  } finally {
-    await server.close();
-    model.close();
-  }
-}
+import { serveHttp } from "./server.ts";
+import { withServer } from "./test_server.ts";
 
 /** Waits until `cond` holds (polling), failing after `ms`. */
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
