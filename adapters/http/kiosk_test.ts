@@ -141,8 +141,13 @@ Deno.test("kiosk page: the stop button stops a long answer and frees its slot", 
       await shoot(page, shots, "kiosk-800x480-streaming");
       await page.click("#stop");
       await until(() => lastAnswer(page), (a) => a?.state === "stopped", 5000, "the stopped state");
-      await until(async () => s.scheduler.activeCount, (n) => n === 0, 5000, "the slot to be freed");
-      await until(async () => s.server.metrics.snapshot().requests.cancelled, (n) => n === 1, 5000, "the cancel");
+      await until(() => Promise.resolve(s.scheduler.activeCount), (n) => n === 0, 5000, "the slot to be freed");
+      await until(
+        () => Promise.resolve(s.server.metrics.snapshot().requests.cancelled),
+        (n) => n === 1,
+        5000,
+        "the cancel",
+      );
       assert.equal(await page.$eval("#send", (e) => (e as HTMLElement).hidden), false);
       await shoot(page, shots, "kiosk-800x480-stopped");
     });
