@@ -1,13 +1,17 @@
 /**
- * `bonsai serve`: load a model and answer generation requests over MQTT until SIGINT/SIGTERM.
+ * `bonsai serve`: load a model and answer generation requests over MQTT and/or HTTP (the
+ * OpenAI-compatible API and the kiosk page, adapters/http/) until SIGINT/SIGTERM.
  */
 import { numberFlag, parseFlags, UsageError } from "./args.ts";
 import { MqttService } from "../adapters/mqtt/service.ts";
 import { DEFAULT_MAX_PAYLOAD, resolveMqttOptions } from "../adapters/mqtt/options.ts";
 import { nodeTopics } from "../adapters/mqtt/topics.ts";
 import { MODEL_FLAGS, MODEL_FLAGS_USAGE, parseModelFlags, setupModel } from "./setup.ts";
+import { parseListenAddress } from "../adapters/http/address.ts";
+import { type HttpServer, serveHttp } from "../adapters/http/server.ts";
 
 export const SERVE_USAGE = `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]
+       bonsai serve --model FILE --http [HOST:]PORT [options]    (or both, over one scheduler)
 
 Answers generation requests over MQTT (5, falling back to 3.1.1). Topics, under PREFIX/NODE/:
   request  requests (JSON or CBOR); replies go to the MQTT 5 Response Topic with the
@@ -15,9 +19,16 @@ Answers generation requests over MQTT (5, falling back to 3.1.1). Topics, under 
   cancel   {"id": ...} (or the request's Correlation Data) cancels a running request
   status   retained presence: online (model, shape, capabilities, limits) or offline
 
+HTTP (--http): the OpenAI API at /v1 (chat/completions, completions, models), /health,
+/metrics (Prometheus) and the kiosk chat page at /. Any model name is accepted.
+      --http ADDR         listen on PORT or HOST:PORT (host default 127.0.0.1; 0.0.0.0:8080
+                          for every interface)
+      --api-key KEY       bearer token the API and /metrics require (better: BONSAI_API_KEY)
+      --kiosk-system TEXT system prompt of the kiosk page's conversations
+
 Options:
-      --mqtt URL          broker: mqtt://host:1883, mqtts://host:8883, ws://, wss:// (required)
-      --node NAME         this node's name, one topic level (required)
+      --mqtt URL          broker: mqtt://host:1883, mqtts://host:8883, ws://, wss://
+      --node NAME         this node's name, one topic level (required with --mqtt)
       --prefix P          topic prefix (default bonsai)
       --client-id ID      MQTT client id (default bonsai-NODE)
       --username U        broker user name
@@ -54,6 +65,9 @@ const OPTIONS = {
   "mqtt-version": { type: "string" },
   "max-payload": { type: "string" },
   keepalive: { type: "string" },
+  http: { type: "string" },
+  "api-key": { type: "string" },
+  "kiosk-system": { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -66,10 +80,16 @@ export async function serveCommand(args: string[]): Promise<number> {
     return 0;
   }
   const flags = parseModelFlags(v);
-  if (!v.mqtt) {
-    throw new UsageError("--mqtt URL is required (e.g. mqtt://127.0.0.1:1883)");
+  if (!v.mqtt && !v.http) {
+    throw new UsageError("give --mqtt URL (e.g. mqtt://127.0.0.1:1883), --http [HOST:]PORT, or both");
   }
-  if (!v.node) throw new UsageError("--node NAME is required");
+  if (v.mqtt && !v.node) throw new UsageError("--node NAME is required with --mqtt");
+  let listen;
+  try {
+    listen = v.http ? parseListenAddress(v.http) : undefined;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const versions: Record<string, 4 | 5 | undefined> = {
     auto: undefined,
     "5": 5,
@@ -83,8 +103,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     );
   }
   const mqttOptions = {
-    url: v.mqtt,
-    node: v.node,
+    url: v.mqtt ?? "",
+    node: v.node ?? "",
     prefix: v.prefix,
     clientId: v["client-id"],
     username: v.username,
@@ -110,8 +130,10 @@ export async function serveCommand(args: string[]): Promise<number> {
   };
   // Everything about the broker is checked before the model loads (which can take many seconds).
   try {
-    const resolved = resolveMqttOptions(mqttOptions);
-    nodeTopics(resolved.prefix, resolved.node);
+    if (v.mqtt) {
+      const resolved = resolveMqttOptions(mqttOptions);
+      nodeTopics(resolved.prefix, resolved.node);
+    }
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -120,7 +142,27 @@ export async function serveCommand(args: string[]): Promise<number> {
     if (!v.quiet) Deno.stderr.writeSync(encoder.encode(`bonsai serve: ${s}\n`));
   };
 
-  const { model, scheduler, settings } = await setupModel(flags, { log });
+  // HTTP listens while the model loads: /health says loading, the API answers 503.
+  const setup = setupModel(flags, { log });
+  let http: HttpServer | undefined;
+  if (listen) {
+    try {
+      http = await serveHttp(setup.then((s) => s.scheduler), {
+        ...listen,
+        apiKey: v["api-key"] ?? Deno.env.get("BONSAI_API_KEY"),
+        kioskSystem: v["kiosk-system"],
+        modelName: flags.model.replace(/^.*[\\/]/, "").replace(/\.gguf$/i, ""),
+        log,
+      });
+    } catch (e) {
+      setup.then((s) => s.model.close(), () => {});
+      throw e;
+    }
+  }
+  const { model, scheduler, settings } = await setup.catch(async (e) => {
+    await http?.close();
+    throw e;
+  });
   const controller = new AbortController();
   let signal: Deno.Signal | undefined;
   const onSignal = (name: Deno.Signal) => () => {
@@ -134,15 +176,17 @@ export async function serveCommand(args: string[]): Promise<number> {
   const handlers = (["SIGINT", "SIGTERM"] as const).map((name) => [name, onSignal(name)] as const);
   for (const [name, h] of handlers) Deno.addSignalListener(name, h);
   try {
-    const service = new MqttService(scheduler, { ...mqttOptions, log });
-    log(
-      `connecting to ${v.mqtt} as node '${v.node}' (requests on ${service.topics.request})`,
-    );
-    try {
-      await service.start(controller.signal);
-    } catch (e) {
-      if (controller.signal.aborted) return signal === "SIGINT" ? 130 : 0;
-      throw e;
+    const service = v.mqtt ? new MqttService(scheduler, { ...mqttOptions, log }) : undefined;
+    if (service) {
+      log(
+        `connecting to ${v.mqtt} as node '${v.node}' (requests on ${service.topics.request})`,
+      );
+      try {
+        await service.start(controller.signal);
+      } catch (e) {
+        if (controller.signal.aborted) return signal === "SIGINT" ? 130 : 0;
+        throw e;
+      }
     }
     log(
       `serving: ${settings.parallel} in parallel, KV ${scheduler.contextSize} tokens each, queue ${scheduler.maxQueue}`,
@@ -153,14 +197,24 @@ export async function serveCommand(args: string[]): Promise<number> {
       })
     );
     log(`${signal}: stopping`);
-    await service.stop();
-    const s = service.stats;
-    log(
-      `served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, no reply address ${s.droppedNoReplyTo}`,
-    );
+    await http?.close();
+    if (http) {
+      const r = http.metrics.snapshot().requests;
+      log(
+        `HTTP: served ${r.completed}, cancelled ${r.cancelled}, failed ${r.failed}, busy ${r.busy}, rejected ${r.rejected}`,
+      );
+    }
+    if (service) {
+      await service.stop();
+      const s = service.stats;
+      log(
+        `served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, no reply address ${s.droppedNoReplyTo}`,
+      );
+    }
     return signal === "SIGINT" ? 130 : 0;
   } finally {
     for (const [name, h] of handlers) Deno.removeSignalListener(name, h);
+    await http?.close();
     model.close();
   }
 }

@@ -312,14 +312,18 @@ export async function serveHttp(
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `http://${host}:${addr.port}`;
   opts.log?.(`HTTP API on ${url}/v1 (kiosk page ${url}/)`);
+  let closing: Promise<void> | undefined;
   return {
     url,
     port: addr.port,
     metrics,
     finished: server.finished,
-    async close() {
-      cancelAll();
-      await server.shutdown();
+    close() {
+      if (!closing) {
+        cancelAll();
+        closing = server.shutdown();
+      }
+      return closing;
     },
   };
 }
