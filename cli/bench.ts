@@ -4,7 +4,7 @@
  */
 import { UsageError } from "./args.ts";
 
-export const BENCH_USAGE = `Usage: bonsai bench [--suite speed|concurrency|constrain|memory] [-- suite options]
+export const BENCH_USAGE = `Usage: bonsai bench [--suite speed|concurrency|constrain|memory|http] [-- suite options]
 
 Runs a benchmark on synthetic Bonsai-shaped models (generated once into models/) and prints a
 table (and JSON). Figures are ratios within one run on this machine, not absolute promises.
@@ -18,6 +18,8 @@ Suites:
   concurrency  aggregate tok/s with 1, 4, 16 and 50 requests at once (continuous batching)
   constrain    cost per token of the structured-output mask next to a decode step
   memory       peak RSS of a decode against the memory estimate (--shape 4b --ctx 4096)
+  http         HTTP adapter overhead per 1-token request against the scheduler alone, and the
+               latency of each streamed chunk (--requests 200, --tokens 64, --model FILE)
 
 Options:
   -s, --suite NAME   which benchmark (default speed)
@@ -29,6 +31,7 @@ const SUITES: Record<string, string> = {
   concurrency: "../bench/concurrency.ts",
   constrain: "../bench/constrain.ts",
   memory: "../bench/memory_budget.ts",
+  http: "../bench/http.ts",
 };
 
 /** Runs the command; returns the exit code. */
