@@ -16,7 +16,7 @@ const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/go
     return false;
   }
 });
-if (!CHROMIUM) console.log("kiosk page browser test skipped: no chromium (apt-get install chromium)");
+if (!CHROMIUM) console.log("kiosk page browser test: skipped: no chromium (apt-get install chromium)");
 
 const opts = { sanitizeResources: false, sanitizeOps: false, ignore: !CHROMIUM };
 
