@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { withServer } from "./test_server.ts";
+import { withServer } from "../../test/http_server.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 

@@ -8,7 +8,7 @@ import OpenAI from "openai";
 import type { Scheduler } from "../../runtime/scheduler.ts";
 import { serveStdin } from "../stdin.ts";
 import { serveHttp } from "./server.ts";
-import { withServer } from "./test_server.ts";
+import { withServer } from "../../test/http_server.ts";
 
 /** Waits until `cond` holds (polling), failing after `ms`. */
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {

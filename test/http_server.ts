@@ -2,10 +2,10 @@
  * Test helper: an HTTP server over the tiny synthetic model, with an `openai` client for it.
  */
 import OpenAI from "openai";
-import { Model } from "../../runtime/model.ts";
-import { Scheduler, type SchedulerOptions } from "../../runtime/scheduler.ts";
-import { tinyModel } from "../../test/fixtures.ts";
-import { type HttpOptions, type HttpServer, serveHttp } from "./server.ts";
+import { Model } from "../runtime/model.ts";
+import { Scheduler, type SchedulerOptions } from "../runtime/scheduler.ts";
+import { tinyModel } from "./fixtures.ts";
+import { type HttpOptions, type HttpServer, serveHttp } from "../adapters/http/server.ts";
 
 /** What a test body gets. */
 export interface Setup {
