@@ -108,3 +108,4 @@ export { parseToolCalls } from "./runtime/constrain/tools.ts";
 export { serveStdin, type StdinAdapterOptions, type StdinSummary } from "./adapters/stdin.ts";
 export { MqttService, type MqttServiceOptions, type MqttServiceStats } from "./adapters/mqtt/service.ts";
 export { parseWireRequest, type WireRequest } from "./adapters/request.ts";
+export { createHttpHandler, type HttpOptions, type HttpServer, serveHttp } from "./adapters/http/server.ts";

@@ -70,3 +70,16 @@ Deno.test("attention bench: one timing per thread count and context, longer cont
     k.setThreads(before);
   }
 });
+
+Deno.test("http bench: overhead and chunk latency figures on the tiny model", {
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const { measureHttp } = await import("./http.ts");
+  const r = await measureHttp(await tinyModel(), { requests: 5, tokens: 8 });
+  assert.equal(r.requests, 5);
+  assert.ok(r.schedulerMs.p50 > 0 && r.httpMs.p50 > 0 && r.httpStreamMs.p50 > 0);
+  assert.equal(r.overheadMs, Math.round((r.httpMs.p50 - r.schedulerMs.p50) * 1000) / 1000);
+  assert.ok(r.streamTokens >= 1 && r.streamTokens <= 8, `${r.streamTokens} chunks`);
+  assert.ok(Number.isFinite(r.chunkLatencyMs.p50));
+});

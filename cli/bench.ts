@@ -4,7 +4,7 @@
  */
 import { UsageError } from "./args.ts";
 
-export const BENCH_USAGE = `Usage: bonsai bench [--suite speed|concurrency|constrain|memory|fleet] [-- suite options]
+export const BENCH_USAGE = `Usage: bonsai bench [--suite speed|concurrency|constrain|memory|fleet|http] [-- suite options]
 
 Runs a benchmark on synthetic Bonsai-shaped models (generated once into models/) and prints a
 table (and JSON). Figures are ratios within one run on this machine, not absolute promises.
@@ -21,6 +21,8 @@ Suites:
   fleet        aggregate tok/s with 1, 2, 3 serve nodes in one MQTT share group (local
                mosquitto; the nodes share this machine's cores) and the broker overhead of a
                1-token request. Options: --nodes 1,2,3 --requests 24 --tokens 16 --shape tiny|1.7b
+  http         HTTP adapter overhead per 1-token request against the scheduler alone, and the
+               latency of each streamed chunk (--requests 200, --tokens 64, --model FILE)
 
 Options:
   -s, --suite NAME   which benchmark (default speed)
@@ -33,6 +35,7 @@ const SUITES: Record<string, string> = {
   constrain: "../bench/constrain.ts",
   memory: "../bench/memory_budget.ts",
   fleet: "../bench/fleet.ts",
+  http: "../bench/http.ts",
 };
 
 /** Runs the command; returns the exit code. */

@@ -10,7 +10,8 @@ Usage: bonsai <command> [options]
 
 Commands:
   run     answer prompts from stdin (text or JSON lines), streaming tokens to stdout
-  serve   answer requests over MQTT (JSON or CBOR, streamed, concurrent), with presence
+  serve   answer requests over MQTT (JSON or CBOR, with presence) and/or HTTP (OpenAI API,
+          kiosk page), streamed and concurrent
   synth   write a Bonsai-shaped test model (random 1-bit weights, real Qwen3 tokenizer)
   info    show this machine's CPU features and kernels, and a model file's header
   bench   measure speed, batching, structured-output cost or memory on generated models

@@ -1,5 +1,6 @@
 /**
- * `bonsai serve`: load a model and answer generation requests over MQTT until SIGINT/SIGTERM.
+ * `bonsai serve`: load a model and answer generation requests over MQTT and/or HTTP (one scheduler)
+ * until SIGINT/SIGTERM; SIGHUP reloads the model file.
  */
 import { numberFlag, parseFlags, UsageError } from "./args.ts";
 import { MqttFatalError as MqttFatalErrorClass, MqttService } from "../adapters/mqtt/service.ts";
@@ -11,8 +12,11 @@ import { ReloadableScheduler, type ReloadMode } from "../runtime/reloadable.ts";
 import { loadServeConfig } from "./serve_config.ts";
 import { Metrics } from "../adapters/metrics.ts";
 import { readThermal } from "../devices/thermal.ts";
+import { parseListenAddress } from "../adapters/http/address.ts";
+import { type HttpServer, serveHttp } from "../adapters/http/server.ts";
 
 export const SERVE_USAGE = `Usage: bonsai serve --model FILE --mqtt URL --node NAME [options]
+       bonsai serve --model FILE --http [HOST:]PORT [options]    (or both, over one scheduler)
 
 Answers generation requests over MQTT (5, falling back to 3.1.1). Topics, under PREFIX/NODE/:
   request  requests (JSON or CBOR); replies go to the MQTT 5 Response Topic with the
@@ -23,6 +27,13 @@ Answers generation requests over MQTT (5, falling back to 3.1.1). Topics, under 
   metrics  retained counters and gauges, every --metrics-interval seconds
 With --group G the node also serves PREFIX/group/G/request (MQTT shared subscription
 $share/G/...: the broker gives each request to one node of the group) and PREFIX/group/G/cancel.
+
+HTTP (--http): the OpenAI API at /v1 (chat/completions, completions, models), /health,
+/metrics (Prometheus) and the kiosk chat page at /. Any model name is accepted.
+      --http ADDR         listen on PORT or HOST:PORT (host default 127.0.0.1; 0.0.0.0:8080
+                          for every interface)
+      --api-key KEY       bearer token the API and /metrics require (better: BONSAI_API_KEY)
+      --kiosk-system TEXT system prompt of the kiosk page's conversations
 
 Options:
       --mqtt URL          broker: mqtt://host:1883, mqtts://host:8883, ws://, wss:// (required)
@@ -93,6 +104,9 @@ const OPTIONS = {
   "drain-timeout": { type: "string" },
   config: { type: "string" },
   reload: { type: "string" },
+  http: { type: "string" },
+  "api-key": { type: "string" },
+  "kiosk-system": { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -105,10 +119,16 @@ export async function serveCommand(args: string[]): Promise<number> {
     return 0;
   }
   const flags = parseModelFlags(v);
-  if (!v.mqtt) {
-    throw new UsageError("--mqtt URL is required (e.g. mqtt://127.0.0.1:1883)");
+  if (!v.mqtt && !v.http) {
+    throw new UsageError("give --mqtt URL (e.g. mqtt://127.0.0.1:1883), --http [HOST:]PORT, or both");
   }
-  if (!v.node) throw new UsageError("--node NAME is required");
+  if (v.mqtt && !v.node) throw new UsageError("--node NAME is required with --mqtt");
+  let listen;
+  try {
+    listen = v.http ? parseListenAddress(v.http) : undefined;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const versions: Record<string, 4 | 5 | undefined> = {
     auto: undefined,
     "5": 5,
@@ -122,8 +142,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     );
   }
   const mqttOptions = {
-    url: v.mqtt,
-    node: v.node,
+    url: v.mqtt ?? "",
+    node: v.node ?? "",
     prefix: v.prefix,
     clientId: v["client-id"],
     username: v.username,
@@ -171,8 +191,10 @@ export async function serveCommand(args: string[]): Promise<number> {
   const config = v.config !== undefined ? loadServeConfig(v.config) : {};
   // Everything about the broker is checked before the model loads (which can take many seconds).
   try {
-    const resolved = resolveMqttOptions(mqttOptions);
-    nodeTopics(resolved.prefix, resolved.node, resolved.group);
+    if (v.mqtt) {
+      const resolved = resolveMqttOptions(mqttOptions);
+      nodeTopics(resolved.prefix, resolved.node, resolved.group);
+    }
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -183,9 +205,27 @@ export async function serveCommand(args: string[]): Promise<number> {
     if (!v.quiet) Deno.stderr.writeSync(encoder.encode(`bonsai serve: ${s}\n`));
   };
 
-  const setup = await setupModel(flags, { log });
-  const { settings } = setup;
-  const scheduler = new ReloadableScheduler(setup.scheduler);
+  // HTTP listens while the model loads: /health says loading, the API answers 503.
+  const setup = setupModel(flags, { log }).then((s) => ({ ...s, host: new ReloadableScheduler(s.scheduler) }));
+  let http: HttpServer | undefined;
+  if (listen) {
+    try {
+      http = await serveHttp(setup.then((s) => s.host), {
+        ...listen,
+        apiKey: v["api-key"] ?? Deno.env.get("BONSAI_API_KEY"),
+        kioskSystem: v["kiosk-system"],
+        modelName: flags.model.replace(/^.*[\\/]/, "").replace(/\.gguf$/i, ""),
+        log,
+      });
+    } catch (e) {
+      setup.then((s) => s.model.close(), () => {});
+      throw e;
+    }
+  }
+  const { settings, host: scheduler } = await setup.catch(async (e) => {
+    await http?.close();
+    throw e;
+  });
   let reloading: Promise<unknown> = Promise.resolve();
   const onReload = () => {
     log(`SIGHUP: reloading ${flags.model}`);
@@ -206,7 +246,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const handlers = (["SIGINT", "SIGTERM"] as const).map((name) => [name, onSignal(name)] as const);
   for (const [name, h] of handlers) Deno.addSignalListener(name, h);
   try {
-    const service = new MqttService(scheduler, {
+    const service = v.mqtt ? new MqttService(scheduler, {
       ...mqttOptions,
       log,
       metrics: new Metrics({ plan: settings.plan, thermal: () => readThermal() }),
@@ -218,19 +258,19 @@ export async function serveCommand(args: string[]): Promise<number> {
         fatal = e;
         controller.abort();
       },
-    });
-    log(
-      `connecting to ${v.mqtt} as node '${v.node}' (requests on ${service.topics.request})`,
-    );
-    try {
-      await service.start(controller.signal);
-    } catch (e) {
-      if (e instanceof MqttFatalErrorClass) {
-        log(e.message);
-        return e.exitCode;
+    }) : undefined;
+    if (service) {
+      log(`connecting to ${v.mqtt} as node '${v.node}' (requests on ${service.topics.request})`);
+      try {
+        await service.start(controller.signal);
+      } catch (e) {
+        if (e instanceof MqttFatalErrorClass) {
+          log(e.message);
+          return e.exitCode;
+        }
+        if (controller.signal.aborted) return signal === "SIGINT" ? 130 : 0;
+        throw e;
       }
-      if (controller.signal.aborted) return signal === "SIGINT" ? 130 : 0;
-      throw e;
     }
     log(
       `serving: ${settings.parallel} in parallel, KV ${scheduler.contextSize} tokens each, queue ${scheduler.maxQueue}`,
@@ -242,21 +282,30 @@ export async function serveCommand(args: string[]): Promise<number> {
     );
     if (fatal) {
       log(`exiting: ${fatal.message}`);
-      await service.stop();
+      await http?.close();
+      await service?.stop();
       return fatal.exitCode;
     }
     log(`${signal}: stopping`);
-    await service.stop({ drain, drainTimeoutMs: drainTimeout * 1000 });
-    const s = service.stats;
-    log(
-      `served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, ` +
-        `no reply address ${s.droppedNoReplyTo}, reply refused ${s.replyRefused}, retained ignored ${s.retainedIgnored}, ` +
-        `duplicate ids ${s.duplicates}, redeliveries ignored ${s.redelivered}`,
-    );
+    await http?.close();
+    if (http) {
+      const r = http.metrics.snapshot().requests;
+      log(`HTTP: served ${r.completed}, cancelled ${r.cancelled}, failed ${r.failed}, busy ${r.busy}, rejected ${r.rejected}`);
+    }
+    if (service) {
+      await service.stop({ drain, drainTimeoutMs: drainTimeout * 1000 });
+      const s = service.stats;
+      log(
+        `served ${s.completed}, cancelled ${s.cancelled}, failed ${s.failed}, busy ${s.busy}, expired ${s.expired}, ` +
+          `no reply address ${s.droppedNoReplyTo}, reply refused ${s.replyRefused}, retained ignored ${s.retainedIgnored}, ` +
+          `duplicate ids ${s.duplicates}, redeliveries ignored ${s.redelivered}`,
+      );
+    }
     return signal === "SIGINT" ? 130 : 0;
   } finally {
     for (const [name, h] of handlers) Deno.removeSignalListener(name, h);
     Deno.removeSignalListener("SIGHUP", onReload);
+    await http?.close();
     await reloading;
     scheduler.model.close();
   }

@@ -156,6 +156,15 @@ function chatParts(messages: ChatMessage[], opts: ChatOptions): Part[] {
       } else {
         parts.push({ text: content });
       }
+      // As the Qwen3 template renders message.tool_calls: one tagged call each, newline-separated.
+      (m.toolCalls ?? []).forEach((call, j) => {
+        if (j > 0 || content !== "") parts.push({ text: "\n" });
+        parts.push(
+          { special: "<tool_call>" },
+          { text: `\n{"name": "${call.name}", "arguments": ${pythonJson(call.arguments)}}\n` },
+          { special: "</tool_call>" },
+        );
+      });
       endTurn();
     } else if (m.role === "tool") {
       if (i === 0 || messages[i - 1].role !== "tool") {

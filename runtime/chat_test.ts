@@ -172,3 +172,31 @@ Deno.test("encodeChat: a prompt of 150k tokens encodes (no stack overflow from s
   const ids = encodeChat(tok, [{ role: "user", content: text }]);
   assert.ok(ids.length > 150000, `only ${ids.length} tokens`);
 });
+
+Deno.test("renderChat writes an assistant turn's tool calls as the Qwen3 template does", () => {
+  const text = renderChat([
+    { role: "user", content: "Stop the arm" },
+    {
+      role: "assistant",
+      content: "",
+      toolCalls: [{ name: "stop", arguments: {} }, { name: "set", arguments: { v: 1 } }],
+    },
+    { role: "tool", content: '{"ok": true}' },
+  ]);
+  assert.ok(
+    text.includes(
+      '<|im_start|>assistant\n<tool_call>\n{"name": "stop", "arguments": {}}\n</tool_call>\n' +
+        '<tool_call>\n{"name": "set", "arguments": {"v": 1}}\n</tool_call><|im_end|>\n',
+    ),
+    text,
+  );
+  const withText = renderChat([{ role: "user", content: "x" }, {
+    role: "assistant",
+    content: "Calling.",
+    toolCalls: [{ name: "a", arguments: {} }],
+  }, { role: "user", content: "y" }]);
+  assert.ok(
+    withText.includes('Calling.\n<tool_call>\n{"name": "a", "arguments": {}}\n</tool_call><|im_end|>'),
+    withText,
+  );
+});

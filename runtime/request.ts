@@ -11,6 +11,8 @@
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | "tool";
   content: string;
+  /** Calls an assistant turn made (history of a tool round trip), rendered after its content. */
+  toolCalls?: ToolCall[];
 }
 
 /** Sampling settings; zero or absent values switch a stage off. */
