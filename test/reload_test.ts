@@ -11,7 +11,7 @@ import { TestClient } from "./mqtt_client.ts";
 const CLI = new URL("../cli/main.ts", import.meta.url).pathname;
 
 /** Reads a child's stderr lines into `lines` and wakes waiters. */
-function lineWatcher(stream: ReadableStream<Uint8Array>) {
+function lineWatcher(stream: ReadableStream<Uint8Array<ArrayBuffer>>) {
   const lines: string[] = [];
   let wake: (() => void) | undefined;
   (async () => {
