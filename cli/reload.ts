@@ -21,17 +21,23 @@ export interface ReloadOptions {
   log: (line: string) => void;
 }
 
+/** What a reload did: `ok` once the new model serves, else why it was refused. */
+export interface ReloadResult {
+  ok: boolean;
+  message: string;
+}
+
 /**
- * Loads `flags.model` again and swaps it in. Resolves true once the new model serves (the old one
- * may still be finishing its requests), false when the reload was refused (the old model serves
- * on); never throws.
+ * Loads `flags.model` again and swaps it in. Resolves `ok` once the new model serves (the old one
+ * may still be finishing its requests), not `ok` when the reload was refused (the old model serves
+ * on); never throws. The message is also logged.
  */
 export async function reloadModel(
   host: ReloadableScheduler,
   flags: ModelFlags,
   settings: DeviceSettings,
   opts: ReloadOptions,
-): Promise<boolean> {
+): Promise<ReloadResult> {
   const old = host.model;
   try {
     const file = await readGguf(flags.model);
@@ -54,15 +60,18 @@ export async function reloadModel(
       model.close();
       throw e;
     }
-    opts.log(`reload: ${config.name} from ${flags.model} serves new requests; the old model ${opts.mode === "finish" ? "finishes" : "cancels"} its ${host.activeCount + host.queuedCount} request(s)`);
+    const message = `reload: ${config.name} from ${flags.model} serves new requests; the old model ` +
+      `${opts.mode === "finish" ? "finishes" : "cancels"} its ${host.activeCount + host.queuedCount} request(s)`;
+    opts.log(message);
     host.replace(scheduler, opts.mode).then(
       () => opts.log("reload: the old model is closed"),
       (e) => opts.log(`reload: closing the old model failed: ${(e as Error).message}`),
     );
-    return true;
+    return { ok: true, message };
   } catch (e) {
-    opts.log(`reload refused: ${(e as Error).message}; still serving ${old.config.name} as loaded`);
-    return false;
+    const message = `reload refused: ${(e as Error).message}; still serving ${old.config.name} as loaded`;
+    opts.log(message);
+    return { ok: false, message };
   }
 }
 

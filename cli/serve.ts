@@ -7,7 +7,7 @@ import { MqttFatalError as MqttFatalErrorClass, MqttService } from "../adapters/
 import { DEFAULT_MAX_PAYLOAD, resolveMqttOptions } from "../adapters/mqtt/options.ts";
 import { nodeTopics } from "../adapters/mqtt/topics.ts";
 import { MODEL_FLAGS, MODEL_FLAGS_USAGE, parseModelFlags, setupModel } from "./setup.ts";
-import { reloadModel } from "./reload.ts";
+import { reloadModel, type ReloadResult } from "./reload.ts";
 import { ReloadableScheduler, type ReloadMode } from "../runtime/reloadable.ts";
 import { loadServeConfig } from "./serve_config.ts";
 import { Metrics } from "../adapters/metrics.ts";
@@ -29,7 +29,8 @@ With --group G the node also serves PREFIX/group/G/request (MQTT shared subscrip
 $share/G/...: the broker gives each request to one node of the group) and PREFIX/group/G/cancel.
 
 HTTP (--http): the OpenAI API at /v1 (chat/completions, completions, models), /health,
-/metrics (Prometheus) and the kiosk chat page at /. Any model name is accepted.
+/metrics (Prometheus), the kiosk chat page at / and POST /admin/reload (as SIGHUP; needs
+--api-key). Any model name is accepted.
       --http ADDR         listen on PORT or HOST:PORT (host default 127.0.0.1; 0.0.0.0:8080
                           for every interface)
       --api-key KEY       bearer token the API and /metrics require (better: BONSAI_API_KEY)
@@ -205,6 +206,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     if (!v.quiet) Deno.stderr.writeSync(encoder.encode(`bonsai serve: ${s}\n`));
   };
 
+  let reloadNow = (_why: string): Promise<ReloadResult> =>
+    Promise.resolve({ ok: false, message: "the model is still loading" });
   // HTTP listens while the model loads: /health says loading, the API answers 503.
   const setup = setupModel(flags, { log }).then((s) => ({ ...s, host: new ReloadableScheduler(s.scheduler) }));
   let http: HttpServer | undefined;
@@ -216,6 +219,7 @@ export async function serveCommand(args: string[]): Promise<number> {
         kioskSystem: v["kiosk-system"],
         modelName: flags.model.replace(/^.*[\\/]/, "").replace(/\.gguf$/i, ""),
         log,
+        reload: () => reloadNow("POST /admin/reload"),
       });
     } catch (e) {
       setup.then((s) => s.model.close(), () => {});
@@ -226,11 +230,15 @@ export async function serveCommand(args: string[]): Promise<number> {
     await http?.close();
     throw e;
   });
+  // One reload at a time, whether asked by SIGHUP or by the HTTP admin action.
   let reloading: Promise<unknown> = Promise.resolve();
-  const onReload = () => {
-    log(`SIGHUP: reloading ${flags.model}`);
-    reloading = reloading.then(() => reloadModel(scheduler, flags, settings, { mode: reloadMode, log }));
+  reloadNow = (why) => {
+    log(`${why}: reloading ${flags.model}`);
+    const result = reloading.then(() => reloadModel(scheduler, flags, settings, { mode: reloadMode, log }));
+    reloading = result;
+    return result;
   };
+  const onReload = () => void reloadNow("SIGHUP");
   Deno.addSignalListener("SIGHUP", onReload);
   const controller = new AbortController();
   let signal: Deno.Signal | undefined;

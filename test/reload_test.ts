@@ -106,3 +106,48 @@ Deno.test({
     }
   },
 });
+
+Deno.test("POST /admin/reload: the same reload over HTTP, only with the API key", async () => {
+  const { freePort } = await import("./mqtt_brokers.ts");
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/model.gguf`;
+  await Deno.copyFile(await tinyModel(), path);
+  const port = freePort();
+  const serve = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "--no-check", CLI, "serve", "-m", path, "--http", `127.0.0.1:${port}`, "--api-key", "k1", "--ctx", "256"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const log = lineWatcher(serve.stderr);
+  const reload = (key?: string) =>
+    fetch(`http://127.0.0.1:${port}/admin/reload`, { method: "POST", headers: key ? { authorization: `Bearer ${key}` } : {} })
+      .then(async (r) => ({ status: r.status, body: await r.json() }));
+  try {
+    await log.until(/serving:/);
+    assert.equal((await reload()).status, 401);
+    assert.equal((await reload("wrong")).status, 401);
+    await Deno.copyFile(await synthModel({ shape: "tiny", seed: 9 }), `${dir}/new.gguf`);
+    await Deno.rename(`${dir}/new.gguf`, path);
+    const ok = await reload("k1");
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.reloaded, true);
+    await Deno.writeFile(path, new TextEncoder().encode("not a model"));
+    const refused = await reload("k1");
+    assert.equal(refused.status, 409);
+    assert.match(refused.body.message, /reload refused: .*still serving/);
+    const health = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.json());
+    assert.equal(health.status, "ok");
+    serve.kill("SIGTERM");
+    assert.equal((await serve.status).code, 0);
+  } finally {
+    try {
+      serve.kill("SIGKILL");
+    } catch {
+      // exited
+    }
+    await serve.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -53,6 +53,12 @@ export interface HttpOptions {
   metrics?: RequestMetrics;
   /** Receives one line per notable event (listening, bugs). */
   log?: (line: string) => void;
+  /**
+   * `POST /admin/reload` calls this (the command's model reload, as SIGHUP does) and answers 200
+   * when the new model serves, 409 when the reload was refused (the old model serves on). Needs
+   * `apiKey`: without one the route answers 403, so no unauthenticated client can trigger it.
+   */
+  reload?: () => Promise<{ ok: boolean; message: string }>;
 }
 
 /** A running server. */
@@ -168,15 +174,24 @@ export function createHttpHandler(
           return new Response(renderPrometheus(metrics.snapshot(), ready ? runtimeGauges(ready) : undefined), {
             headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
           });
+        case "POST /admin/reload": {
+          if (!opts.reload) throw new HttpError(404, "NOT_FOUND", "this server has no reload action");
+          if (opts.apiKey === undefined) {
+            throw new HttpError(403, "FORBIDDEN", "admin actions need an API key (--api-key or BONSAI_API_KEY)");
+          }
+          checkBearer(req, opts.apiKey);
+          const r = await opts.reload();
+          return Response.json({ reloaded: r.ok, message: r.message }, { status: r.ok ? 200 : 409 });
+        }
         case "GET /":
         case "GET /index.html":
           return new Response(kioskPage({ model: modelName, system: opts.kioskSystem ?? "" }), {
             headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" },
           });
       }
-      const known = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/"];
+      const known = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/", "/admin/reload"];
       if (known.includes(path)) {
-        const allow = path.startsWith("/v1/c") ? "POST" : "GET";
+        const allow = path.startsWith("/v1/c") || path.startsWith("/admin/") ? "POST" : "GET";
         throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use ${allow}`, {
           allow,
         });
