@@ -85,6 +85,25 @@ function bubble(cls, text) {
   return div;
 }
 
+// The bubble is redrawn at most once per frame: a fast model sends chunks faster than a small
+// device can lay out a growing text, and the Stop button must stay responsive.
+let frame = 0;
+let shown = null;
+function show(out, text, chunks, started) {
+  shown = { out, text, chunks, started };
+  if (!frame) frame = requestAnimationFrame(draw);
+}
+function draw() {
+  frame = 0;
+  if (!shown) return;
+  const { out, text, chunks, started } = shown;
+  shown = null;
+  out.textContent = text;
+  log.scrollTop = log.scrollHeight;
+  const s = (performance.now() - started) / 1000;
+  if (s > 0.2) speed.textContent = (chunks / s).toFixed(1) + " tok/s";
+}
+
 function busy(on) {
   send.hidden = on;
   stop.hidden = !on;
@@ -143,19 +162,19 @@ async function ask(question) {
         const delta = obj.choices && obj.choices[0] && obj.choices[0].delta;
         if (delta && delta.content) {
           text += delta.content;
-          out.textContent = text;
-          log.scrollTop = log.scrollHeight;
           chunks++;
-          const s = (performance.now() - started) / 1000;
-          if (s > 0.2) speed.textContent = (chunks / s).toFixed(1) + " tok/s";
+          show(out, text, chunks, started);
         }
         if (obj.timings && obj.timings.predicted_per_second) {
+          draw();
           speed.textContent = obj.timings.predicted_per_second.toFixed(1) + " tok/s";
         }
       }
     }
+    draw();
     out.dataset.state = "done";
   } catch (e) {
+    draw();
     if (e.name === "AbortError") {
       out.dataset.state = "stopped";
     } else {

@@ -26,6 +26,8 @@ async function withBrowser(body: (browser: Browser, shots: string) => Promise<vo
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
+    // A page that stops answering fails the test in a minute, not after puppeteer's 3 minutes per call.
+    protocolTimeout: 60_000,
     args: [
       "--headless",
       "--no-sandbox",

@@ -181,3 +181,24 @@ Deno.test("200 concurrent requests with the queue full: 429 with Retry-After, no
     assert.equal(health.status, "ok");
   });
 });
+
+Deno.test("a generation that fails midway: 400 with its code, or a last error frame when streamed", opts, async () => {
+  await withServer({ scheduler: { contextSize: 64, maxTokens: 500 } }, async ({ server }) => {
+    const body = { messages: [{ role: "user", content: "Go on and on" }], max_tokens: 500 };
+    const plain = await post(server.url, JSON.stringify(body));
+    assert.equal(plain.status, 400);
+    assert.equal(plain.json.error.code, "CONTEXT_FULL");
+    assert.match(plain.json.error.message, /context full/);
+    const r = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+    assert.equal(r.status, 200);
+    const frames = (await r.text()).split("\n\n").filter((f) => f !== "").map((f) => f.replace(/^data: /, ""));
+    assert.equal(frames.at(-1), "[DONE]");
+    assert.equal(JSON.parse(frames.at(-2)!).error.code, "CONTEXT_FULL");
+    const m = server.metrics.snapshot().requests;
+    assert.equal(m.failed, 2);
+    assert.equal(m.rejected, 0);
+  });
+});

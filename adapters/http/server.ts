@@ -88,6 +88,8 @@ export function createHttpHandler(
     scheduler.then((s) => ready = s, (e) => loadError = e);
   } else ready = scheduler;
   const running = new Set<AbortController>();
+  // Errors of a generation that had started, counted as failed (not as rejected input).
+  const counted = new WeakSet<object>();
   const limits = { maxBytes: opts.maxBodyBytes ?? 1 << 20, timeoutMs: opts.bodyTimeoutMs ?? 10_000 };
   const modelName = opts.modelName ?? "bonsai";
 
@@ -137,6 +139,10 @@ export function createHttpHandler(
         if (done?.type !== "done") throw new HttpError(500, "INTERNAL", "generation ended without a done event");
         metrics.finished(done.stats, done.finishReason === "cancelled");
         return Response.json(kind === "chat" ? chatCompletion(who, done) : textCompletion(who, done));
+      } catch (e) {
+        metrics.count("failed");
+        if (typeof e === "object" && e !== null) counted.add(e);
+        throw e;
       } finally {
         cleanup();
       }
@@ -199,7 +205,10 @@ export function createHttpHandler(
       throw new HttpError(404, "NOT_FOUND", `no such endpoint: ${req.method} ${path}`);
     } catch (e) {
       const { status } = describeError(e);
-      if (path.startsWith("/v1/c")) metrics.count(status === 429 ? "busy" : status >= 500 ? "failed" : "rejected");
+      const fresh = typeof e !== "object" || e === null || !counted.has(e);
+      if (path.startsWith("/v1/c") && fresh) {
+        metrics.count(status === 429 ? "busy" : status >= 500 ? "failed" : "rejected");
+      }
       if (status === 500) opts.log?.(`bug answering ${req.method} ${path}: ${(e as Error)?.stack ?? e}`);
       return errorResponse(e);
     }
