@@ -36,8 +36,20 @@ const SAMPLING_FIELDS: Record<string, keyof SamplingOptions> = {
 };
 
 const OTHER_FIELDS = new Set([
-  "id", "prompt", "messages", "system", "max_tokens", "stop", "stop_tokens", "raw", "think", "stream",
-  "json_schema", "grammar", "tools", "tool_choice",
+  "id",
+  "prompt",
+  "messages",
+  "system",
+  "max_tokens",
+  "stop",
+  "stop_tokens",
+  "raw",
+  "think",
+  "stream",
+  "json_schema",
+  "grammar",
+  "tools",
+  "tool_choice",
 ]);
 
 const ROLES = new Set(["system", "user", "assistant", "tool"]);

@@ -4,8 +4,15 @@ import { doneEvent, parseWireRequest, tokenEvent, wireError } from "./request.ts
 
 Deno.test("a full request maps to the runtime's fields", () => {
   const r = parseWireRequest({
-    id: 7, prompt: "hi", system: "be brief", max_tokens: 5, temperature: 0, top_k: 3, seed: 9,
-    stop: "\n", stream: false,
+    id: 7,
+    prompt: "hi",
+    system: "be brief",
+    max_tokens: 5,
+    temperature: 0,
+    top_k: 3,
+    seed: 9,
+    stop: "\n",
+    stream: false,
   });
   assert.equal(r.id, 7);
   assert.equal(r.stream, false);
@@ -16,8 +23,17 @@ Deno.test("a full request maps to the runtime's fields", () => {
 });
 
 Deno.test("wire events: id only when given, llama.cpp usage and timings, advice added to runtime errors", () => {
-  assert.deepEqual(tokenEvent(undefined, { type: "token", token: 5, text: "a" }), { event: "token", text: "a", token: 5 });
-  assert.deepEqual(tokenEvent("r", { type: "token", token: -1, text: "é" }), { event: "token", id: "r", text: "é", token: -1 });
+  assert.deepEqual(tokenEvent(undefined, { type: "token", token: 5, text: "a" }), {
+    event: "token",
+    text: "a",
+    token: 5,
+  });
+  assert.deepEqual(tokenEvent("r", { type: "token", token: -1, text: "é" }), {
+    event: "token",
+    id: "r",
+    text: "é",
+    token: -1,
+  });
   const stats = {
     promptTokens: 3,
     cachedPromptTokens: 1,

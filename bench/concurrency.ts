@@ -36,7 +36,12 @@ if (levels.some((n) => !Number.isInteger(n) || n < 1) || !(tokens >= 1) || !(max
 
 const path = await ensureModel(v.shape!);
 const model = await Model.load(path, { threads: v.threads ? Number(v.threads) : undefined });
-const PROMPTS = ["Report the line status.", "Which valve is open?", "Summarise the last alarm.", "Is the arm at home position?"];
+const PROMPTS = [
+  "Report the line status.",
+  "Which valve is open?",
+  "Summarise the last alarm.",
+  "Is the arm at home position?",
+];
 
 interface Row {
   concurrent: number;
@@ -54,7 +59,12 @@ try {
   await run(new Scheduler(model, { parallel: 1, contextSize: ctx }), 1, 4);
   for (const n of levels) {
     const parallel = Math.min(n, maxParallel);
-    const scheduler = new Scheduler(model, { parallel, contextSize: ctx, maxQueue: n, maxBatch: Math.max(64, parallel) });
+    const scheduler = new Scheduler(model, {
+      parallel,
+      contextSize: ctx,
+      maxQueue: n,
+      maxBatch: Math.max(64, parallel),
+    });
     rows.push(await run(scheduler, n, tokens));
     const r = rows.at(-1)!;
     console.error(`${n} concurrent: ${r.aggregateTokensPerSecond.toFixed(1)} tok/s aggregate`);
@@ -71,7 +81,14 @@ async function run(scheduler: Scheduler, n: number, maxTokens: number): Promise<
   let total = 0;
   await Promise.all(Array.from({ length: n }, async (_, i) => {
     let first = 0;
-    for await (const ev of scheduler.submit({ prompt: PROMPTS[i % PROMPTS.length], maxTokens, stop: [], sampling: { temperature: 0.7, seed: i } })) {
+    for await (
+      const ev of scheduler.submit({
+        prompt: PROMPTS[i % PROMPTS.length],
+        maxTokens,
+        stop: [],
+        sampling: { temperature: 0.7, seed: i },
+      })
+    ) {
       if (ev.type === "token" && first === 0) first = performance.now() - t0;
       if (ev.type === "done") {
         total += ev.stats.completionTokens;
@@ -98,10 +115,24 @@ function round(x: number): number {
 }
 
 const header = ["concurrent", "parallel", "tokens", "wall s", "aggregate tok/s", "per-request tok/s", "TTFT p50 ms"];
-const table = rows.map((r) => [r.concurrent, r.parallel, r.tokens, r.wallSeconds, r.aggregateTokensPerSecond, r.perRequestTokensPerSecond, r.ttftMedianMs].map(String));
+const table = rows.map((r) =>
+  [
+    r.concurrent,
+    r.parallel,
+    r.tokens,
+    r.wallSeconds,
+    r.aggregateTokensPerSecond,
+    r.perRequestTokensPerSecond,
+    r.ttftMedianMs,
+  ].map(String)
+);
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
 const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join("  ");
-console.log(`${model.config.name} (${v.shape}), ${tokens} tokens per request, KV ${ctx} tokens per slot, kernels ${model.kernels.isaActive().join("+") || "scalar"} x${model.kernels.threads()}`);
+console.log(
+  `${model.config.name} (${v.shape}), ${tokens} tokens per request, KV ${ctx} tokens per slot, kernels ${
+    model.kernels.isaActive().join("+") || "scalar"
+  } x${model.kernels.threads()}`,
+);
 console.log(line(header));
 for (const t of table) console.log(line(t));
 const result = { bench: "concurrency", shape: v.shape, tokensPerRequest: tokens, contextSize: ctx, rows };

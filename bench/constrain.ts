@@ -94,15 +94,28 @@ const model = await Model.load(path, { threads: values.threads ? Number(values.t
 const tok = model.tokenizer;
 let t0 = performance.now();
 tokenIndex(tok);
-console.log(`token index + trie for ${tok.vocabSize} tokens: ${(performance.now() - t0).toFixed(0)} ms (once per process)`);
+console.log(
+  `token index + trie for ${tok.vocabSize} tokens: ${(performance.now() - t0).toFixed(0)} ms (once per process)`,
+);
 
 const grammars: [string, () => Grammar][] = [
-  ...Object.entries(TEST_SCHEMAS).map(([name, s]) => [`schema ${name}`, () => jsonSchemaToGrammar(s)] as [string, () => Grammar]),
-  ["tool calls", () => toolCallsGrammar([{ name: "set_speed", parameters: { type: "object", properties: { mps: { type: "number" } }, required: ["mps"] } }, { name: "stop" }])],
+  ...Object.entries(TEST_SCHEMAS).map(([name, s]) =>
+    [`schema ${name}`, () => jsonSchemaToGrammar(s)] as [string, () => Grammar]
+  ),
+  [
+    "tool calls",
+    () =>
+      toolCallsGrammar([{
+        name: "set_speed",
+        parameters: { type: "object", properties: { mps: { type: "number" } }, required: ["mps"] },
+      }, { name: "stop" }]),
+  ],
 ];
 console.log("\nconstraint cost per token (ms; sampler time with the constraint minus without, same logits):");
 console.log("(negative: in narrow states the sampler scans the trie's short list instead of the vocabulary)");
-console.log("grammar              run   tokens  mean   p50    p95    max    | with constraint mean, p95 | sampler alone mean");
+console.log(
+  "grammar              run   tokens  mean   p50    p95    max    | with constraint mean, p95 | sampler alone mean",
+);
 const overall: number[] = [];
 const overallWith: number[] = [];
 const overallPlain: number[] = [];
@@ -122,8 +135,12 @@ for (const [name, make] of grammars) {
     const s = stats(extra);
     const w = stats(costs.perToken);
     console.log(
-      `${name.padEnd(20)} ${run}  ${String(costs.tokens).padStart(6)}  ${s.mean.toFixed(2).padStart(5)}  ${s.p50.toFixed(2).padStart(5)}  ` +
-        `${s.p95.toFixed(2).padStart(5)}  ${s.max.toFixed(2).padStart(5)}  | ${w.mean.toFixed(2)}, ${w.p95.toFixed(2)} | ` +
+      `${name.padEnd(20)} ${run}  ${String(costs.tokens).padStart(6)}  ${s.mean.toFixed(2).padStart(5)}  ${
+        s.p50.toFixed(2).padStart(5)
+      }  ` +
+        `${s.p95.toFixed(2).padStart(5)}  ${s.max.toFixed(2).padStart(5)}  | ${w.mean.toFixed(2)}, ${
+          w.p95.toFixed(2)
+        } | ` +
         `${stats(costs.baseline).mean.toFixed(2)}` +
         (run === "cold" ? `   (compile ${compileMs.toFixed(1)} ms)` : ""),
     );
@@ -133,15 +150,23 @@ for (const [name, make] of grammars) {
 const nTokens = Number(values.tokens);
 const scheduler = new Scheduler(model, { contextSize: 256 });
 let decodeMs = 0;
-for await (const ev of scheduler.submit({ prompt: "Describe the route.", maxTokens: nTokens, sampling: { temperature: 0 } })) {
+for await (
+  const ev of scheduler.submit({ prompt: "Describe the route.", maxTokens: nTokens, sampling: { temperature: 0 } })
+) {
   if (ev.type === "done") decodeMs = ev.stats.decodeMs / Math.max(1, ev.stats.completionTokens - 1);
 }
 const warm = stats(overall);
 const withC = stats(overallWith);
-console.log(`\ndecode step (${what}, ${model.kernels.threads()} threads, unconstrained): ${decodeMs.toFixed(1)} ms/token`);
 console.log(
-  `constrained pick (sampler + constraint), warm, all grammars: mean ${withC.mean.toFixed(2)} ms, p95 ${withC.p95.toFixed(2)} ms ` +
-    `= ${(100 * withC.mean / decodeMs).toFixed(1)}% of a decode step; sampler alone ${stats(overallPlain).mean.toFixed(2)} ms; ` +
+  `\ndecode step (${what}, ${model.kernels.threads()} threads, unconstrained): ${decodeMs.toFixed(1)} ms/token`,
+);
+console.log(
+  `constrained pick (sampler + constraint), warm, all grammars: mean ${withC.mean.toFixed(2)} ms, p95 ${
+    withC.p95.toFixed(2)
+  } ms ` +
+    `= ${(100 * withC.mean / decodeMs).toFixed(1)}% of a decode step; sampler alone ${
+      stats(overallPlain).mean.toFixed(2)
+    } ms; ` +
     `constraint minus sampler alone: mean ${warm.mean.toFixed(2)} ms, p95 ${warm.p95.toFixed(2)} ms`,
 );
 model.close();

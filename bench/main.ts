@@ -80,9 +80,7 @@ for (const shape of models) {
   const path = await ensureModel(shape, "models", type);
   for (const t of threadCounts) {
     // the prefix-cache line runs once per model, on all threads
-    const prefix = t === Math.max(...threadCounts)
-      ? ["--prefix", quick ? "100" : "400"]
-      : [];
+    const prefix = t === Math.max(...threadCounts) ? ["--prefix", quick ? "100" : "400"] : [];
     const m = await child([
       "--model",
       path,
@@ -96,13 +94,15 @@ for (const shape of models) {
     ]);
     // The same prefill without the prompt GEMM (issue 16: the new path against the old one).
     const noGemm = m.gemm
-      ? await child(["--model", path, "--threads", String(t), "--prompt", String(nPrompt), "--decode", "1"], { BONSAI_NO_GEMM: "1" })
+      ? await child(["--model", path, "--threads", String(t), "--prompt", String(nPrompt), "--decode", "1"], {
+        BONSAI_NO_GEMM: "1",
+      })
       : undefined;
     runs.push({ shape, ...m, prefillNoGemmTokS: noGemm?.prefillTokS });
     console.error(
-      `${shape} x${t}: decode ${fmt(m.decodeTokS)} tok/s, prefill ${
-        fmt(m.prefillTokS)
-      } tok/s${noGemm ? ` (${fmt(noGemm.prefillTokS)} without the ${m.gemm} GEMM)` : ""}`,
+      `${shape} x${t}: decode ${fmt(m.decodeTokS)} tok/s, prefill ${fmt(m.prefillTokS)} tok/s${
+        noGemm ? ` (${fmt(noGemm.prefillTokS)} without the ${m.gemm} GEMM)` : ""
+      }`,
     );
   }
 }
@@ -113,7 +113,15 @@ const tAll = Math.max(...threadCounts);
 /** bench/overhead.ts on the first model with all threads, in its own process (`env` added). */
 async function overheadRun(env: Record<string, string>): Promise<Overhead> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", new URL("./overhead.ts", import.meta.url).pathname, "--model", await ensureModel(models[0], "models", type), "--threads", String(tAll)],
+    args: [
+      "run",
+      "--allow-all",
+      new URL("./overhead.ts", import.meta.url).pathname,
+      "--model",
+      await ensureModel(models[0], "models", type),
+      "--threads",
+      String(tAll),
+    ],
     stdout: "piped",
     stderr: "inherit",
     env,
@@ -202,7 +210,9 @@ console.log(
     `${fmt(ovh.dispatchesPerStep, 0)} pool dispatches x ${fmt(ovh.dispatchUs, 2)} us)`,
 );
 console.log(
-  `${type} path (${models[0]}, ${ovh.threads} threads, short context): lookup tables ${fmt(ovh.stepMs, 1)} ms per decode step, ` +
+  `${type} path (${models[0]}, ${ovh.threads} threads, short context): lookup tables ${
+    fmt(ovh.stepMs, 1)
+  } ms per decode step, ` +
     `row kernels (BONSAI_NO_LUT=1) ${fmt(rowKernels.stepMs, 1)} ms`,
 );
 for (const r of rows) {
@@ -210,7 +220,9 @@ for (const r of rows) {
     `prefill path (${r.shape}, ${r.threads} thr): ${r.gemm ? `${r.gemm} GEMM` : "lookup tables / row kernels"} ` +
       `${fmt(r.prefillTokS)} tok/s` +
       (r.prefillNoGemmTokS
-        ? `, lookup tables (BONSAI_NO_GEMM=1) ${fmt(r.prefillNoGemmTokS)} tok/s (GEMM ${fmt(r.prefillTokS / r.prefillNoGemmTokS, 2)}x)`
+        ? `, lookup tables (BONSAI_NO_GEMM=1) ${fmt(r.prefillNoGemmTokS)} tok/s (GEMM ${
+          fmt(r.prefillTokS / r.prefillNoGemmTokS, 2)
+        }x)`
         : "") +
       `; prefill / decode ${fmt(r.prefillTokS / r.decodeTokS, 2)}x`,
   );
@@ -221,9 +233,7 @@ for (const r of runs) {
       `prefix cache (${r.shape}, ${r.threads} thr): ${r.prefix.promptTokens}-token prompt, TTFT cold ${
         fmt(r.prefix.coldTtftMs, 0)
       } ms, ` +
-        `repeated ${
-          fmt(r.prefix.warmTtftMs, 0)
-        } ms (${r.prefix.warmCachedTokens} tokens from cache)`,
+        `repeated ${fmt(r.prefix.warmTtftMs, 0)} ms (${r.prefix.warmCachedTokens} tokens from cache)`,
     );
   }
 }
@@ -238,7 +248,9 @@ console.log(
 const memoryShape = models.includes("4b") ? "4b" : models[models.length - 1];
 const memory = await measureMemory(memoryShape, quick ? 1024 : 4096, quick ? 8 : 32, type);
 console.log(
-  `memory (${memory.shape} ${memory.type}, ctx ${memory.contextSize}): estimated ${fmt(memory.estimatedBytes / 2 ** 20, 0)} MiB, ` +
+  `memory (${memory.shape} ${memory.type}, ctx ${memory.contextSize}): estimated ${
+    fmt(memory.estimatedBytes / 2 ** 20, 0)
+  } MiB, ` +
     `peak RSS ${fmt(memory.peakRssBytes / 2 ** 20, 0)} MiB (${fmt(100 * memory.error, 1)}%)`,
 );
 

@@ -144,9 +144,8 @@ async function prefixCache(
   model: Model,
   n: number,
 ): Promise<NonNullable<Measurement["prefix"]>> {
-  const words =
-    "the robot checks its sensors and reports the status of every joint motor and battery cell"
-      .split(" ");
+  const words = "the robot checks its sensors and reports the status of every joint motor and battery cell"
+    .split(" ");
   let system = "";
   for (let i = 0; model.tokenizer.encode(system).length < n; i++) {
     system += words[i % words.length] + " ";

@@ -29,7 +29,17 @@ export async function measureMemory(
 ): Promise<MemoryResult> {
   const path = await ensureModel(shape, "models", type);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--child", path, "--ctx", String(contextSize), "--tokens", String(tokens)],
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--child",
+      path,
+      "--ctx",
+      String(contextSize),
+      "--tokens",
+      String(tokens),
+    ],
     stdout: "piped",
     stderr: "inherit",
   });
@@ -49,7 +59,9 @@ async function child(path: string, contextSize: number, tokens: number): Promise
   const est = estimateMemory(file, qwen3ConfigFromGguf(file), { contextSize });
   const model = await Model.load(path, { file });
   const scheduler = new Scheduler(model, { contextSize });
-  for await (const _ of scheduler.submit({ prompt: "Report status.", maxTokens: tokens, sampling: { temperature: 0 } })) { /* decode */ }
+  for await (
+    const _ of scheduler.submit({ prompt: "Report status.", maxTokens: tokens, sampling: { temperature: 0 } })
+  ) { /* decode */ }
   const status = await Deno.readTextFile("/proc/self/status");
   const peak = Number(/VmHWM:\s+(\d+)/.exec(status)![1]) * 1024;
   console.log(JSON.stringify({
@@ -77,7 +89,11 @@ if (import.meta.main) {
     if (values.json) console.log(JSON.stringify(r));
     else {
       const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
-      console.log(`${r.shape} ctx ${r.contextSize}: estimated ${mib(r.estimatedBytes)}, peak RSS ${mib(r.peakRssBytes)} (${(r.error * 100).toFixed(1)}%)`);
+      console.log(
+        `${r.shape} ctx ${r.contextSize}: estimated ${mib(r.estimatedBytes)}, peak RSS ${mib(r.peakRssBytes)} (${
+          (r.error * 100).toFixed(1)
+        }%)`,
+      );
       console.log(`  ${Object.entries(r.parts).map(([k, v]) => `${k} ${mib(v)}`).join(", ")}`);
     }
   }

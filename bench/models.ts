@@ -22,9 +22,7 @@ export async function ensureModel(
   const s = BENCH_SHAPES[shape];
   if (!s) {
     throw new Error(
-      `unknown bench shape '${shape}' (${
-        Object.keys(BENCH_SHAPES).join(", ")
-      })`,
+      `unknown bench shape '${shape}' (${Object.keys(BENCH_SHAPES).join(", ")})`,
     );
   }
   const path = `${dir}/bench-${shape}-${type}.gguf`;

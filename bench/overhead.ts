@@ -126,7 +126,11 @@ export async function measureOverhead(path: string, threads: number, steps = 32)
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { model: { type: "string" }, threads: { type: "string", default: "0" }, steps: { type: "string", default: "32" } },
+    options: {
+      model: { type: "string" },
+      threads: { type: "string", default: "0" },
+      steps: { type: "string", default: "32" },
+    },
   });
   if (!values.model) throw new Error("--model PATH is required");
   console.log(JSON.stringify(await measureOverhead(values.model, Number(values.threads), Number(values.steps))));

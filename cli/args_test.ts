@@ -9,8 +9,7 @@ Deno.test("sizes parse with binary units", () => {
   assert.throws(() => parseByteSize("lots"), /not a size/);
   assert.throws(
     () => byteSizeFlag("max-memory", "lots"),
-    (e) =>
-      e instanceof UsageError && /--max-memory: not a size/.test(e.message),
+    (e) => e instanceof UsageError && /--max-memory: not a size/.test(e.message),
   );
   assert.equal(byteSizeFlag("max-memory", undefined), undefined);
 });

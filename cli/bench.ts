@@ -4,7 +4,8 @@
  */
 import { UsageError } from "./args.ts";
 
-export const BENCH_USAGE = `Usage: bonsai bench [--suite speed|concurrency|constrain|memory|fleet|http] [-- suite options]
+export const BENCH_USAGE =
+  `Usage: bonsai bench [--suite speed|concurrency|constrain|memory|fleet|http] [-- suite options]
 
 Runs a benchmark on synthetic Bonsai-shaped models (generated once into models/) and prints a
 table (and JSON). Figures are ratios within one run on this machine, not absolute promises.

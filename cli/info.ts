@@ -78,7 +78,14 @@ export async function collectInfo(modelPath?: string, deviceFlag?: string): Prom
       kv_bytes_per_token_f16: KvCache.bytesPerToken(config, "f16"),
     };
     const plan = deviceSettings(choice, footprintOf(file, config)).plan;
-    info.plan = { ctx: plan.contextSize, parallel: plan.parallel, needed_bytes: plan.neededBytes, budget_bytes: plan.budgetBytes, fits: plan.fits, notes: plan.notes };
+    info.plan = {
+      ctx: plan.contextSize,
+      parallel: plan.parallel,
+      needed_bytes: plan.neededBytes,
+      budget_bytes: plan.budgetBytes,
+      fits: plan.fits,
+      notes: plan.notes,
+    };
   }
   return info;
 }
@@ -95,7 +102,10 @@ export async function infoCommand(args: string[]): Promise<number> {
     console.log(INFO_USAGE);
     return 0;
   }
-  if (values.device !== undefined && values.device !== "auto" && !(DEVICE_IDS as readonly string[]).includes(values.device)) {
+  if (
+    values.device !== undefined && values.device !== "auto" &&
+    !(DEVICE_IDS as readonly string[]).includes(values.device)
+  ) {
     throw new UsageError(`--device must be one of ${DEVICE_IDS.join(", ")}, auto; got '${values.device}'`);
   }
   const info = await collectInfo(values.model, values.device);
@@ -103,11 +113,23 @@ export async function infoCommand(args: string[]): Promise<number> {
     console.log(JSON.stringify(info, null, 2));
     return 0;
   }
-  const k = info.kernels as { library: string; available: string[]; active: string[]; lookup_tables: boolean; prompt_gemm: string | null };
+  const k = info.kernels as {
+    library: string;
+    available: string[];
+    active: string[];
+    lookup_tables: boolean;
+    prompt_gemm: string | null;
+  };
   console.log(`os:        ${info.os}, ${info.cpus} CPUs, ${gib(info.memory_bytes as number)} memory`);
   const dv = info.device as Record<string, unknown>;
-  console.log(`device:    ${dv.name} [${dv.profile}] (${dv.source === "detected" ? `detected: ${dv.reason}` : "--device"})`);
-  console.log(`  cpu:     ${dv.cpu ?? "unknown"}, ${dv.logical_cpus} CPUs / ${dv.physical_cores} cores${dv.board ? `, board '${dv.board}'` : ""}`);
+  console.log(
+    `device:    ${dv.name} [${dv.profile}] (${dv.source === "detected" ? `detected: ${dv.reason}` : "--device"})`,
+  );
+  console.log(
+    `  cpu:     ${dv.cpu ?? "unknown"}, ${dv.logical_cpus} CPUs / ${dv.physical_cores} cores${
+      dv.board ? `, board '${dv.board}'` : ""
+    }`,
+  );
   console.log(
     `  profile: ${dv.threads} threads, ctx ${dv.default_ctx} x ${dv.default_parallel}, ` +
       `memory budget ${mib(dv.memory_budget_bytes as number)} of ${gib(dv.memory_bytes as number)}`,
@@ -136,9 +158,17 @@ export async function infoCommand(args: string[]): Promise<number> {
   if (m) {
     const c = m.config as Record<string, unknown>;
     console.log(`model:     ${m.path} (GGUF v${m.gguf_version}, ${mib(m.file_bytes as number)})`);
-    console.log(`  ${c.name}: ${c.nLayer} layers, embedding ${c.nEmbd}, ffn ${c.nFf}, heads ${c.nHead}/${c.nHeadKv} x ${c.headDim}`);
-    console.log(`  vocab ${c.nVocab}, context ${c.contextLength}, rope base ${c.ropeBase}, scaling ${(c.ropeScaling as { type: string }).type}`);
-    console.log(`  tensors: ${Object.entries(m.tensor_types as Record<string, number>).map(([t, n]) => `${n} ${t}`).join(", ")}`);
+    console.log(
+      `  ${c.name}: ${c.nLayer} layers, embedding ${c.nEmbd}, ffn ${c.nFf}, heads ${c.nHead}/${c.nHeadKv} x ${c.headDim}`,
+    );
+    console.log(
+      `  vocab ${c.nVocab}, context ${c.contextLength}, rope base ${c.ropeBase}, scaling ${
+        (c.ropeScaling as { type: string }).type
+      }`,
+    );
+    console.log(
+      `  tensors: ${Object.entries(m.tensor_types as Record<string, number>).map(([t, n]) => `${n} ${t}`).join(", ")}`,
+    );
     console.log(`  KV cache: ${((m.kv_bytes_per_token_f16 as number) / 1024).toFixed(0)} KiB per token (f16)`);
     const plan = info.plan as { ctx: number; parallel: number; needed_bytes: number; fits: boolean; notes: string[] };
     console.log(

@@ -3,7 +3,15 @@
  */
 import { parseFlags, UsageError } from "./args.ts";
 import { serveStdin } from "../adapters/stdin.ts";
-import { MODEL_FLAGS, MODEL_FLAGS_USAGE, parseModelFlags, parseSamplingFlags, SAMPLING_FLAGS, SAMPLING_FLAGS_USAGE, setupModel } from "./setup.ts";
+import {
+  MODEL_FLAGS,
+  MODEL_FLAGS_USAGE,
+  parseModelFlags,
+  parseSamplingFlags,
+  SAMPLING_FLAGS,
+  SAMPLING_FLAGS_USAGE,
+  setupModel,
+} from "./setup.ts";
 
 export const RUN_USAGE = `Usage: bonsai run --model FILE [options]
 

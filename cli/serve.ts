@@ -200,7 +200,9 @@ export async function serveCommand(args: string[]): Promise<number> {
     throw new UsageError((e as Error).message);
   }
   const reloadMode = (v.reload ?? "finish") as ReloadMode;
-  if (reloadMode !== "finish" && reloadMode !== "cancel") throw new UsageError(`--reload must be finish or cancel, got '${v.reload}'`);
+  if (reloadMode !== "finish" && reloadMode !== "cancel") {
+    throw new UsageError(`--reload must be finish or cancel, got '${v.reload}'`);
+  }
   const encoder = new TextEncoder();
   const log = (s: string) => {
     if (!v.quiet) Deno.stderr.writeSync(encoder.encode(`bonsai serve: ${s}\n`));
@@ -254,19 +256,21 @@ export async function serveCommand(args: string[]): Promise<number> {
   const handlers = (["SIGINT", "SIGTERM"] as const).map((name) => [name, onSignal(name)] as const);
   for (const [name, h] of handlers) Deno.addSignalListener(name, h);
   try {
-    const service = v.mqtt ? new MqttService(scheduler, {
-      ...mqttOptions,
-      log,
-      metrics: new Metrics({ plan: settings.plan, thermal: () => readThermal() }),
-      metricsInterval,
-      groupQueue,
-      requestDefaults: config.requestDefaults,
-      maxTokensLimit: config.maxTokensLimit,
-      onFatal: (e) => {
-        fatal = e;
-        controller.abort();
-      },
-    }) : undefined;
+    const service = v.mqtt
+      ? new MqttService(scheduler, {
+        ...mqttOptions,
+        log,
+        metrics: new Metrics({ plan: settings.plan, thermal: () => readThermal() }),
+        metricsInterval,
+        groupQueue,
+        requestDefaults: config.requestDefaults,
+        maxTokensLimit: config.maxTokensLimit,
+        onFatal: (e) => {
+          fatal = e;
+          controller.abort();
+        },
+      })
+      : undefined;
     if (service) {
       log(`connecting to ${v.mqtt} as node '${v.node}' (requests on ${service.topics.request})`);
       try {
@@ -298,7 +302,9 @@ export async function serveCommand(args: string[]): Promise<number> {
     await http?.close();
     if (http) {
       const r = http.metrics.snapshot().requests;
-      log(`HTTP: served ${r.completed}, cancelled ${r.cancelled}, failed ${r.failed}, busy ${r.busy}, rejected ${r.rejected}`);
+      log(
+        `HTTP: served ${r.completed}, cancelled ${r.cancelled}, failed ${r.failed}, busy ${r.busy}, rejected ${r.rejected}`,
+      );
     }
     if (service) {
       await service.stop({ drain, drainTimeoutMs: drainTimeout * 1000 });

@@ -5,13 +5,7 @@
  * cannot drift apart.
  * @module
  */
-import {
-  byteSizeFlag,
-  kvTypeFlag,
-  numberFlag,
-  overflowFlag,
-  UsageError,
-} from "./args.ts";
+import { byteSizeFlag, kvTypeFlag, numberFlag, overflowFlag, UsageError } from "./args.ts";
 import { Model } from "../runtime/model.ts";
 import { Scheduler } from "../runtime/scheduler.ts";
 import type { SamplingOptions } from "../runtime/sampler.ts";
@@ -54,17 +48,14 @@ export const SAMPLING_FLAGS = {
 } as const;
 
 /** The usage lines of {@link MODEL_FLAGS}. */
-export const MODEL_FLAGS_USAGE =
-  `  -m, --model FILE        GGUF model file (required)
+export const MODEL_FLAGS_USAGE = `  -m, --model FILE        GGUF model file (required)
   -c, --ctx N             KV cache size in tokens per slot (default: the device profile's, at
                           most the model context, lowered to fit the memory budget)
   -P, --parallel N        requests decoded together, batched (default: the device profile's;
                           each slot has its own --ctx tokens of KV cache)
   -t, --threads N         kernel threads (default: the device profile's, e.g. all cores on a Pi)
       --device NAME       device profile for the defaults of --threads, --ctx, --parallel and
-                          the memory budget: ${
-    DEVICE_IDS.join(", ")
-  } or auto (default: detected)
+                          the memory budget: ${DEVICE_IDS.join(", ")} or auto (default: detected)
       --max-memory SIZE   memory budget (e.g. 1.5G, 800M; default: the profile's share of RAM):
                           refuse to start unless weights + KV cache + scratch + runtime fit;
                           the message says which --ctx would fit
@@ -234,9 +225,7 @@ export async function setupModel(
   const c = model.config;
   opts.log(
     `loaded ${c.name}: ${c.nLayer} layers, ${c.nEmbd} wide, vocab ${c.nVocab}, ` +
-      `kernels ${
-        model.kernels.isaActive().join("+") || "scalar"
-      } x${model.kernels.threads()} ` +
+      `kernels ${model.kernels.isaActive().join("+") || "scalar"} x${model.kernels.threads()} ` +
       `in ${model.loadMs.toFixed(0)} ms`,
   );
   try {

@@ -99,11 +99,15 @@ export function planMemory(
   const fittingContextSize = fits ? contextSize : largestFittingContext(model, parallel, budgetBytes);
   if (!fits) {
     const advice = fittingContextSize > 0
-      ? `a context of ${fittingContextSize} tokens would fit (--ctx ${fittingContextSize}${parallel > 1 ? ", or fewer parallel slots" : ""})`
+      ? `a context of ${fittingContextSize} tokens would fit (--ctx ${fittingContextSize}${
+        parallel > 1 ? ", or fewer parallel slots" : ""
+      })`
       : `even a ${MIN_PLANNED_CONTEXT}-token context does not fit: this model needs a device with more memory, or a smaller model`;
     const parts = model.describe ? ` (${model.describe(contextSize, parallel)})` : "";
     notes.push(
-      `model needs ${mib(neededBytes)}${parts} for ctx ${contextSize} x ${parallel} but the memory budget is ${mib(budgetBytes)}; ${advice}`,
+      `model needs ${mib(neededBytes)}${parts} for ctx ${contextSize} x ${parallel} but the memory budget is ${
+        mib(budgetBytes)
+      }; ${advice}`,
     );
   }
   return { budgetBytes, contextSize, parallel, neededBytes, fits, fittingContextSize, notes };

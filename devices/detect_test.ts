@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { detectDevice, parseMemTotal, readDeviceFacts } from "./detect.ts";
 import { armCpuinfo, FIXTURES, meminfo } from "../test/device_fixtures.ts";
-import { DEVICE_IDS, PROFILES, profileById } from "./profiles.ts";
+import { DEVICE_IDS, profileById, PROFILES } from "./profiles.ts";
 
 const GiB = 2 ** 30;
 

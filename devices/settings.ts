@@ -60,7 +60,9 @@ export function footprintOf(
         parallel,
         kvType,
       });
-      return `weights ${mib(e.weightsBytes)}, KV cache ${mib(e.kvBytes)}, scratch ${mib(e.scratchBytes)}, runtime ${mib(e.runtimeBytes)}`;
+      return `weights ${mib(e.weightsBytes)}, KV cache ${mib(e.kvBytes)}, scratch ${mib(e.scratchBytes)}, runtime ${
+        mib(e.runtimeBytes)
+      }`;
     },
   };
 }

@@ -22,7 +22,10 @@ Deno.test("settings: detected profile's defaults; flags override each one", () =
   assert.equal(s.budgetBytes, memoryBudget(PROFILES.pi5, pi5.detection.memoryBytes));
   const o = deviceSettings(pi5, linear(32768), { threads: 2, contextSize: 512, parallel: 3, maxMemory: 1000 * MiB });
   assert.deepEqual([o.threads, o.contextSize, o.parallel, o.budgetBytes], [2, 512, 3, 1000 * MiB]);
-  assert.match(describeSettings(s), /^device pi5 \(device tree model 'Raspberry Pi 5 Model B Rev 1\.0'\): 4 threads, ctx 4096 x 2/);
+  assert.match(
+    describeSettings(s),
+    /^device pi5 \(device tree model 'Raspberry Pi 5 Model B Rev 1\.0'\): 4 threads, ctx 4096 x 2/,
+  );
 });
 
 Deno.test("settings: --device forces a profile on other hardware, threads from the real core count", () => {
@@ -35,7 +38,10 @@ Deno.test("settings: --device forces a profile on other hardware, threads from t
 });
 
 Deno.test("settings: a 1 GB Pi 4 gets a context that fits its budget", () => {
-  const s = deviceSettings(chooseDevice(undefined, FIXTURES["pi4-1gb"]), { contextLength: 32768, bytesNeeded: (contextSize) => 500 * MiB + contextSize * 112 * 1024 });
+  const s = deviceSettings(chooseDevice(undefined, FIXTURES["pi4-1gb"]), {
+    contextLength: 32768,
+    bytesNeeded: (contextSize) => 500 * MiB + contextSize * 112 * 1024,
+  });
   assert.ok(s.plan.fits);
   assert.ok(s.contextSize < PROFILES.pi4.contextSize, `ctx ${s.contextSize}`);
   assert.ok(s.plan.neededBytes <= s.budgetBytes);

@@ -25,13 +25,19 @@ Deno.test("extract: content-hashed name, reused when identical, a new file for n
     const mtime = Deno.statSync(p1).mtime;
     assert.equal(extractKernelLibrary(a, { cacheDir: join(dir, "deep", "cache"), baseName: "libk.so" }), p1);
     assert.deepEqual(Deno.statSync(p1).mtime, mtime, "identical bytes are not rewritten");
-    const p2 = extractKernelLibrary(new Uint8Array([1, 2, 4]), { cacheDir: join(dir, "deep", "cache"), baseName: "libk.so" });
+    const p2 = extractKernelLibrary(new Uint8Array([1, 2, 4]), {
+      cacheDir: join(dir, "deep", "cache"),
+      baseName: "libk.so",
+    });
     assert.notEqual(p2, p1);
     // no temp files left behind
-    assert.deepEqual([...Deno.readDirSync(join(dir, "deep", "cache"))].map((e) => e.name).sort(), [
-      p1.split("/").pop(),
-      p2.split("/").pop(),
-    ].sort());
+    assert.deepEqual(
+      [...Deno.readDirSync(join(dir, "deep", "cache"))].map((e) => e.name).sort(),
+      [
+        p1.split("/").pop(),
+        p2.split("/").pop(),
+      ].sort(),
+    );
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
@@ -78,7 +84,11 @@ function fakeCompiledTree(withEmbedded: boolean): { root: string; moduleUrl: str
     Deno.mkdirSync(join(root, rel, ".."), { recursive: true });
     Deno.copyFileSync(realLibrary, join(root, rel));
   }
-  return { root, moduleUrl: pathToFileURL(join(root, "kernels", "locate.ts")).href, execPath: join(root, "bin", "bonsai") };
+  return {
+    root,
+    moduleUrl: pathToFileURL(join(root, "kernels", "locate.ts")).href,
+    execPath: join(root, "bin", "bonsai"),
+  };
 }
 
 Deno.test("locate: a compiled executable extracts its embedded library, which then loads and runs", () => {

@@ -65,7 +65,8 @@ Deno.test("the prompt GEMM path follows the active ISAs", () => {
   assert.equal(k.gemmPath(), null, "the scalar reference has no GEMM");
   k.forceIsa(best);
   // the environment can turn the GEMM off or ask for the AVX-VNNI variant (A/B runs)
-  const off = !!Deno.env.get("BONSAI_NO_GEMM") && Deno.env.get("BONSAI_NO_GEMM") !== "0" || Deno.env.get("BONSAI_GEMM") === "off";
+  const off = !!Deno.env.get("BONSAI_NO_GEMM") && Deno.env.get("BONSAI_NO_GEMM") !== "0" ||
+    Deno.env.get("BONSAI_GEMM") === "off";
   const ymm = Deno.env.get("BONSAI_GEMM") === "avx_vnni";
   const want = off
     ? null

@@ -125,7 +125,9 @@ function checkBlockCount(file: GgufFile, k: string, where: string): void {
 function checkScalars(c: Qwen3Config, key: (k: string) => string, where: string): void {
   const bad = (k: string, want: string, got: number) =>
     new ModelConfigError(`${where}: ${key(k)} must be ${want}, got ${got}`);
-  if (c.contextLength > MAX_CONTEXT_LENGTH) throw bad("context_length", `at most ${MAX_CONTEXT_LENGTH}`, c.contextLength);
+  if (c.contextLength > MAX_CONTEXT_LENGTH) {
+    throw bad("context_length", `at most ${MAX_CONTEXT_LENGTH}`, c.contextLength);
+  }
   // `!(x > 0)` also catches NaN.
   if (!(c.rmsEps > 0 && c.rmsEps < 1)) throw bad("attention.layer_norm_rms_epsilon", "in (0, 1)", c.rmsEps);
   if (!(c.ropeBase > 1 && Number.isFinite(c.ropeBase))) throw bad("rope.freq_base", "a finite number > 1", c.ropeBase);

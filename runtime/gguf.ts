@@ -6,13 +6,7 @@
  * tensor infos (name, u32 n_dims, u64 ne[n_dims], u32 ggml type, u64 offset), padding to
  * `general.alignment`, then the data section that the tensor offsets are relative to.
  */
-import {
-  formatOfGgmlType,
-  FORMATS,
-  GgmlType,
-  SUPPORTED_TYPES_TEXT,
-  type WeightFormat,
-} from "./ggml_types.ts";
+import { formatOfGgmlType, FORMATS, GgmlType, SUPPORTED_TYPES_TEXT, type WeightFormat } from "./ggml_types.ts";
 
 /** Why a GGUF file was rejected. */
 export type GgufErrorCode =
@@ -314,9 +308,7 @@ function readStringArray(c: Cursor, count: number, what: string): string[] {
   let total = 0;
   for (let i = 0; i < count; i++) {
     // On running out, estimate the bytes this array still needs from its average entry so far.
-    const hint = i > 0
-      ? Math.ceil(c.pos + ((c.pos - first) / i) * (count - i) * 1.1)
-      : 0;
+    const hint = i > 0 ? Math.ceil(c.pos + ((c.pos - first) / i) * (count - i) * 1.1) : 0;
     const len = c.u64n(`length of ${what}[${i}]`, hint);
     if (len > c.fileSize) {
       throw new GgufError(
@@ -439,9 +431,7 @@ function checkValueType(c: Cursor, type: number, what: string): void {
   if (!(type >= 0 && type <= 12)) {
     throw new GgufError(
       "UNKNOWN_VALUE_TYPE",
-      `${c.label}: ${what} has unknown value type ${type} (known: 0..12 = ${
-        TYPE_NAMES.join(", ")
-      })`,
+      `${c.label}: ${what} has unknown value type ${type} (known: 0..12 = ${TYPE_NAMES.join(", ")})`,
     );
   }
 }
@@ -636,9 +626,7 @@ export function parseGguf(
   const dataOffset = alignUp(c.pos, alignment);
 
   // Byte extent of each tensor: the gap to the next tensor's data, or to the end of the file.
-  const starts = [...new Set(raw.map((t) => t.relOffset))].sort((a, b) =>
-    a - b
-  );
+  const starts = [...new Set(raw.map((t) => t.relOffset))].sort((a, b) => a - b);
   const extentOf = (rel: number): number => {
     const k = starts.indexOf(rel);
     const next = k + 1 < starts.length ? starts[k + 1] + dataOffset : fileSize;
@@ -654,12 +642,8 @@ export function parseGguf(
     if (offset + byteSize > fileSize) {
       throw new GgufError(
         "OUT_OF_BOUNDS",
-        `${label}: tensor '${t.name}' (${format.name} [${
-          t.dims.join(", ")
-        }]) occupies bytes ` +
-          `${offset}..${
-            offset + byteSize
-          }, past the end of the file (${fileSize} bytes): ` +
+        `${label}: tensor '${t.name}' (${format.name} [${t.dims.join(", ")}]) occupies bytes ` +
+          `${offset}..${offset + byteSize}, past the end of the file (${fileSize} bytes): ` +
           `the file is truncated`,
       );
     }
@@ -677,9 +661,7 @@ export function parseGguf(
     if (t.dims[0] % format.blockSize !== 0) {
       throw new GgufError(
         "BAD_TENSOR",
-        `${label}: tensor '${t.name}' has rows of ${
-          t.dims[0]
-        } elements, not a multiple of the ` +
+        `${label}: tensor '${t.name}' has rows of ${t.dims[0]} elements, not a multiple of the ` +
           `${format.name} block size ${format.blockSize}`,
       );
     }
@@ -710,12 +692,8 @@ export function parseGguf(
       throw new GgufError(
         "OUT_OF_BOUNDS",
         `${label}: Q2_0 tensor '${t.name}' [${t.dims.join(", ")}] has only ` +
-          `${
-            extentOf(t.relOffset)
-          } bytes before the next tensor or end of file; it needs ` +
-          `${(t.nElements / 128) * 34} (block 128) or ${
-            (t.nElements / 64) * 18
-          } (block 64)`,
+          `${extentOf(t.relOffset)} bytes before the next tensor or end of file; it needs ` +
+          `${(t.nElements / 128) * 34} (block 128) or ${(t.nElements / 64) * 18} (block 64)`,
       );
     }
     if (guess === "ambiguous") {
@@ -732,9 +710,7 @@ export function parseGguf(
   // (PrismML's 128-block layout if nothing decides).
   const fileChoice = q2Vote.g64 > q2Vote.g128 ? FORMATS.Q2_0_g64 : FORMATS.Q2_0;
   for (const t of pendingQ2) {
-    const fmt = t.dims[0] % fileChoice.blockSize === 0
-      ? fileChoice
-      : FORMATS.Q2_0_g64;
+    const fmt = t.dims[0] % fileChoice.blockSize === 0 ? fileChoice : FORMATS.Q2_0_g64;
     checkRow(t, fmt);
     add(t, fmt);
   }
@@ -785,8 +761,7 @@ function q2BlockSizeFromExtent(
 ): 128 | 64 | "ambiguous" | "bad" {
   const size128 = t.dims[0] % 128 === 0 ? (t.nElements / 128) * 34 : -1;
   const size64 = t.dims[0] % 64 === 0 ? (t.nElements / 64) * 18 : -1;
-  const tight = (size: number) =>
-    size >= 0 && extent >= size && extent <= alignUp(size, alignment);
+  const tight = (size: number) => size >= 0 && extent >= size && extent <= alignUp(size, alignment);
   const t128 = tight(size128);
   const t64 = tight(size64);
   if (t128 && t64) return "ambiguous";

@@ -232,9 +232,7 @@ Deno.test("general.alignment is written and honoured", async () => {
   assert.equal(g.dataOffset % 256, 0);
   assert.equal(g.tensor("y").offset, g.dataOffset + 256);
   assert.ok(
-    bytes.subarray(g.tensor("y").offset, g.tensor("y").offset + 14).every((x) =>
-      x === 2
-    ),
+    bytes.subarray(g.tensor("y").offset, g.tensor("y").offset + 14).every((x) => x === 2),
   );
   assert.throws(() => new GgufWriter({ alignment: 48 }), /power of two/);
   // A file declaring a non-power-of-two alignment is rejected.

@@ -2,12 +2,7 @@
  * GGUF v3 writer. Tensor data can be given lazily (a producer called at write time) so that
  * multi-hundred-MB files are streamed to disk one tensor at a time.
  */
-import {
-  type GgufScalarTypeName,
-  type GgufValue,
-  GgufValueType,
-  type GgufValueTypeName,
-} from "./gguf.ts";
+import { type GgufScalarTypeName, type GgufValue, GgufValueType, type GgufValueTypeName } from "./gguf.ts";
 import { byteSizeOf, type WeightFormat } from "./ggml_types.ts";
 
 interface KvEntry {
@@ -62,9 +57,7 @@ export class GgufWriter {
       const cur = this.kv.find((e) => e.key === key)!;
       if (cur.value !== value) {
         throw new Error(
-          `GgufWriter: general.alignment ${
-            String(value)
-          } conflicts with the writer's alignment ` +
+          `GgufWriter: general.alignment ${String(value)} conflicts with the writer's alignment ` +
             `${this.alignment}`,
         );
       }
@@ -101,9 +94,7 @@ export class GgufWriter {
     }
     if (dims[0] % format.blockSize !== 0) {
       throw new RangeError(
-        `GgufWriter: tensor '${name}' row length ${
-          dims[0]
-        } is not a multiple of the ` +
+        `GgufWriter: tensor '${name}' row length ${dims[0]} is not a multiple of the ` +
           `${format.name} block size ${format.blockSize}`,
       );
     }
@@ -209,9 +200,7 @@ function inferType(value: GgufValue, key: string): GgufValueTypeName {
       return "array:u32";
     }
     if (
-      nums.every((x) =>
-        Number.isInteger(x) && x >= -0x80000000 && x <= 0x7fffffff
-      )
+      nums.every((x) => Number.isInteger(x) && x >= -0x80000000 && x <= 0x7fffffff)
     ) {
       return "array:i32";
     }
@@ -226,8 +215,7 @@ function inferType(value: GgufValue, key: string): GgufValueTypeName {
 }
 
 function checkValue(v: GgufValue, type: GgufValueTypeName, key: string): void {
-  const bad = (why: string) =>
-    new TypeError(`GgufWriter: key '${key}': ${why}`);
+  const bad = (why: string) => new TypeError(`GgufWriter: key '${key}': ${why}`);
   if (type.startsWith("array:")) {
     if (!Array.isArray(v)) {
       throw bad(`type ${type} needs an array, got ${typeof v}`);
@@ -261,15 +249,9 @@ function checkValue(v: GgufValue, type: GgufValueTypeName, key: string): void {
       if (typeof v !== "number" && typeof v !== "bigint") {
         throw bad(`type ${type} needs a number or bigint, got ${typeof v}`);
       }
-      const b = typeof v === "bigint"
-        ? v
-        : Number.isSafeInteger(v)
-        ? BigInt(v)
-        : undefined;
+      const b = typeof v === "bigint" ? v : Number.isSafeInteger(v) ? BigInt(v) : undefined;
       if (b === undefined) throw bad(`${v} is not an exact integer`);
-      const ok = type === "u64"
-        ? b >= 0n && b < 1n << 64n
-        : b >= -(1n << 63n) && b < 1n << 63n;
+      const ok = type === "u64" ? b >= 0n && b < 1n << 64n : b >= -(1n << 63n) && b < 1n << 63n;
       if (!ok) throw bad(`${v} is out of range for ${type}`);
       return;
     }
@@ -294,9 +276,7 @@ function writeValue(
     const elem = type.slice(6) as GgufValueTypeName;
     if (withTag) s.u32(GgufValueType.array);
     s.u32(
-      elem.startsWith("array:")
-        ? GgufValueType.array
-        : GgufValueType[elem as GgufScalarTypeName],
+      elem.startsWith("array:") ? GgufValueType.array : GgufValueType[elem as GgufScalarTypeName],
     );
     const arr = v as GgufValue[];
     s.u64(arr.length);

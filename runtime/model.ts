@@ -1,8 +1,8 @@
 /**
  * A loaded Bonsai (Qwen3) model: configuration, tokenizer and memory-mapped weights.
  */
-import { readGguf, type GgufFile } from "./gguf.ts";
-import { ModelConfigError, qwen3ConfigFromGguf, type Qwen3Config } from "./config.ts";
+import { type GgufFile, readGguf } from "./gguf.ts";
+import { ModelConfigError, type Qwen3Config, qwen3ConfigFromGguf } from "./config.ts";
 import { Tokenizer, tokenizerSpecFromMetadata } from "./tokenizer.ts";
 import { bindWeights, freeWeights, type ModelWeights } from "./weights.ts";
 import { DEFAULT_SAMPLING, type ResolvedSampling, resolveSampling, type SamplingOptions } from "./sampler.ts";
@@ -65,8 +65,15 @@ export class Model {
       throw e;
     }
     return new Model(
-      path, file, config, tokenizer, kernels, weights, map,
-      samplingDefaults, performance.now() - started,
+      path,
+      file,
+      config,
+      tokenizer,
+      kernels,
+      weights,
+      map,
+      samplingDefaults,
+      performance.now() - started,
     );
   }
 

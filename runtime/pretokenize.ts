@@ -10,15 +10,13 @@
  * tokenizer was trained with. JavaScript's `\s` differs: it adds U+FEFF and lacks U+0085, so the
  * class is spelled out to cut text exactly where the model's own tokenizer would.
  */
-const WS =
-  "\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const WS = "\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 
 /**
  * The qwen2 split pattern (tokenizer.json `pre_tokenizer`, llama.cpp `LLAMA_VOCAB_PRE_TYPE_QWEN2`),
  * with the case-insensitive `(?i:'s|'t|'re|'ve|'m|'ll|'d)` group expanded for JavaScript.
  */
-export const QWEN2_SPLIT_PATTERN =
-  "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])" +
+export const QWEN2_SPLIT_PATTERN = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])" +
   "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+" +
   "|\\p{N}" +
   `| ?[^${WS}\\p{L}\\p{N}]+[\\r\\n]*` +

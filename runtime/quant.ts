@@ -19,9 +19,7 @@ export function dequantizeRow(
   const size = byteSizeOf(format, n);
   if (byteOffset < 0 || byteOffset + size > bytes.length) {
     throw new RangeError(
-      `dequantizeRow: ${n} ${format.name} elements need bytes ${byteOffset}..${
-        byteOffset + size
-      }, ` +
+      `dequantizeRow: ${n} ${format.name} elements need bytes ${byteOffset}..${byteOffset + size}, ` +
         `buffer has ${bytes.length}`,
     );
   }

@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
 import { f16ToF32, f32ToF16 } from "./f16.ts";
 import { byteSizeOf, FORMATS } from "./ggml_types.ts";
-import {
-  dequantizeRow,
-  quantizeQ1_0,
-  quantizeQ2_0,
-  quantizeQ8_0,
-} from "./quant.ts";
+import { dequantizeRow, quantizeQ1_0, quantizeQ2_0, quantizeQ8_0 } from "./quant.ts";
 import { Rng } from "./rng.ts";
 
 function randomGaussian(n: number, seed: number): Float32Array {
@@ -114,13 +109,7 @@ Deno.test("Q2_0 quantize (both block sizes): values in {-d, 0, d}, d = max |x|, 
       for (let j = 0; j < bs; j++) {
         const i = b * bs + j;
         const r = x[i] / amax;
-        const want = r > 0.5
-          ? d
-          : r < -0.5
-          ? -d
-          : Math.abs(r) < 0.5
-          ? 0
-          : undefined;
+        const want = r > 0.5 ? d : r < -0.5 ? -d : Math.abs(r) < 0.5 ? 0 : undefined;
         if (want !== undefined) {
           assert.equal(y[i], want, `block ${b} element ${j} (x/d = ${r})`);
         }

@@ -50,7 +50,10 @@ export function resolveSampling(
     Number.isInteger(r.repeatLastN) && r.repeatLastN >= 0,
     `repeat_last_n must be an integer >= 0, got ${r.repeatLastN}`,
   );
-  check(Number.isInteger(r.seed) && r.seed >= 0 && r.seed <= 0xffffffff, `seed must be an integer in 0..2^32-1, got ${r.seed}`);
+  check(
+    Number.isInteger(r.seed) && r.seed >= 0 && r.seed <= 0xffffffff,
+    `seed must be an integer in 0..2^32-1, got ${r.seed}`,
+  );
   return r;
 }
 

@@ -117,7 +117,10 @@ export class Scheduler {
     }
     let seq: Sequence;
     try {
-      seq = new Sequence(this.model, request, { contextSize: this.contextSize, defaultMaxTokens: this.defaultMaxTokens });
+      seq = new Sequence(this.model, request, {
+        contextSize: this.contextSize,
+        defaultMaxTokens: this.defaultMaxTokens,
+      });
     } catch (e) {
       const failed = new EventChannel<GenerationEvent>(() => {});
       failed.end(e);

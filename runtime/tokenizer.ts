@@ -14,11 +14,7 @@
  */
 
 import { bytesToUnicode, pretokenize, unicodeToBytes } from "./pretokenize.ts";
-import {
-  assertSupportedTokenizer,
-  type TokenizerSpec,
-  TokenType,
-} from "./tokenizer_spec.ts";
+import { assertSupportedTokenizer, type TokenizerSpec, TokenType } from "./tokenizer_spec.ts";
 
 export { tokenizerSpecFromMetadata, TokenType } from "./tokenizer_spec.ts";
 export type { TokenizerSpec } from "./tokenizer_spec.ts";
@@ -80,9 +76,7 @@ export class Tokenizer {
     this.#types = tokenTypes;
     this.#tokenBytes = new Array(tokens.length);
     this.eosTokenId = this.#checkId(spec.eosTokenId, "eosTokenId");
-    this.bosTokenId = spec.bosTokenId === undefined
-      ? undefined
-      : this.#checkId(spec.bosTokenId, "bosTokenId");
+    this.bosTokenId = spec.bosTokenId === undefined ? undefined : this.#checkId(spec.bosTokenId, "bosTokenId");
     this.addBosToken = spec.addBosToken ?? false;
     this.chatTemplate = spec.chatTemplate;
 
@@ -94,9 +88,7 @@ export class Tokenizer {
       const id = this.#idOf.get(byteChars[b]);
       if (id === undefined) {
         throw new Error(
-          `vocabulary has no token for byte 0x${b.toString(16)} ("${
-            byteChars[b]
-          }"): not a byte-level BPE vocabulary`,
+          `vocabulary has no token for byte 0x${b.toString(16)} ("${byteChars[b]}"): not a byte-level BPE vocabulary`,
         );
       }
       this.#byteToken[b] = id;
@@ -112,9 +104,7 @@ export class Tokenizer {
       const right = cut > 0 ? this.#idOf.get(merge.slice(cut + 1)) : undefined;
       if (left === undefined || right === undefined) {
         throw new Error(
-          `merges[${rank}] = ${
-            JSON.stringify(merge)
-          } is not "left right" over tokens of the vocabulary`,
+          `merges[${rank}] = ${JSON.stringify(merge)} is not "left right" over tokens of the vocabulary`,
         );
       }
       const key = left * vocab + right;
@@ -328,9 +318,7 @@ export class Tokenizer {
     const merged = this.#idOf.get(merge.replace(" ", ""));
     if (merged === undefined) {
       throw new Error(
-        `tokenizer.ggml.merges[${rank}] = ${
-          JSON.stringify(merge)
-        } makes a token that is not in the vocabulary`,
+        `tokenizer.ggml.merges[${rank}] = ${JSON.stringify(merge)} makes a token that is not in the vocabulary`,
       );
     }
     return this.#mergeResult[rank] = merged;
@@ -369,9 +357,7 @@ export class Tokenizer {
         !alive[at] || right < 0 ||
         pairRank.get(ids[at] * vocab + ids[right]) !== rank
       ) continue;
-      ids[at] = this.#mergeResult[rank] >= 0
-        ? this.#mergeResult[rank]
-        : this.#resolveMerge(rank);
+      ids[at] = this.#mergeResult[rank] >= 0 ? this.#mergeResult[rank] : this.#resolveMerge(rank);
       alive[right] = 0;
       next[at] = next[right];
       if (next[at] >= 0) prev[next[at]] = at;

@@ -52,9 +52,7 @@ export function assertSupportedTokenizer(
   }
   if (pre !== undefined && !SUPPORTED_PRE.includes(pre)) {
     throw new Error(
-      `unsupported pre-tokenizer "${pre}" (tokenizer.ggml.pre): only ${
-        SUPPORTED_PRE.join(", ")
-      } is supported`,
+      `unsupported pre-tokenizer "${pre}" (tokenizer.ggml.pre): only ${SUPPORTED_PRE.join(", ")} is supported`,
     );
   }
 }
@@ -108,9 +106,7 @@ export function tokenizerSpecFromMetadata(
   if (addBos !== undefined) {
     if (typeof addBos !== "boolean") {
       throw new Error(
-        `tokenizer.ggml.add_bos_token must be a boolean, got ${
-          describe(addBos)
-        }`,
+        `tokenizer.ggml.add_bos_token must be a boolean, got ${describe(addBos)}`,
       );
     }
     spec.addBosToken = addBos;
@@ -163,9 +159,7 @@ function stringArray(meta: Map<string, unknown>, key: string): string[] {
 
 function toInteger(value: unknown): number | undefined {
   if (typeof value === "bigint") value = Number(value);
-  return typeof value === "number" && Number.isSafeInteger(value)
-    ? value
-    : undefined;
+  return typeof value === "number" && Number.isSafeInteger(value) ? value : undefined;
 }
 
 function integerArray(meta: Map<string, unknown>, key: string): number[] {

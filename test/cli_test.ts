@@ -29,7 +29,15 @@ async function runWithInput(args: string[], input: string) {
   };
 }
 
-type Event = { event: string; id?: unknown; line?: number; text?: string; finish_reason?: string; error?: { code: string; message: string }; usage?: { prompt_tokens: number; completion_tokens: number } };
+type Event = {
+  event: string;
+  id?: unknown;
+  line?: number;
+  text?: string;
+  finish_reason?: string;
+  error?: { code: string; message: string };
+  usage?: { prompt_tokens: number; completion_tokens: number };
+};
 
 Deno.test("json mode: good, bad and over-long requests each get their own answer", async () => {
   const model = await tinyModel();
@@ -78,7 +86,9 @@ Deno.test("Ctrl-C cancels the answer in progress and exits with 130", async () =
   const model = await tinyModel();
   const child = bonsai(["run", "-m", model, "--json", "--ctx", "2048"]);
   const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(JSON.stringify({ id: "long", prompt: "Go on", max_tokens: 1500, temperature: 0 }) + "\n"));
+  await w.write(
+    new TextEncoder().encode(JSON.stringify({ id: "long", prompt: "Go on", max_tokens: 1500, temperature: 0 }) + "\n"),
+  );
   // Wait for the first streamed token, then interrupt.
   const reader = child.stdout.getReader();
   let seen = "";
@@ -121,7 +131,10 @@ Deno.test("--max-memory refuses a plan that does not fit, naming what it needs",
   const model = await tinyModel();
   const r = await runWithInput(["run", "-m", model, "--ctx", "2048", "--max-memory", "100M", "-q"], "hi\n");
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /model needs \d+ MiB \(weights \d+ MiB, KV cache .*\) for ctx 2048 x 1 but the memory budget is 100 MiB; even a 256-token context does not fit/);
+  assert.match(
+    r.stderr,
+    /model needs \d+ MiB \(weights \d+ MiB, KV cache .*\) for ctx 2048 x 1 but the memory budget is 100 MiB; even a 256-token context does not fit/,
+  );
   const ok = await runWithInput(["run", "-m", model, "--ctx", "256", "--max-memory", "1G", "-q", "-n", "2"], "hi\n");
   assert.equal(ok.code, 0, ok.stderr);
 });
@@ -135,7 +148,8 @@ Deno.test("json mode: concurrent requests interleave by id, and a cancel line st
   await send({ id: "short", prompt: "Hi", max_tokens: 4, temperature: 0 });
   const reader = child.stdout.getReader();
   let seen = "";
-  const finals = () => seen.trim().split("\n").filter((l) => l.includes('"event":"done"') || l.includes('"event":"error"'));
+  const finals = () =>
+    seen.trim().split("\n").filter((l) => l.includes('"event":"done"') || l.includes('"event":"error"'));
   while (!finals().some((l) => l.includes('"id":"short"'))) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -179,12 +193,34 @@ Deno.test("serve: broker flags are checked before the model is read (exit 2), an
   const badNode = await runWithInput(["serve", "-m", missing, "--mqtt", "mqtt://127.0.0.1:1", "--node", "a/b"], "");
   assert.equal(badNode.code, 2, badNode.stderr);
   assert.match(badNode.stderr, /node name 'a\/b' must be a single topic level/);
-  const badKeepalive = await runWithInput(["serve", "-m", missing, "--mqtt", "mqtt://127.0.0.1:1", "--node", "a", "--keepalive", "0"], "");
+  const badKeepalive = await runWithInput([
+    "serve",
+    "-m",
+    missing,
+    "--mqtt",
+    "mqtt://127.0.0.1:1",
+    "--node",
+    "a",
+    "--keepalive",
+    "0",
+  ], "");
   assert.equal(badKeepalive.code, 2);
   assert.match(badKeepalive.stderr, /--keepalive must be >= 1/);
   // serve shares run's setup path: the device profile and the memory budget refuse a plan that does not fit.
   const model = await tinyModel();
-  const r = await runWithInput(["serve", "-m", model, "--mqtt", "mqtt://127.0.0.1:1", "--node", "a", "--device", "pi4", "--max-memory", "100M"], "");
+  const r = await runWithInput([
+    "serve",
+    "-m",
+    model,
+    "--mqtt",
+    "mqtt://127.0.0.1:1",
+    "--node",
+    "a",
+    "--device",
+    "pi4",
+    "--max-memory",
+    "100M",
+  ], "");
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /device pi4 \(--device\): \d+ threads, ctx \d+ x 1, memory budget 100 MiB/);
   assert.match(r.stderr, /memory budget is 100 MiB; even a 256-token context does not fit/);
@@ -213,7 +249,8 @@ Deno.test("the model file truncated and rewritten while running (a careless upda
     }
   };
   try {
-    const ask = (id: number) => w.write(new TextEncoder().encode(JSON.stringify({ id, prompt: "Status?", max_tokens: 4 }) + "\n"));
+    const ask = (id: number) =>
+      w.write(new TextEncoder().encode(JSON.stringify({ id, prompt: "Status?", max_tokens: 4 }) + "\n"));
     await ask(1);
     assert.equal((await nextDone()).event, "done");
     // What `cp new.gguf model.gguf` does: truncate, then write other bytes.

@@ -12,7 +12,11 @@ import { Kernels } from "../kernels/ffi.ts";
 import { synthModel, tinyModel } from "./fixtures.ts";
 
 const REQUESTS: GenerationRequest[] = [
-  { prompt: "Report the battery level.", maxTokens: 12, sampling: { temperature: 0.9, topK: 40, topP: 0.95, seed: 1234 } },
+  {
+    prompt: "Report the battery level.",
+    maxTokens: 12,
+    sampling: { temperature: 0.9, topK: 40, topP: 0.95, seed: 1234 },
+  },
   { prompt: "Hello", maxTokens: 12, sampling: { temperature: 0 } },
   { prompt: "Plan a path to the door.", maxTokens: 12, sampling: { temperature: 0.5, seed: 7, repeatPenalty: 1.2 } },
 ];
@@ -37,7 +41,13 @@ async function tokenStreams(path: string, threads: number, isa: "scalar" | "best
   }
 }
 
-for (const [name, opts] of [["Q1_0", { shape: "tiny", seed: 1 }], ["Q2_0", { shape: "tiny", seed: 2, type: "q2_0" }]] as const) {
+for (
+  const [name, opts] of [["Q1_0", { shape: "tiny", seed: 1 }], ["Q2_0", {
+    shape: "tiny",
+    seed: 2,
+    type: "q2_0",
+  }]] as const
+) {
   Deno.test(`${name}: same tokens across runs, thread counts 1/2/3 and scalar vs SIMD kernels`, async () => {
     const path = name === "Q1_0" ? await tinyModel() : await synthModel(opts);
     const reference = await tokenStreams(path, 1, "scalar");

@@ -39,7 +39,10 @@ function argmax(x: ArrayLike<number>): number {
 }
 
 /** Runs prompt + `steps` greedy tokens through both; returns the worst relative logit error. */
-async function compare(path: string, steps: number): Promise<{ worst: number; kernelTokens: number[]; refTokens: number[] }> {
+async function compare(
+  path: string,
+  steps: number,
+): Promise<{ worst: number; kernelTokens: number[]; refTokens: number[] }> {
   const model = await Model.load(path, { threads: 2 });
   try {
     const ref = await ReferenceModel.load(path);

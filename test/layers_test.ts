@@ -20,7 +20,15 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** The product and tooling folders whose files are checked (test files excluded), and mod.ts. */
 const SCANNED = ["kernels", "runtime", "adapters", "devices", "cli", "tools", "bench", "mod.ts", "internal.ts"];
 /** Layer of each folder (and of mod.ts); the tooling is handled apart (see {@link edgeProblem}). */
-const LAYER: Record<string, number> = { kernels: 0, runtime: 1, adapters: 2, devices: 2, cli: 3, "mod.ts": 4, "internal.ts": 4 };
+const LAYER: Record<string, number> = {
+  kernels: 0,
+  runtime: 1,
+  adapters: 2,
+  devices: 2,
+  cli: 3,
+  "mod.ts": 4,
+  "internal.ts": 4,
+};
 const TOOLING = new Set(["tools", "bench"]);
 
 /**

@@ -50,9 +50,17 @@ export class TestClient {
    */
   static async connect(url: string, version: 4 | 5 = 5, replyBase = "bonsai/replies"): Promise<TestClient> {
     const tag = crypto.randomUUID().slice(0, 8);
-    const client = await mqtt.connectAsync(url, { protocolVersion: version, reconnectPeriod: 100, clientId: `test-${tag}` });
+    const client = await mqtt.connectAsync(url, {
+      protocolVersion: version,
+      reconnectPeriod: 100,
+      clientId: `test-${tag}`,
+    });
     const c = new TestClient(client, version, `${replyBase}/${tag}`);
-    client.on("message", (topic, payload, packet) => c.onMessage(topic, new Uint8Array(payload), packet.properties as Record<string, unknown> | undefined));
+    client.on(
+      "message",
+      (topic, payload, packet) =>
+        c.onMessage(topic, new Uint8Array(payload), packet.properties as Record<string, unknown> | undefined),
+    );
     await client.subscribeAsync(`${replyBase}/${tag}/#`, { qos: 1 });
     return c;
   }
@@ -96,7 +104,11 @@ export class TestClient {
     if (o.replyToInPayload && typeof body === "object" && body !== null && !(body instanceof Uint8Array)) {
       value = { ...body, reply_to: replyTo };
     }
-    const payload = value instanceof Uint8Array ? value : encoding === "json" ? new TextEncoder().encode(JSON.stringify(value)) : cborEncode(value);
+    const payload = value instanceof Uint8Array
+      ? value
+      : encoding === "json"
+      ? new TextEncoder().encode(JSON.stringify(value))
+      : cborEncode(value);
     const properties: Record<string, unknown> = {};
     if (this.version === 5) {
       if (o.responseTopic !== false && !o.replyToInPayload) properties.responseTopic = replyTo;
@@ -142,7 +154,8 @@ export class TestClient {
       watched.push({ payload, properties });
       return;
     }
-    const cbor = properties?.contentType === "application/cbor" || (properties?.contentType === undefined && payload[0] >= 0xa0 && payload[0] <= 0xbf);
+    const cbor = properties?.contentType === "application/cbor" ||
+      (properties?.contentType === undefined && payload[0] >= 0xa0 && payload[0] <= 0xbf);
     const reply = (cbor ? cborDecode(payload) : JSON.parse(new TextDecoder().decode(payload))) as Reply;
     if (properties) reply._properties = properties;
     reply._encoding = cbor ? "cbor" : "json";
@@ -164,7 +177,9 @@ export function checkStream(replies: Reply[]): string[] {
   const tokens = replies.filter((r) => r.event === "token");
   if (final?.event === "done" && tokens.length > 0) {
     const streamed = tokens.map((r) => r.text).join("");
-    if (streamed !== final.text) problems.push(`streamed text ${JSON.stringify(streamed)} != final ${JSON.stringify(final.text)}`);
+    if (streamed !== final.text) {
+      problems.push(`streamed text ${JSON.stringify(streamed)} != final ${JSON.stringify(final.text)}`);
+    }
   }
   return problems;
 }
@@ -192,24 +207,36 @@ async function script(): Promise<number> {
     const jobs = [
       { body: { id: "j1", prompt: "Hello", max_tokens: 5, temperature: 0 }, o: { encoding: "json" as const } },
       { body: { id: "c1", prompt: "Hello", max_tokens: 5, temperature: 0 }, o: { encoding: "cbor" as const } },
-      { body: { id: "m1", messages: [{ role: "user", content: "Status?" }], max_tokens: 4, seed: 7, temperature: 0.7 }, o: {} },
+      {
+        body: { id: "m1", messages: [{ role: "user", content: "Status?" }], max_tokens: 4, seed: 7, temperature: 0.7 },
+        o: {},
+      },
       { body: { id: "n1", prompt: "Quiet", max_tokens: 3, stream: false }, o: {} },
       { body: { id: "bad", prompt: 42 }, o: {} },
     ];
-    const topics = await Promise.all(jobs.map((j, i) => client.send(`${base}/request`, j.body, { ...j.o, replyToInPayload: v3, correlation: `corr-${i}` })));
+    const topics = await Promise.all(
+      jobs.map((j, i) =>
+        client.send(`${base}/request`, j.body, { ...j.o, replyToInPayload: v3, correlation: `corr-${i}` })
+      ),
+    );
     const results = await Promise.all(topics.map((t) => client.replies(t)));
     const problems: string[] = [];
     results.forEach((r, i) => problems.push(...checkStream(r).map((p) => `${jobs[i].body.id}: ${p}`)));
     const finals = results.map((r) => r.at(-1)!);
     const summary = {
-      status: { model: (status.model as Record<string, unknown>).name, mqtt: (status.capabilities as Record<string, unknown>).mqtt_version },
+      status: {
+        model: (status.model as Record<string, unknown>).name,
+        mqtt: (status.capabilities as Record<string, unknown>).mqtt_version,
+      },
       finals: finals.map((f) => ({
         id: f.id,
         event: f.event,
         finish_reason: f.finish_reason,
         text: f.text,
         encoding: f._encoding,
-        correlation: f._properties?.correlationData ? new TextDecoder().decode(f._properties.correlationData as Uint8Array) : null,
+        correlation: f._properties?.correlationData
+          ? new TextDecoder().decode(f._properties.correlationData as Uint8Array)
+          : null,
         tokens: results[finals.indexOf(f)].filter((r) => r.event === "token").length,
         error: (f.error as { code?: string } | undefined)?.code,
       })),

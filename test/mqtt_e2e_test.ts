@@ -23,13 +23,37 @@ function deno(args: string[], stdout: "piped" | "null" = "piped") {
 
 interface Summary {
   status: { model: string; mqtt: string };
-  finals: { id: string; event: string; finish_reason: string; text: string; encoding: string; correlation: string | null; tokens: number; error?: string }[];
+  finals: {
+    id: string;
+    event: string;
+    finish_reason: string;
+    text: string;
+    encoding: string;
+    correlation: string | null;
+    tokens: number;
+    error?: string;
+  }[];
   problems: string[];
 }
 
 async function endToEnd(broker: TestBroker, v3: boolean): Promise<void> {
   const node = `e2e-${crypto.randomUUID().slice(0, 6)}`;
-  const serve = deno([CLI, "serve", "--model", await tinyModel(), "--mqtt", broker.url, "--node", node, "--ctx", "256", "--parallel", "2", "-n", "16"], "null");
+  const serve = deno([
+    CLI,
+    "serve",
+    "--model",
+    await tinyModel(),
+    "--mqtt",
+    broker.url,
+    "--node",
+    node,
+    "--ctx",
+    "256",
+    "--parallel",
+    "2",
+    "-n",
+    "16",
+  ], "null");
   const watcher = await TestClient.connect(broker.url, v3 ? 4 : 5);
   try {
     const out = await deno([CLIENT, "--url", broker.url, "--node", node, ...(v3 ? ["--v3"] : [])]).output();

@@ -9,7 +9,7 @@
  */
 import { readGguf } from "../runtime/gguf.ts";
 import { dequantizeRow } from "../runtime/quant.ts";
-import { qwen3ConfigFromGguf, type Qwen3Config } from "../runtime/config.ts";
+import { type Qwen3Config, qwen3ConfigFromGguf } from "../runtime/config.ts";
 
 interface DenseMatrix {
   rows: number;
@@ -84,7 +84,11 @@ export class ReferenceModel {
     const embd = dense("token_embd.weight");
     const output = config.tiedEmbeddings ? embd : dense("output.weight");
     return new ReferenceModel(
-      config, embd, output, vec("output_norm.weight"), layers,
+      config,
+      embd,
+      output,
+      vec("output_norm.weight"),
+      layers,
       opts.quantizeActivations ?? true,
     );
   }

@@ -52,7 +52,23 @@ Deno.test({
     const other = await synthModel({ shape: "tiny", seed: 9 });
     const node = `reload-${crypto.randomUUID().slice(0, 6)}`;
     const serve = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "--no-check", CLI, "serve", "-m", path, "--mqtt", broker.url, "--node", node, "--ctx", "256", "-P", "2"],
+      args: [
+        "run",
+        "--allow-all",
+        "--no-check",
+        CLI,
+        "serve",
+        "-m",
+        path,
+        "--mqtt",
+        broker.url,
+        "--node",
+        node,
+        "--ctx",
+        "256",
+        "-P",
+        "2",
+      ],
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -61,7 +77,9 @@ Deno.test({
     const log = lineWatcher(serve.stderr);
     const client = await TestClient.connect(broker.url, 5);
     const ask = async (prompt: string, maxTokens = 6) => {
-      const replies = await client.replies(await client.send(`bonsai/${node}/request`, { prompt, max_tokens: maxTokens, temperature: 0 }));
+      const replies = await client.replies(
+        await client.send(`bonsai/${node}/request`, { prompt, max_tokens: maxTokens, temperature: 0 }),
+      );
       return replies.at(-1)! as unknown as { event: string; text: string };
     };
     try {
@@ -114,7 +132,21 @@ Deno.test("POST /admin/reload: the same reload over HTTP, only with the API key"
   await Deno.copyFile(await tinyModel(), path);
   const port = freePort();
   const serve = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "--no-check", CLI, "serve", "-m", path, "--http", `127.0.0.1:${port}`, "--api-key", "k1", "--ctx", "256"],
+    args: [
+      "run",
+      "--allow-all",
+      "--no-check",
+      CLI,
+      "serve",
+      "-m",
+      path,
+      "--http",
+      `127.0.0.1:${port}`,
+      "--api-key",
+      "k1",
+      "--ctx",
+      "256",
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -122,7 +154,10 @@ Deno.test("POST /admin/reload: the same reload over HTTP, only with the API key"
   }).spawn();
   const log = lineWatcher(serve.stderr);
   const reload = (key?: string) =>
-    fetch(`http://127.0.0.1:${port}/admin/reload`, { method: "POST", headers: key ? { authorization: `Bearer ${key}` } : {} })
+    fetch(`http://127.0.0.1:${port}/admin/reload`, {
+      method: "POST",
+      headers: key ? { authorization: `Bearer ${key}` } : {},
+    })
       .then(async (r) => ({ status: r.status, body: await r.json() }));
   try {
     await log.until(/serving:/);

@@ -108,7 +108,9 @@ Deno.test("a repeated system prompt is taken from the cache, with the same answe
     assert.equal(first.done.type === "done" && first.done.stats.cachedPromptTokens, 0);
     const reused = second.done.type === "done" ? second.done.stats.cachedPromptTokens : 0;
     assert.ok(reused > 40, `reused ${reused} tokens`);
-    const fresh = await collect(new Scheduler(model, { parallel: 1, contextSize: 256 }).submit(ask("Is the dock free?")));
+    const fresh = await collect(
+      new Scheduler(model, { parallel: 1, contextSize: 256 }).submit(ask("Is the dock free?")),
+    );
     assert.equal(second.done.text, fresh.done.text);
     // An identical request reuses all but the last prompt token.
     const again = await collect(cached.submit(ask("Is the dock free?")));
@@ -123,7 +125,9 @@ Deno.test("overflow 'slide' keeps generating past the context size", async () =>
   const model = await Model.load(await tinyModel(), { threads: 1 });
   try {
     const s = new Scheduler(model, { parallel: 1, contextSize: 48, overflow: "slide" });
-    const r = await collect(s.submit({ prompt: "Count", maxTokens: 120, sampling: { temperature: 0.7, seed: 3 }, stopTokens: [] }));
+    const r = await collect(
+      s.submit({ prompt: "Count", maxTokens: 120, sampling: { temperature: 0.7, seed: 3 }, stopTokens: [] }),
+    );
     assert.equal(r.done.type === "done" && r.done.finishReason, "length");
     assert.equal(r.done.type === "done" && r.done.stats.completionTokens, 120);
   } finally {
@@ -137,7 +141,9 @@ Deno.test("a bad request fails at submit, before it queues: it does not wait for
     const scheduler = new Scheduler(model, { parallel: 1, contextSize: 256, maxQueue: 4 });
     const order: string[] = [];
     const long = (async () => {
-      for await (const ev of scheduler.submit({ prompt: "Talk for a while", maxTokens: 60, sampling: { temperature: 0 } })) {
+      for await (
+        const ev of scheduler.submit({ prompt: "Talk for a while", maxTokens: 60, sampling: { temperature: 0 } })
+      ) {
         if (ev.type === "done") order.push("long done");
       }
     })();

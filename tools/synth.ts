@@ -49,16 +49,12 @@ export interface SynthOptions {
 
 /** Writes a synthetic model file as described by `opts`. */
 export async function synthesize(opts: SynthOptions): Promise<void> {
-  const base = typeof opts.shape === "string"
-    ? shapeByName(opts.shape)
-    : opts.shape;
+  const base = typeof opts.shape === "string" ? shapeByName(opts.shape) : opts.shape;
   const type = opts.type ?? "q1_0";
   const format = WEIGHT_FORMATS[type];
   if (!format) {
     throw new Error(
-      `unknown weight type '${type}'; use one of ${
-        Object.keys(WEIGHT_FORMATS).join(", ")
-      }`,
+      `unknown weight type '${type}'; use one of ${Object.keys(WEIGHT_FORMATS).join(", ")}`,
     );
   }
   const seed = opts.seed ?? 1;
@@ -138,8 +134,7 @@ export async function synthesize(opts: SynthOptions): Promise<void> {
       format,
       () => randomQuantized(format, ne0, ne1, scale, rngFor(name)),
     );
-  const norm = (name: string, n: number) =>
-    w.addTensor(name, [n], FORMATS.F32, () => randomNorm(n, rngFor(name)));
+  const norm = (name: string, n: number) => w.addTensor(name, [n], FORMATS.F32, () => randomNorm(n, rngFor(name)));
 
   // Row-vector weights of scale 1/sqrt(ne0) map unit-RMS inputs to unit-RMS outputs.
   // The embedding is 4x larger: the tied LM head then gives logits of standard deviation ~4,
@@ -329,9 +324,7 @@ export async function synthCli(args: string[]): Promise<number> {
     const type = v.type ?? "q1_0";
     if (!(type in WEIGHT_FORMATS)) {
       throw new Error(
-        `--type must be one of ${
-          Object.keys(WEIGHT_FORMATS).join(", ")
-        }, got '${type}'`,
+        `--type must be one of ${Object.keys(WEIGHT_FORMATS).join(", ")}, got '${type}'`,
       );
     }
     const yarn = v.yarn === undefined ? undefined : Number(v.yarn);
@@ -359,9 +352,7 @@ export async function synthCli(args: string[]): Promise<number> {
   }
   const size = (await Deno.stat(opts.out)).size;
   console.log(
-    `wrote ${opts.out}: ${(size / 1e6).toFixed(1)} MB in ${
-      ((performance.now() - t0) / 1000).toFixed(1)
-    } s`,
+    `wrote ${opts.out}: ${(size / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
   return 0;
 }

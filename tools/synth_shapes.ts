@@ -62,9 +62,7 @@ export type ShapeName = keyof typeof SHAPES;
 export function shapeByName(name: string): SynthShape {
   if (!Object.hasOwn(SHAPES, name)) {
     throw new Error(
-      `unknown shape '${name}'; known shapes: ${
-        Object.keys(SHAPES).join(", ")
-      }`,
+      `unknown shape '${name}'; known shapes: ${Object.keys(SHAPES).join(", ")}`,
     );
   }
   return SHAPES[name as ShapeName];

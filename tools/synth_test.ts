@@ -170,8 +170,7 @@ Deno.test("tied LM head gives spread-out logits without near-ties at the top", (
   // Unit-RMS hidden states, as rmsnorm(x) * output_norm (~1) would give.
   const hs = Array.from(
     { length: nProbe },
-    () =>
-      Float32Array.from({ length: e }, () => (rng.nextFloat() < 0.5 ? -1 : 1)),
+    () => Float32Array.from({ length: e }, () => (rng.nextFloat() < 0.5 ? -1 : 1)),
   );
   const logits = hs.map(() => new Float32Array(nVocab));
   const row = new Float32Array(e);

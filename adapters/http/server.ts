@@ -195,7 +195,15 @@ export function createHttpHandler(
             headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" },
           });
       }
-      const known = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/", "/admin/reload"];
+      const known = [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/health",
+        "/metrics",
+        "/",
+        "/admin/reload",
+      ];
       if (known.includes(path)) {
         const allow = path.startsWith("/v1/c") || path.startsWith("/admin/") ? "POST" : "GET";
         throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use ${allow}`, {

@@ -27,7 +27,13 @@ interface Setup {
 
 /** Runs `body` with a broker, a model, a scheduler, a started service and a test client. */
 async function withService(
-  opts: { broker?: "mosquitto" | "aedes"; scheduler?: SchedulerOptions; service?: Partial<MqttServiceOptions>; clientVersion?: 4 | 5; proxy?: boolean },
+  opts: {
+    broker?: "mosquitto" | "aedes";
+    scheduler?: SchedulerOptions;
+    service?: Partial<MqttServiceOptions>;
+    clientVersion?: 4 | 5;
+    proxy?: boolean;
+  },
   body: (s: Setup) => Promise<void>,
 ): Promise<void> {
   const broker = opts.broker === "aedes" ? await startAedes() : await startMosquitto();
@@ -103,10 +109,17 @@ Deno.test({
       // stream:false sends only the final reply.
       assert.equal(rc.length, 1);
       // Same text as the scheduler gives directly (so batching and transport changed nothing).
-      assert.equal(final(ra).text, await directText(model, { prompt: "Hello", maxTokens: 6, sampling: { temperature: 0 } }));
+      assert.equal(
+        final(ra).text,
+        await directText(model, { prompt: "Hello", maxTokens: 6, sampling: { temperature: 0 } }),
+      );
       assert.equal(
         final(rb).text,
-        await directText(model, { messages: [{ role: "user", content: "Status?" }], maxTokens: 5, sampling: { temperature: 0.8, seed: 3 } }),
+        await directText(model, {
+          messages: [{ role: "user", content: "Status?" }],
+          maxTokens: 5,
+          sampling: { temperature: 0.8, seed: 3 },
+        }),
       );
       const usage = final(ra).usage as { prompt_tokens: number; completion_tokens: number };
       assert.ok(usage.prompt_tokens > 0 && usage.completion_tokens >= 1 && usage.completion_tokens <= 6);
@@ -117,57 +130,76 @@ Deno.test({
 });
 
 Deno.test({
-  name: "bad requests each get an error reply naming the problem; a request with no reply address is dropped; the node keeps serving",
+  name:
+    "bad requests each get an error reply naming the problem; a request with no reply address is dropped; the node keeps serving",
   ignore: !HAVE_MOSQUITTO,
   fn: () =>
-    withService({ scheduler: { contextSize: 128 }, service: { maxPayload: 4096 } }, async ({ service, client, base }) => {
-      const topic = `${base}/request`;
-      const te = new TextEncoder();
-      const cases: [string, unknown, Parameters<TestClient["send"]>[2], string, RegExp][] = [
-        ["malformed JSON", te.encode("{not json"), {}, "BAD_JSON", /not valid JSON/],
-        ["malformed CBOR", new Uint8Array([0xa1, 0x63, 0x61]), { encoding: "cbor" }, "BAD_CBOR", /not valid CBOR/],
-        ["unknown field", { id: 1, prompt: "x", colour: "red" }, {}, "BAD_REQUEST", /unknown field: colour/],
-        ["wrong type", { id: 2, prompt: "x", max_tokens: "ten" }, {}, "BAD_REQUEST", /max_tokens must be a positive integer/],
-        ["missing prompt", { id: 3, temperature: 0.5 }, { encoding: "cbor" }, "BAD_REQUEST", /no prompt/],
-        ["over-long prompt", { id: 4, prompt: "word ".repeat(200) }, {}, "PROMPT_TOO_LONG", /context holds 128/],
-        ["huge payload", { id: 5, prompt: "y".repeat(10_000) }, {}, "TOO_LARGE", /exceeds the limit of 4096 bytes/],
-        ["unsupported content type", { prompt: "x" }, { contentType: "text/plain" }, "UNSUPPORTED_CONTENT_TYPE", /text\/plain/],
-        ["not an object", [1, 2], {}, "BAD_REQUEST", /must be an object/],
-      ];
-      const topics = await Promise.all(cases.map(([, body, o]) => client.send(topic, body, o)));
-      const replies = await Promise.all(topics.map((t) => client.replies(t)));
-      for (const [i, [what, , o, code, message]] of cases.entries()) {
-        const r = replies[i];
-        assert.equal(r.length, 1, what);
-        assert.equal(r[0].event, "error", what);
-        assert.equal(r[0].finish_reason, "error", what);
-        const err = r[0].error as { code: string; message: string };
-        assert.equal(err.code, code, `${what}: ${err.message}`);
-        assert.match(err.message, message, what);
-        assert.equal(r[0]._encoding, o?.encoding ?? "json", `${what}: reply in the request's encoding`);
-      }
-      // The id is echoed even when the rest of the request is bad.
-      assert.equal(replies[2][0].id, 1);
-      // A payload far past the limit (dropped by the broker or by us) crashes nothing.
-      await client.send(topic, { prompt: "z".repeat(200_000) }, {});
-      // No Response Topic and no reply_to: logged, counted, dropped.
-      await client.send(topic, { prompt: "x" }, { responseTopic: false });
-      await until(() => service.stats.droppedNoReplyTo === 1, "the drop to be counted");
-      // Still serving.
-      const ok = await client.replies(await client.send(topic, { id: "ok", prompt: "Hi", max_tokens: 3 }));
-      assert.equal(final(ok).event, "done");
-      assert.deepEqual(checkStream(ok), []);
-    }),
+    withService(
+      { scheduler: { contextSize: 128 }, service: { maxPayload: 4096 } },
+      async ({ service, client, base }) => {
+        const topic = `${base}/request`;
+        const te = new TextEncoder();
+        const cases: [string, unknown, Parameters<TestClient["send"]>[2], string, RegExp][] = [
+          ["malformed JSON", te.encode("{not json"), {}, "BAD_JSON", /not valid JSON/],
+          ["malformed CBOR", new Uint8Array([0xa1, 0x63, 0x61]), { encoding: "cbor" }, "BAD_CBOR", /not valid CBOR/],
+          ["unknown field", { id: 1, prompt: "x", colour: "red" }, {}, "BAD_REQUEST", /unknown field: colour/],
+          [
+            "wrong type",
+            { id: 2, prompt: "x", max_tokens: "ten" },
+            {},
+            "BAD_REQUEST",
+            /max_tokens must be a positive integer/,
+          ],
+          ["missing prompt", { id: 3, temperature: 0.5 }, { encoding: "cbor" }, "BAD_REQUEST", /no prompt/],
+          ["over-long prompt", { id: 4, prompt: "word ".repeat(200) }, {}, "PROMPT_TOO_LONG", /context holds 128/],
+          ["huge payload", { id: 5, prompt: "y".repeat(10_000) }, {}, "TOO_LARGE", /exceeds the limit of 4096 bytes/],
+          [
+            "unsupported content type",
+            { prompt: "x" },
+            { contentType: "text/plain" },
+            "UNSUPPORTED_CONTENT_TYPE",
+            /text\/plain/,
+          ],
+          ["not an object", [1, 2], {}, "BAD_REQUEST", /must be an object/],
+        ];
+        const topics = await Promise.all(cases.map(([, body, o]) => client.send(topic, body, o)));
+        const replies = await Promise.all(topics.map((t) => client.replies(t)));
+        for (const [i, [what, , o, code, message]] of cases.entries()) {
+          const r = replies[i];
+          assert.equal(r.length, 1, what);
+          assert.equal(r[0].event, "error", what);
+          assert.equal(r[0].finish_reason, "error", what);
+          const err = r[0].error as { code: string; message: string };
+          assert.equal(err.code, code, `${what}: ${err.message}`);
+          assert.match(err.message, message, what);
+          assert.equal(r[0]._encoding, o?.encoding ?? "json", `${what}: reply in the request's encoding`);
+        }
+        // The id is echoed even when the rest of the request is bad.
+        assert.equal(replies[2][0].id, 1);
+        // A payload far past the limit (dropped by the broker or by us) crashes nothing.
+        await client.send(topic, { prompt: "z".repeat(200_000) }, {});
+        // No Response Topic and no reply_to: logged, counted, dropped.
+        await client.send(topic, { prompt: "x" }, { responseTopic: false });
+        await until(() => service.stats.droppedNoReplyTo === 1, "the drop to be counted");
+        // Still serving.
+        const ok = await client.replies(await client.send(topic, { id: "ok", prompt: "Hi", max_tokens: 3 }));
+        assert.equal(final(ok).event, "done");
+        assert.deepEqual(checkStream(ok), []);
+      },
+    ),
 });
 
 Deno.test({
-  name: "past the queue limit a request gets BUSY; a cancel by id or correlation data ends a running request with 'cancelled'",
+  name:
+    "past the queue limit a request gets BUSY; a cancel by id or correlation data ends a running request with 'cancelled'",
   ignore: !HAVE_MOSQUITTO,
   fn: () =>
     withService({ scheduler: { parallel: 1, maxQueue: 1, contextSize: 2048 } }, async ({ service, client, base }) => {
       const topic = `${base}/request`;
       // A long request occupies the only slot...
-      const long = await client.send(topic, { id: "long", prompt: "Go", max_tokens: 1800, temperature: 0 }, { correlation: "L" });
+      const long = await client.send(topic, { id: "long", prompt: "Go", max_tokens: 1800, temperature: 0 }, {
+        correlation: "L",
+      });
       await client.firstReplies(long, 1);
       // ...the next waits in the queue, the one after is refused.
       const queued = await client.send(topic, { id: "queued", prompt: "Hi", max_tokens: 2 });
@@ -190,7 +222,9 @@ Deno.test({
       // A cancel by id (JSON payload).
       const second = await client.send(topic, { id: "second", prompt: "Go", max_tokens: 1800, temperature: 0 });
       await client.firstReplies(second, 1);
-      await client.client.publishAsync(`${base}/cancel`, JSON.stringify({ id: "second", reply_to: second }), { qos: 1 });
+      await client.client.publishAsync(`${base}/cancel`, JSON.stringify({ id: "second", reply_to: second }), {
+        qos: 1,
+      });
       assert.equal(final(await client.replies(second)).finish_reason, "cancelled");
       assert.equal(service.stats.busy, 1);
       assert.equal(service.stats.cancelled, 2);
@@ -226,7 +260,10 @@ Deno.test("MQTT 3.1.1 broker (aedes): falls back from MQTT 5; reply_to and id ri
     assert.equal((online.limits as { parallel: number }).parallel, 1);
     const topics = await Promise.all([
       client.send(`${base}/request`, { id: "j", prompt: "Hello", max_tokens: 4 }, { replyToInPayload: true }),
-      client.send(`${base}/request`, { id: "c", prompt: "Hello", max_tokens: 4 }, { replyToInPayload: true, encoding: "cbor" }),
+      client.send(`${base}/request`, { id: "c", prompt: "Hello", max_tokens: 4 }, {
+        replyToInPayload: true,
+        encoding: "cbor",
+      }),
       client.send(`${base}/request`, { id: "bad", prompt: "x", reply_to: 5 } as unknown, {}),
     ]);
     const [j, c] = await Promise.all(topics.slice(0, 2).map((t) => client.replies(t)));
@@ -254,36 +291,47 @@ Deno.test({
       // The retained status is gone with the broker; the node publishes it again after subscribing.
       await client.watch(`${base}/status`);
       await client.waitFor(`${base}/status`, (s) => s.state === "online");
-      const r = await client.replies(await client.send(`${base}/request`, { id: "after", prompt: "Hi", max_tokens: 3 }));
+      const r = await client.replies(
+        await client.send(`${base}/request`, { id: "after", prompt: "Hi", max_tokens: 3 }),
+      );
       assert.equal(final(r).event, "done");
     }),
 });
 
 Deno.test({
-  name: "link cut with a request in flight: the will says offline, the request finishes, its final reply arrives after the reconnection",
+  name:
+    "link cut with a request in flight: the will says offline, the request finishes, its final reply arrives after the reconnection",
   ignore: !HAVE_MOSQUITTO,
   fn: () =>
-    withService({ proxy: true, scheduler: { contextSize: 2048 } }, async ({ service, scheduler, client, broker: link, base }) => {
-      await client.watch(`${base}/status`);
-      await client.waitFor(`${base}/status`, (s) => s.state === "online");
-      const t = await client.send(`${base}/request`, { id: "inflight", prompt: "Go", max_tokens: 600, temperature: 0 });
-      await client.firstReplies(t, 1);
-      await link.stop();
-      await client.waitFor(`${base}/status`, (s) => s.state === "offline" && s.reason === "connection lost");
-      await until(() => scheduler.activeCount === 0, "the request to finish offline");
-      assert.equal(service.connected, false);
-      await link.start();
-      const r = await client.replies(t);
-      const f = final(r);
-      assert.equal(f.event, "done");
-      assert.equal(f.finish_reason, "length");
-      assert.equal((f.usage as { completion_tokens: number }).completion_tokens, 600);
-      assert.ok(service.stats.chunksDroppedOffline > 0);
-      // QoS 1 is at-least-once: chunks unacknowledged at the cut come again after the reconnection.
-      // Told apart by seq, what arrived is in order, with a gap where the link was down.
-      const seqs = [...new Set(r.map((x) => x.seq))];
-      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
-      assert.ok(seqs.length < 601);
-      assert.equal(f.seq, 600);
-    }),
+    withService(
+      { proxy: true, scheduler: { contextSize: 2048 } },
+      async ({ service, scheduler, client, broker: link, base }) => {
+        await client.watch(`${base}/status`);
+        await client.waitFor(`${base}/status`, (s) => s.state === "online");
+        const t = await client.send(`${base}/request`, {
+          id: "inflight",
+          prompt: "Go",
+          max_tokens: 600,
+          temperature: 0,
+        });
+        await client.firstReplies(t, 1);
+        await link.stop();
+        await client.waitFor(`${base}/status`, (s) => s.state === "offline" && s.reason === "connection lost");
+        await until(() => scheduler.activeCount === 0, "the request to finish offline");
+        assert.equal(service.connected, false);
+        await link.start();
+        const r = await client.replies(t);
+        const f = final(r);
+        assert.equal(f.event, "done");
+        assert.equal(f.finish_reason, "length");
+        assert.equal((f.usage as { completion_tokens: number }).completion_tokens, 600);
+        assert.ok(service.stats.chunksDroppedOffline > 0);
+        // QoS 1 is at-least-once: chunks unacknowledged at the cut come again after the reconnection.
+        // Told apart by seq, what arrived is in order, with a gap where the link was down.
+        const seqs = [...new Set(r.map((x) => x.seq))];
+        assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+        assert.ok(seqs.length < 601);
+        assert.equal(f.seq, 600);
+      },
+    ),
 });

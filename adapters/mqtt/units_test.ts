@@ -41,7 +41,10 @@ Deno.test("codec: a tag-wrapped CBOR map without a content type is CBOR; unknown
   assert.deepEqual(decodePayload(selfDescribed, detectEncoding(selfDescribed)), { prompt: "x" });
   const tag1000 = new Uint8Array([0xd9, 0x03, 0xe8, ...map]);
   assert.equal(detectEncoding(tag1000), "cbor");
-  assert.throws(() => decodePayload(tag1000, "cbor"), (e) => code("BAD_CBOR")(e) && /tag 1000/.test((e as Error).message));
+  assert.throws(
+    () => decodePayload(tag1000, "cbor"),
+    (e) => code("BAD_CBOR")(e) && /tag 1000/.test((e as Error).message),
+  );
 });
 
 Deno.test("topics: built under prefix/node; bad names and reply topics are named", () => {
@@ -98,13 +101,21 @@ Deno.test("options: defaults, checks, TLS files read and passed to mqtt.js, will
   assert.throws(() => resolveMqttOptions({ url: "http://x", node: "n" }), /scheme 'http:'/);
   assert.throws(() => resolveMqttOptions({ url: "not a url", node: "n" }), /not a URL/);
   assert.throws(() => resolveMqttOptions({ url: "mqtt://x", node: "n", cert: "/c" }), /both --cert and --key/);
-  assert.throws(() => resolveMqttOptions({ url: "mqtt://x", node: "n", ca: "/no/such/ca.pem" }), /CA certificate file '\/no\/such\/ca.pem'/);
+  assert.throws(
+    () => resolveMqttOptions({ url: "mqtt://x", node: "n", ca: "/no/such/ca.pem" }),
+    /CA certificate file '\/no\/such\/ca.pem'/,
+  );
   const dir = await Deno.makeTempDir();
   try {
     for (const f of ["ca", "cert", "key"]) await Deno.writeTextFile(`${dir}/${f}.pem`, `${f} pem`);
     const t = resolveMqttOptions({
-      url: "mqtts://broker:8883", node: "n", username: "u", password: "p",
-      ca: `${dir}/ca.pem`, cert: `${dir}/cert.pem`, key: `${dir}/key.pem`,
+      url: "mqtts://broker:8883",
+      node: "n",
+      username: "u",
+      password: "p",
+      ca: `${dir}/ca.pem`,
+      cert: `${dir}/cert.pem`,
+      key: `${dir}/key.pem`,
     });
     const will = { topic: "bonsai/n/status", payload: new TextEncoder().encode("{}"), qos: 1 as const };
     const c = clientOptions(t, 5, will);

@@ -13,7 +13,15 @@
  *
  * @module
  */
-import { charClass, type Element, GrammarBuilder, GrammarError, literal, MAX_CODE_POINT, type Grammar } from "./grammar.ts";
+import {
+  charClass,
+  type Element,
+  type Grammar,
+  GrammarBuilder,
+  GrammarError,
+  literal,
+  MAX_CODE_POINT,
+} from "./grammar.ts";
 
 import { MAX_GRAMMAR_CHARS, MAX_NESTING, MAX_REPEAT } from "./limits.ts";
 
@@ -66,7 +74,7 @@ class Parser {
     while (this.at < s.length) {
       const c = s[this.at];
       if (c === " " || c === "\t" || (newlines && (c === "\n" || c === "\r"))) this.at++;
-      else if (c === "#") while (this.at < s.length && s[this.at] !== "\n") this.at++;
+      else if (c === "#") { while (this.at < s.length && s[this.at] !== "\n") this.at++; }
       else break;
     }
   }
@@ -165,14 +173,27 @@ class Parser {
       return cp;
     };
     switch (c) {
-      case "n": return 10;
-      case "r": return 13;
-      case "t": return 9;
-      case "x": return hex(2);
-      case "u": return hex(4);
-      case "U": return hex(8);
-      case "\\": case '"': case "]": case "[": case "-": case "^": return c.charCodeAt(0);
-      default: this.fail(`unknown escape \\${c ?? ""}`);
+      case "n":
+        return 10;
+      case "r":
+        return 13;
+      case "t":
+        return 9;
+      case "x":
+        return hex(2);
+      case "u":
+        return hex(4);
+      case "U":
+        return hex(8);
+      case "\\":
+      case '"':
+      case "]":
+      case "[":
+      case "-":
+      case "^":
+        return c.charCodeAt(0);
+      default:
+        this.fail(`unknown escape \\${c ?? ""}`);
     }
   }
 

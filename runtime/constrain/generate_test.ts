@@ -35,20 +35,22 @@ Deno.test({
       const [name, schema] = schemas[i % schemas.length];
       const temperature = [0, 0.6, 1, 2][i % 4];
       const maxTokens = i % 10 === 1 ? 24 : [24, 60, 120][i % 3];
-      jobs.push(run(s, {
-        prompt: `Give me ${name} as JSON`,
-        jsonSchema: schema,
-        maxTokens,
-        // top_k 0 (sort the whole allowed vocabulary) is slow in wide states: only a few runs.
-        sampling: { temperature, seed: i, topK: i % 10 === 1 ? 0 : i % 2 ? 100 : 20, topP: i % 2 ? 0.95 : 1 },
-      }).then((done) => {
-        const what = `run ${i} (${name}, t=${temperature}, max ${maxTokens}): ${done.text}`;
-        assert.equal(done.finishReason, "stop", what);
-        assert.ok(done.stats.completionTokens <= maxTokens, what);
-        let value: unknown;
-        assert.doesNotThrow(() => value = JSON.parse(done.text), what);
-        assert.deepEqual(validate(value, schema), [], what);
-      }));
+      jobs.push(
+        run(s, {
+          prompt: `Give me ${name} as JSON`,
+          jsonSchema: schema,
+          maxTokens,
+          // top_k 0 (sort the whole allowed vocabulary) is slow in wide states: only a few runs.
+          sampling: { temperature, seed: i, topK: i % 10 === 1 ? 0 : i % 2 ? 100 : 20, topP: i % 2 ? 0.95 : 1 },
+        }).then((done) => {
+          const what = `run ${i} (${name}, t=${temperature}, max ${maxTokens}): ${done.text}`;
+          assert.equal(done.finishReason, "stop", what);
+          assert.ok(done.stats.completionTokens <= maxTokens, what);
+          let value: unknown;
+          assert.doesNotThrow(() => value = JSON.parse(done.text), what);
+          assert.deepEqual(validate(value, schema), [], what);
+        }),
+      );
     }
     await Promise.all(jobs);
   },
@@ -72,7 +74,11 @@ const TOOLS: ToolDefinition[] = [
   {
     name: "set_speed",
     description: "Set the wheel speed",
-    parameters: { type: "object", properties: { mps: { type: "number" }, unit: { enum: ["m/s", "km/h"] } }, required: ["mps"] },
+    parameters: {
+      type: "object",
+      properties: { mps: { type: "number" }, unit: { enum: ["m/s", "km/h"] } },
+      required: ["mps"],
+    },
   },
   { name: "stop", description: "Stop now" },
 ];
@@ -110,13 +116,16 @@ Deno.test("tools: the system prompt lists them as the Qwen3 template does", () =
   const text = renderChat([{ role: "system", content: "Be brief." }, { role: "user", content: "hi" }], {
     tools: [{ name: "stop", description: "Stop now", parameters: { type: "object", properties: {} } }],
   });
-  assert.ok(text.startsWith(
-    "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n" +
-      "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n" +
-      '{"type": "function", "function": {"name": "stop", "description": "Stop now", "parameters": {"type": "object", "properties": {}}}}\n' +
-      "</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n" +
-      '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nhi<|im_end|>\n',
-  ), text);
+  assert.ok(
+    text.startsWith(
+      "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n" +
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n" +
+        '{"type": "function", "function": {"name": "stop", "description": "Stop now", "parameters": {"type": "object", "properties": {}}}}\n' +
+        "</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n" +
+        '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nhi<|im_end|>\n',
+    ),
+    text,
+  );
 });
 
 Deno.test({
@@ -130,10 +139,18 @@ Deno.test({
       [{ prompt: "x", grammar: `root ::= <not-a-token>` }, /not a special token/],
       [{ prompt: "x", jsonSchema: { type: "string" }, grammar: `root ::= "a"` }, /at most one of json_schema, grammar/],
       [{ prompt: "x", tools: TOOLS, toolChoice: "required", jsonSchema: true }, /at most one of/],
-      [{ prompt: "x", tools: [{ name: "t", parameters: { type: "object", properties: { a: { type: "integer", maximum: 3 } } } }], toolChoice: "required" }, /'maximum' at #\/tools\/0\/parameters\/properties\/a/],
+      [{
+        prompt: "x",
+        tools: [{ name: "t", parameters: { type: "object", properties: { a: { type: "integer", maximum: 3 } } } }],
+        toolChoice: "required",
+      }, /'maximum' at #\/tools\/0\/parameters\/properties\/a/],
     ];
     for (const [req, re] of cases) {
-      await assert.rejects(async () => await run(s, req), (e: Error) => e instanceof RequestError && e.code === "BAD_REQUEST" && re.test(e.message), re.source);
+      await assert.rejects(
+        async () => await run(s, req),
+        (e: Error) => e instanceof RequestError && e.code === "BAD_REQUEST" && re.test(e.message),
+        re.source,
+      );
     }
   },
 });

@@ -132,7 +132,9 @@ export class GrammarBuilder {
   /** Checks and freezes the grammar. */
   build(rootName: string): Grammar {
     const root = this.ids.get(rootName);
-    if (root === undefined || this.rules[root] === undefined) throw new GrammarError(`grammar has no '${rootName}' rule`);
+    if (root === undefined || this.rules[root] === undefined) {
+      throw new GrammarError(`grammar has no '${rootName}' rule`);
+    }
     this.rules.forEach((r, i) => {
       if (r === undefined) throw new GrammarError(`rule '${this.names[i]}' is used but not defined`);
     });
@@ -250,7 +252,9 @@ function untilStable(g: Grammar, update: (alts: readonly (readonly Element[])[],
     queued[r] = 0;
     work += size[r];
     if (work > MAX_COMPILE_WORK) {
-      throw new GrammarError(`grammar takes too long to check: over ${MAX_COMPILE_WORK} work units (limit MAX_COMPILE_WORK)`);
+      throw new GrammarError(
+        `grammar takes too long to check: over ${MAX_COMPILE_WORK} work units (limit MAX_COMPILE_WORK)`,
+      );
     }
     if (!update(g.rules[r], r)) continue;
     for (const u of users[r]) {

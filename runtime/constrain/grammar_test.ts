@@ -23,15 +23,21 @@ dir  ::= "left" | "right"
        | ( "for" | "back" ) "ward"   # continues on the next line
 num  ::= [1-9] [0-9]{0,2} | "0"
 `);
-  for (const ok of ["move left 1", "move forward 120", "move backward 0", "move right 999"]) assert.equal(check(m, ok), "full", ok);
-  for (const bad of ["move up 1", "move left 1000", "move left 01", "move  left 1", "Move left 1"]) assert.equal(check(m, bad), "no", bad);
+  for (const ok of ["move left 1", "move forward 120", "move backward 0", "move right 999"]) {
+    assert.equal(check(m, ok), "full", ok);
+  }
+  for (const bad of ["move up 1", "move left 1000", "move left 01", "move  left 1", "Move left 1"]) {
+    assert.equal(check(m, bad), "no", bad);
+  }
   assert.equal(check(m, "move for"), "prefix");
 });
 
 Deno.test("gbnf: * + ? . negated classes, escapes and special tokens", () => {
   const m = matcher(String.raw`root ::= "a"+ "b"* "c"? [^x\n] "\x41\u00e9" . <tool_call>`);
   const g = m.grammar;
-  assert.ok(g.rules.some((alts) => alts.some((alt) => alt.some((e) => e.type === "token" && e.text === "<tool_call>"))));
+  assert.ok(
+    g.rules.some((alts) => alts.some((alt) => alt.some((e) => e.type === "token" && e.text === "<tool_call>"))),
+  );
   const s = m.walk(m.initial, utf8.encode("aabbcyAé\u{1F600}"));
   assert.notEqual(s, DEAD);
   assert.equal(m.canEnd(s), false);
@@ -97,5 +103,7 @@ Deno.test("gbnf: errors name the problem", () => {
     [`root ::= ( "a"`, /expected '\)'/],
     [`root ::= "a" @`, /unexpected character "@"/],
   ];
-  for (const [text, re] of cases) assert.throws(() => parseGbnf(text), (e: Error) => e instanceof GrammarError && re.test(e.message), text);
+  for (const [text, re] of cases) {
+    assert.throws(() => parseGbnf(text), (e: Error) => e instanceof GrammarError && re.test(e.message), text);
+  }
 });

@@ -40,11 +40,20 @@ export class SchemaError extends Error {
   }
 }
 
-
 const ANNOTATIONS = new Set(["title", "description", "$schema", "$id", "$comment", "examples", "default"]);
 const KEYWORDS = new Set([
-  "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-  "minLength", "maxLength", "enum", "const", "anyOf",
+  "type",
+  "properties",
+  "required",
+  "additionalProperties",
+  "items",
+  "minItems",
+  "maxItems",
+  "minLength",
+  "maxLength",
+  "enum",
+  "const",
+  "anyOf",
 ]);
 const TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"] as const;
 type JsonType = typeof TYPES[number];
@@ -128,7 +137,9 @@ export class JsonSchemaCompiler {
 
   /** Types implied by the keywords of an untyped schema; empty means any value. */
   private implicitTypes(s: Record<string, unknown>): JsonType[] {
-    if (s.properties !== undefined || s.required !== undefined || s.additionalProperties !== undefined) return ["object"];
+    if (s.properties !== undefined || s.required !== undefined || s.additionalProperties !== undefined) {
+      return ["object"];
+    }
     if (s.items !== undefined || s.minItems !== undefined || s.maxItems !== undefined) return ["array"];
     if (s.minLength !== undefined || s.maxLength !== undefined) return ["string"];
     return [];
@@ -137,9 +148,13 @@ export class JsonSchemaCompiler {
   private anyOf(s: Record<string, unknown>, path: string): Element {
     const others = Object.keys(s).filter((k) => k !== "anyOf" && !ANNOTATIONS.has(k));
     if (others.length > 0) {
-      throw new SchemaError(`'anyOf' at ${path} next to '${others[0]}' is not supported; move '${others[0]}' into each branch`);
+      throw new SchemaError(
+        `'anyOf' at ${path} next to '${others[0]}' is not supported; move '${others[0]}' into each branch`,
+      );
     }
-    if (!Array.isArray(s.anyOf) || s.anyOf.length === 0) throw new SchemaError(`'anyOf' at ${path} must be a non-empty array`);
+    if (!Array.isArray(s.anyOf) || s.anyOf.length === 0) {
+      throw new SchemaError(`'anyOf' at ${path} must be a non-empty array`);
+    }
     const alts = s.anyOf.map((sub, i) => [this.compile(sub, `${path}/anyOf/${i}`)]);
     return this.b.define(this.b.fresh(ruleName(path)), alts);
   }
@@ -150,7 +165,9 @@ export class JsonSchemaCompiler {
       if (s.enum !== undefined) throw new SchemaError(`both 'const' and 'enum' at ${path}; give one`);
       values = [s.const];
     } else {
-      if (!Array.isArray(s.enum) || s.enum.length === 0) throw new SchemaError(`'enum' at ${path} must be a non-empty array`);
+      if (!Array.isArray(s.enum) || s.enum.length === 0) {
+        throw new SchemaError(`'enum' at ${path} must be a non-empty array`);
+      }
       values = s.enum;
     }
     // A value must also satisfy 'type' (and the string/array bounds, checked by JSON shape only).
@@ -199,7 +216,10 @@ export class JsonSchemaCompiler {
   private number(): Element {
     if (this.b.isDefined("json-number")) return this.b.ref("json-number");
     const digit = charClass([0x30, 0x39]);
-    const fraction = this.b.define("json-fraction", [[...literal("."), this.b.repeat("json-fraction-digits", [digit], 1, 9)], []]);
+    const fraction = this.b.define("json-fraction", [[
+      ...literal("."),
+      this.b.repeat("json-fraction-digits", [digit], 1, 9),
+    ], []]);
     return this.b.define("json-number", [[this.integer(), fraction]]);
   }
 
@@ -243,7 +263,9 @@ export class JsonSchemaCompiler {
     }
     if (names.length === 0) {
       // No declared properties: any object when extra properties are allowed, else only {}.
-      return extra === false ? this.b.define(this.b.fresh(ruleName(path)), [literal("{}")]) : this.anyObject(this.maxDepth);
+      return extra === false
+        ? this.b.define(this.b.fresh(ruleName(path)), [literal("{}")])
+        : this.anyObject(this.maxDepth);
     }
     const kv = names.map((n) => {
       const value = this.compile((props as Record<string, unknown>)[n], `${path}/properties/${escapePointer(n)}`);
@@ -260,7 +282,10 @@ export class JsonSchemaCompiler {
         continue;
       }
       const req = (required as string[]).includes(names[i]);
-      after[i] = this.b.define(`${base}-after-${i}`, [[this.comma(), ...kv[i], after[i + 1]], ...(req ? [] : [[after[i + 1]]])]);
+      after[i] = this.b.define(`${base}-after-${i}`, [
+        [this.comma(), ...kv[i], after[i + 1]],
+        ...(req ? [] : [[after[i + 1]]]),
+      ]);
       first[i] = this.b.define(`${base}-first-${i}`, [[...kv[i], after[i + 1]], ...(req ? [] : [[first[i + 1]]])]);
     }
     return this.b.define(base, [[...literal("{"), first[0], ...literal("}")]]);
@@ -288,7 +313,11 @@ export class JsonSchemaCompiler {
     const name = `json-any-${Math.max(0, depth)}`;
     if (this.b.isDefined(name)) return this.b.ref(name);
     const alts: Element[][] = [
-      [this.stringRule(0, this.maxString)], [this.number()], literal("true"), literal("false"), literal("null"),
+      [this.stringRule(0, this.maxString)],
+      [this.number()],
+      literal("true"),
+      literal("false"),
+      literal("null"),
     ];
     if (depth > 0) {
       alts.push([this.anyObject(depth)]);
@@ -300,7 +329,11 @@ export class JsonSchemaCompiler {
   private anyObject(depth: number): Element {
     const name = `json-any-object-${depth}`;
     if (this.b.isDefined(name)) return this.b.ref(name);
-    const kv = this.b.define(`${name}-member`, [[this.stringRule(0, this.maxString), this.colon(), this.any(depth - 1)]]);
+    const kv = this.b.define(`${name}-member`, [[
+      this.stringRule(0, this.maxString),
+      this.colon(),
+      this.any(depth - 1),
+    ]]);
     const more = this.b.repeat(`${name}-more`, [this.comma(), kv], 0, this.maxItems - 1);
     return this.b.define(name, [[...literal("{"), kv, more, ...literal("}")], literal("{}")]);
   }
@@ -308,13 +341,20 @@ export class JsonSchemaCompiler {
 
 function isOfType(v: unknown, t: JsonType): boolean {
   switch (t) {
-    case "null": return v === null;
-    case "boolean": return typeof v === "boolean";
-    case "string": return typeof v === "string";
-    case "number": return typeof v === "number" && Number.isFinite(v);
-    case "integer": return typeof v === "number" && Number.isInteger(v);
-    case "array": return Array.isArray(v);
-    case "object": return typeof v === "object" && v !== null && !Array.isArray(v);
+    case "null":
+      return v === null;
+    case "boolean":
+      return typeof v === "boolean";
+    case "string":
+      return typeof v === "string";
+    case "number":
+      return typeof v === "number" && Number.isFinite(v);
+    case "integer":
+      return typeof v === "number" && Number.isInteger(v);
+    case "array":
+      return Array.isArray(v);
+    case "object":
+      return typeof v === "object" && v !== null && !Array.isArray(v);
   }
 }
 

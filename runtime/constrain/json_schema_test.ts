@@ -20,11 +20,28 @@ function accepts(schema: unknown, text: string): boolean {
 
 Deno.test("schema: accepts valid documents in the compact/one-space form, refuses invalid ones", () => {
   const cmd = TEST_SCHEMAS.robotCommand;
-  for (const ok of ['{"action":"move","speed":1.5}', '{"action": "stop", "speed": -0, "steps": 3, "safe": true}', '{"action":"turn","speed":0.25,"safe":false}']) {
+  for (
+    const ok of [
+      '{"action":"move","speed":1.5}',
+      '{"action": "stop", "speed": -0, "steps": 3, "safe": true}',
+      '{"action":"turn","speed":0.25,"safe":false}',
+    ]
+  ) {
     assert.ok(accepts(cmd, ok), ok);
     assert.deepEqual(validate(JSON.parse(ok), cmd), [], ok);
   }
-  for (const bad of ['{"action":"fly","speed":1}', '{"speed":1,"action":"move"}', '{"action":"move"}', '{"action":"move","speed":1,"extra":1}', '{"action":"move","speed":1.}', '{"action":"move","speed":01}', '{"action":"move","steps":1.5,"speed":1}', '{ "action":"move","speed":1}']) {
+  for (
+    const bad of [
+      '{"action":"fly","speed":1}',
+      '{"speed":1,"action":"move"}',
+      '{"action":"move"}',
+      '{"action":"move","speed":1,"extra":1}',
+      '{"action":"move","speed":1.}',
+      '{"action":"move","speed":01}',
+      '{"action":"move","steps":1.5,"speed":1}',
+      '{ "action":"move","speed":1}',
+    ]
+  ) {
     assert.ok(!accepts(cmd, bad), bad);
   }
   const list = TEST_SCHEMAS.list;
@@ -60,7 +77,11 @@ Deno.test("schema: unsupported or malformed keywords are refused by name", () =>
     ["string", /must be an object or a boolean/],
   ];
   for (const [schema, re] of cases) {
-    assert.throws(() => jsonSchemaToGrammar(schema), (e: Error) => e instanceof SchemaError && re.test(e.message), JSON.stringify(schema));
+    assert.throws(
+      () => jsonSchemaToGrammar(schema),
+      (e: Error) => e instanceof SchemaError && re.test(e.message),
+      JSON.stringify(schema),
+    );
   }
   // Annotations are fine.
   assert.ok(accepts({ $schema: "x", title: "t", description: "d", examples: [1], default: 1, type: "integer" }, "42"));

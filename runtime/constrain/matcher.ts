@@ -11,7 +11,15 @@
  *
  * @module
  */
-import { charMatches, type Element, elementCost, firstMatch, type Grammar, GrammarError, minRuleCosts } from "./grammar.ts";
+import {
+  charMatches,
+  type Element,
+  elementCost,
+  firstMatch,
+  type Grammar,
+  GrammarError,
+  minRuleCosts,
+} from "./grammar.ts";
 import { MAX_MATCH_NODES, MAX_MATCH_STACKS, MAX_MATCH_STATE_STACKS, MAX_MATCH_STATES } from "./limits.ts";
 
 /** Transition not computed yet. */

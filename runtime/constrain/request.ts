@@ -111,7 +111,10 @@ function checkTokens(g: Grammar, tok: TokenVocabulary): void {
         }
         // An end token ends the generation before the grammar could go on: never matchable.
         if (tok.isEndOfGeneration(id!)) {
-          throw new RequestError("BAD_REQUEST", `grammar names the token ${e.text}, which ends the generation and cannot be part of the output`);
+          throw new RequestError(
+            "BAD_REQUEST",
+            `grammar names the token ${e.text}, which ends the generation and cannot be part of the output`,
+          );
         }
       }
     }
