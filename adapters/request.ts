@@ -23,6 +23,7 @@ export interface WireRequest {
   request: GenerationRequest;
 }
 
+/** Wire names of the sampling fields, and their {@link SamplingOptions} names. */
 const SAMPLING_FIELDS: Record<string, keyof SamplingOptions> = {
   temperature: "temperature",
   top_k: "topK",
@@ -51,6 +52,9 @@ const OTHER_FIELDS = new Set([
   "tools",
   "tool_choice",
 ]);
+
+/** Every field name a wire request may carry (anything else is refused with BAD_REQUEST). */
+export const WIRE_FIELDS: readonly string[] = [...OTHER_FIELDS, ...Object.keys(SAMPLING_FIELDS)];
 
 const ROLES = new Set(["system", "user", "assistant", "tool"]);
 

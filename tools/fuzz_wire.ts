@@ -8,6 +8,7 @@
  */
 import { encode as cborEncode } from "cbor-x";
 import type { FuzzRng } from "./fuzz_rng.ts";
+import { WIRE_FIELDS } from "../adapters/request.ts";
 
 /** A request payload as it arrives over MQTT or stdin. */
 export interface WirePayload {
@@ -16,29 +17,8 @@ export interface WirePayload {
 }
 
 const FIELDS = [
-  "id",
-  "prompt",
-  "messages",
-  "system",
-  "max_tokens",
-  "stop",
-  "stop_tokens",
-  "raw",
-  "think",
-  "stream",
-  "json_schema",
-  "grammar",
-  "tools",
-  "tool_choice",
-  "temperature",
-  "top_k",
-  "top_p",
-  "min_p",
-  "repeat_penalty",
-  "presence_penalty",
-  "frequency_penalty",
-  "repeat_last_n",
-  "seed",
+  ...WIRE_FIELDS,
+  // names an unknown-field check by `in` would let through, and one plainly unknown
   "constructor",
   "toString",
   "hasOwnProperty",
