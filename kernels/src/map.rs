@@ -32,6 +32,10 @@ const MAP_PRIVATE: c_int = 2;
 const MAP_ANONYMOUS: c_int = 0x20;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const MAP_ANONYMOUS: c_int = 0x1000; // macOS
+/// Transparent huge pages for the copy: one fault per 2 MiB instead of per 4 KiB page while the
+/// file is read in (most of the load time of a 250 MB file went to page faults). A hint: where
+/// the kernel has no THP it is ignored.
+const MADV_HUGEPAGE: c_int = 14;
 const MADV_DONTNEED: c_int = 4;
 const SEEK_END: c_int = 2;
 const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
@@ -136,6 +140,9 @@ unsafe fn read_all(fd: c_int, path: &str) -> Result<(*const u8, usize), String> 
     let p = mmap(std::ptr::null_mut(), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if p == MAP_FAILED {
         return Err(format!("cannot allocate {} bytes for {:?}: {}", len, path, errno_text()));
+    }
+    if cfg!(target_os = "linux") {
+        madvise(p, len, MADV_HUGEPAGE);
     }
     let mut done = 0usize;
     while done < len {
