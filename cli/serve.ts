@@ -307,10 +307,9 @@ export async function serveCommand(args: string[]): Promise<number> {
     if (http) {
       // The metrics are shared: with MQTT too, these counts include its requests.
       const r = metrics.snapshot().requests;
+      const which = service ? "all requests" : "HTTP";
       log(
-        `${
-          service ? "all requests" : "HTTP"
-        }: served ${r.served}, cancelled ${r.cancelled}, failed ${r.failed}, busy ${r.busy}, rejected ${r.rejected}`,
+        `${which}: served ${r.served}, cancelled ${r.cancelled}, failed ${r.failed}, busy ${r.busy}, rejected ${r.rejected}`,
       );
     }
     if (service) {
