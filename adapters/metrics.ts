@@ -1,11 +1,13 @@
 /**
- * Service metrics shared by every adapter (MQTT now; an HTTP /metrics later): requests by
- * outcome, generated tokens and tokens/s over the last minute, time to first token (p50/p95 and
- * cumulative histogram buckets), queue depth and active slots, RSS and the memory plan, uptime,
- * and the board's temperature and throttling. {@link Metrics.snapshot} gives a plain object;
- * each adapter renders it in its own format (the MQTT metrics message, Prometheus text, ...).
+ * Service metrics shared by every adapter (MQTT and HTTP count into one object when both run):
+ * requests by outcome, generated and prompt tokens, tokens/s over the last minute and decode
+ * speed, time to first token (p50/p95 and cumulative histogram buckets), queue depth and slots,
+ * RSS and the memory plan, uptime, and the board's temperature and throttling.
+ * {@link Metrics.snapshot} gives a plain object; each adapter renders it in its own format (the
+ * MQTT metrics message in mqtt/metrics_message.ts, Prometheus text in metrics_prometheus.ts).
  * @module
  */
+import type { GenerationStats } from "../runtime/request.ts";
 
 /** What the metrics report of the memory plan (devices/budget.ts's `MemoryPlan` fits it). */
 export interface PlanSummary {
@@ -40,8 +42,10 @@ export type Outcome =
   | "expired"
   /** Cancelled by its client or by a shutdown. */
   | "cancelled"
-  /** Not run and not answered: no or forbidden reply address, retained, redelivered twice. */
-  | "refused";
+  /** Not run and not answered (MQTT): no or forbidden reply address, retained, redelivered twice. */
+  | "refused"
+  /** Answered with an error before running (HTTP): bad input, unknown route, bad or missing key. */
+  | "rejected";
 
 /** The outcomes, in report order. */
 export const OUTCOMES: readonly Outcome[] = [
@@ -51,6 +55,7 @@ export const OUTCOMES: readonly Outcome[] = [
   "expired",
   "cancelled",
   "refused",
+  "rejected",
 ];
 
 /** Upper bounds (ms) of the time-to-first-token histogram buckets; the last bucket is +Inf. */
@@ -74,6 +79,20 @@ export interface LoadGauges {
   activeSlots: number;
   /** Slots in all. */
   slots: number;
+  /** Most requests allowed to wait. */
+  queueLimit: number;
+}
+
+/** The load gauges of a scheduler now. */
+export function loadOf(
+  scheduler: { queuedCount: number; activeCount: number; parallel: number; maxQueue: number },
+): LoadGauges {
+  return {
+    queueDepth: scheduler.queuedCount,
+    activeSlots: scheduler.activeCount,
+    slots: scheduler.parallel,
+    queueLimit: scheduler.maxQueue,
+  };
 }
 
 /** A point-in-time view of the metrics: plain data, ready to render. */
@@ -86,6 +105,13 @@ export interface MetricsSnapshot {
   tokens: number;
   /** Generated tokens per second over the last 60 s (or since start, if shorter). */
   tokensPerSecond: number;
+  /** Prompt tokens of finished generations, and those of them reused from the KV cache. */
+  promptTokens: number;
+  cachedPromptTokens: number;
+  /** Decode speed (tokens/s) of the last finished generation that generated any; 0 before. */
+  lastDecodeTokensPerSecond: number;
+  /** Generated tokens over decode time, all finished generations together; 0 before any. */
+  meanDecodeTokensPerSecond: number;
   /** Time to first token of the recent requests (last {@link TTFT_WINDOW}), ms; undefined before any. */
   ttftMs: {
     p50?: number;
@@ -94,7 +120,8 @@ export interface MetricsSnapshot {
     sumMs: number;
     buckets: { le: number; count: number }[];
   };
-  load: LoadGauges;
+  /** Undefined when the adapter has no scheduler yet (the model is loading). */
+  load?: LoadGauges;
   memory: {
     rssBytes: number;
     plan?: PlanSummary;
@@ -114,8 +141,15 @@ export class Metrics {
     expired: 0,
     cancelled: 0,
     refused: 0,
+    rejected: 0,
   };
   private tokens = 0;
+  private promptTokens = 0;
+  private cachedPromptTokens = 0;
+  /** Generated tokens and decode time of finished generations, for the mean decode speed. */
+  private decodedTokens = 0;
+  private decodeMs = 0;
+  private lastTps = 0;
   /** Tokens per whole second, for the last 60 seconds: [second, count] pairs, oldest first. */
   private readonly perSecond: [number, number][] = [];
   private readonly ttft: number[] = [];
@@ -124,6 +158,7 @@ export class Metrics {
   private readonly ttftBuckets = new Array<number>(TTFT_BUCKETS_MS.length + 1)
     .fill(0);
   private readonly started: number;
+  private plan?: PlanSummary;
 
   constructor(
     private readonly opts: {
@@ -135,6 +170,12 @@ export class Metrics {
     } = {},
   ) {
     this.started = this.now();
+    this.plan = opts.plan;
+  }
+
+  /** Sets the memory plan to report (known once the model is set up, after the metrics exist). */
+  setPlan(plan: PlanSummary): void {
+    this.plan = plan;
   }
 
   private now(): number {
@@ -168,8 +209,20 @@ export class Metrics {
     this.ttftBuckets[i === -1 ? TTFT_BUCKETS_MS.length : i]++;
   }
 
-  /** The metrics now; `load` comes from the scheduler. */
-  snapshot(load: LoadGauges): MetricsSnapshot {
+  /**
+   * Records a finished generation's prompt tokens and decode speed. Its generated tokens are
+   * not counted here: {@link addTokens} counts them (as they come, for tokens/s).
+   */
+  addGeneration(stats: GenerationStats): void {
+    this.promptTokens += stats.promptTokens;
+    this.cachedPromptTokens += stats.cachedPromptTokens;
+    this.decodedTokens += stats.completionTokens;
+    this.decodeMs += stats.decodeMs;
+    if (stats.completionTokens > 0) this.lastTps = stats.decodeTokensPerSecond;
+  }
+
+  /** The metrics now; `load` comes from the scheduler (none while the model loads). */
+  snapshot(load?: LoadGauges): MetricsSnapshot {
     const now = this.now();
     const sec = Math.floor(now / 1000);
     const recent = this.perSecond.filter(([s]) => s > sec - 60).reduce(
@@ -179,13 +232,17 @@ export class Metrics {
     const span = Math.min(60, Math.max(1, (now - this.started) / 1000));
     const sorted = [...this.ttft].sort((a, b) => a - b);
     let cumulative = 0;
-    const plan = this.opts.plan;
+    const plan = this.plan;
     return {
       time: new Date(now).toISOString(),
       uptimeSeconds: Math.round((now - this.started) / 1000),
       requests: { ...this.requests },
       tokens: this.tokens,
       tokensPerSecond: round2(recent / span),
+      promptTokens: this.promptTokens,
+      cachedPromptTokens: this.cachedPromptTokens,
+      lastDecodeTokensPerSecond: round2(this.lastTps),
+      meanDecodeTokensPerSecond: this.decodeMs > 0 ? round2(this.decodedTokens / (this.decodeMs / 1000)) : 0,
       ttftMs: {
         p50: percentile(sorted, 0.5),
         p95: percentile(sorted, 0.95),
@@ -196,7 +253,7 @@ export class Metrics {
           count: cumulative += this.ttftBuckets[i],
         })),
       },
-      load,
+      ...(load ? { load } : {}),
       memory: {
         rssBytes: (this.opts.rss ?? (() => Deno.memoryUsage().rss))(),
         ...(plan

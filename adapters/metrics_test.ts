@@ -17,7 +17,7 @@ Deno.test("metrics: outcomes, tokens/s over the last minute, TTFT percentiles an
   now += 10_000;
   m.addTokens(30);
   for (const t of [10, 20, 30, 40, 60, 200, 900, 40_000]) m.addTtft(t);
-  const s = m.snapshot({ queueDepth: 2, activeSlots: 1, slots: 4 });
+  const s = m.snapshot({ queueDepth: 2, activeSlots: 1, slots: 4, queueLimit: 8 });
   assert.equal(s.requests.served, 2);
   assert.equal(s.requests.busy, 1);
   assert.equal(s.requests.failed, 0);
@@ -34,7 +34,7 @@ Deno.test("metrics: outcomes, tokens/s over the last minute, TTFT percentiles an
     { le: 500, count: 6 },
   ]);
   assert.deepEqual(s.ttftMs.buckets.at(-1), { le: Infinity, count: 8 });
-  assert.deepEqual(s.load, { queueDepth: 2, activeSlots: 1, slots: 4 });
+  assert.deepEqual(s.load, { queueDepth: 2, activeSlots: 1, slots: 4, queueLimit: 8 });
   assert.equal(s.memory.rssBytes, 123);
 });
 
@@ -48,7 +48,7 @@ Deno.test("metrics: tokens/s over a start shorter than a minute uses the time si
   now += 10_000;
   m.addTokens(50);
   assert.equal(
-    m.snapshot({ queueDepth: 0, activeSlots: 0, slots: 1 }).tokensPerSecond,
+    m.snapshot({ queueDepth: 0, activeSlots: 0, slots: 1, queueLimit: 0 }).tokensPerSecond,
     5,
   );
   assert.equal(percentile([], 0.5), undefined);

@@ -212,6 +212,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     Promise.resolve({ ok: false, message: "the model is still loading" });
   // HTTP listens while the model loads: /health says loading, the API answers 503.
   const setup = setupModel(flags, { log }).then((s) => ({ ...s, host: new ReloadableScheduler(s.scheduler) }));
+  // One metrics object for both adapters: a request over either shows in both outputs.
+  const metrics = new Metrics({ thermal: () => readThermal() });
   let http: HttpServer | undefined;
   if (listen) {
     try {
@@ -221,6 +223,7 @@ export async function serveCommand(args: string[]): Promise<number> {
         kioskSystem: v["kiosk-system"],
         modelName: flags.model.replace(/^.*[\\/]/, "").replace(/\.gguf$/i, ""),
         log,
+        metrics,
         reload: () => reloadNow("POST /admin/reload"),
       });
     } catch (e) {
@@ -232,6 +235,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     await http?.close();
     throw e;
   });
+  if (settings.plan) metrics.setPlan(settings.plan);
   // One reload at a time, whether asked by SIGHUP or by the HTTP admin action.
   let reloading: Promise<unknown> = Promise.resolve();
   reloadNow = (why) => {
@@ -260,7 +264,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       ? new MqttService(scheduler, {
         ...mqttOptions,
         log,
-        metrics: new Metrics({ plan: settings.plan, thermal: () => readThermal() }),
+        metrics,
         metricsInterval,
         groupQueue,
         requestDefaults: config.requestDefaults,
@@ -301,9 +305,11 @@ export async function serveCommand(args: string[]): Promise<number> {
     log(`${signal}: stopping`);
     await http?.close();
     if (http) {
-      const r = http.metrics.snapshot().requests;
+      // The metrics are shared: with MQTT too, these counts include its requests.
+      const r = metrics.snapshot().requests;
+      const which = service ? "all requests" : "HTTP";
       log(
-        `HTTP: served ${r.completed}, cancelled ${r.cancelled}, failed ${r.failed}, busy ${r.busy}, rejected ${r.rejected}`,
+        `${which}: served ${r.served}, cancelled ${r.cancelled}, failed ${r.failed}, busy ${r.busy}, rejected ${r.rejected}`,
       );
     }
     if (service) {

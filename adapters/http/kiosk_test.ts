@@ -117,7 +117,7 @@ Deno.test("kiosk page at 800x480: a question streams an answer, tok/s and model 
       await page.click("#send");
       await until(() => lastAnswer(page), (a) => a?.state === "done", 20_000, "the answer after new");
       assert.equal(JSON.parse(bodies[2]).messages.length, 2);
-      assert.equal(s.server.metrics.snapshot().requests.completed, 3);
+      assert.equal(s.server.metrics.snapshot().requests.served, 3);
 
       await page.setViewport({ width: 1920, height: 1080 });
       assert.ok(await page.evaluate(() => document.documentElement.scrollWidth) <= 1920);

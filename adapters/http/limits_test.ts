@@ -104,7 +104,7 @@ Deno.test("bad requests get 400 in the OpenAI error shape, naming the problem", 
     assert.equal(wrongMethod.status, 405);
     assert.equal(wrongMethod.headers.get("allow"), "POST");
     await wrongMethod.body?.cancel();
-    assert.equal(server.metrics.snapshot().requests.completed, 0);
+    assert.equal(server.metrics.snapshot().requests.served, 0);
   });
 });
 
@@ -176,7 +176,7 @@ Deno.test("200 concurrent requests with the queue full: 429 with Retry-After, no
     assert.equal(scheduler.activeCount + scheduler.queuedCount, 0);
     const m = server.metrics.snapshot();
     assert.equal(m.requests.busy, busy.length);
-    assert.equal(m.requests.completed, ok.length);
+    assert.equal(m.requests.served, ok.length);
     const health = await (await fetch(`${server.url}/health`)).json();
     assert.equal(health.status, "ok");
   });

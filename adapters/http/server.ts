@@ -6,11 +6,12 @@
  *
  * @module
  */
-import type { GenerationEvent, GenerationRequest } from "../../runtime/request.ts";
+import type { GenerationEvent, GenerationRequest, GenerationStats } from "../../runtime/request.ts";
 import type { Scheduler as RuntimeScheduler } from "../../runtime/scheduler.ts";
 /** What the HTTP adapter needs of a scheduler: a real one, or a front that swaps models (SIGHUP). */
 export type HttpScheduler = Pick<RuntimeScheduler, "submit" | "parallel" | "maxQueue" | "activeCount" | "queuedCount">;
-import { renderPrometheus, RequestMetrics, runtimeGauges } from "../metrics_http.ts";
+import { loadOf, Metrics } from "../metrics.ts";
+import { renderPrometheus } from "../metrics_prometheus.ts";
 import { checkBearer } from "./auth.ts";
 import { readJsonBody } from "./body.ts";
 import { describeError, errorResponse, HttpError } from "./errors.ts";
@@ -49,8 +50,8 @@ export interface HttpOptions {
   bodyTimeoutMs?: number;
   /** Fields applied under every request (sampling defaults; a request's own fields win). */
   defaults?: Omit<GenerationRequest, "prompt" | "messages">;
-  /** Counters to count into (shared with other adapters); a new one by default. */
-  metrics?: RequestMetrics;
+  /** Metrics to count into (the command shares one with the MQTT adapter); a new one by default. */
+  metrics?: Metrics;
   /** Receives one line per notable event (listening, bugs). */
   log?: (line: string) => void;
   /**
@@ -66,7 +67,7 @@ export interface HttpServer {
   /** Base URL, e.g. `http://127.0.0.1:8080`. */
   readonly url: string;
   readonly port: number;
-  readonly metrics: RequestMetrics;
+  readonly metrics: Metrics;
   /** Cancels running requests and stops listening. */
   close(): Promise<void>;
   /** Resolves when the server has stopped. */
@@ -80,8 +81,8 @@ export interface HttpServer {
 export function createHttpHandler(
   scheduler: HttpScheduler | Promise<HttpScheduler>,
   opts: HttpOptions = {},
-): { handler: (req: Request) => Promise<Response>; metrics: RequestMetrics; cancelAll: () => void } {
-  const metrics = opts.metrics ?? new RequestMetrics();
+): { handler: (req: Request) => Promise<Response>; metrics: Metrics; cancelAll: () => void } {
+  const metrics = opts.metrics ?? new Metrics();
   let ready: HttpScheduler | undefined;
   let loadError: unknown;
   if (scheduler instanceof Promise) {
@@ -129,7 +130,7 @@ export function createHttpHandler(
       cleanup();
       throw e;
     }
-    if (!first.done && first.value.type === "token") metrics.firstToken(performance.now() - arrived);
+    if (!first.done && first.value.type === "token") metrics.addTtft(performance.now() - arrived);
     const who = newIdentity(kind, parsed.model ?? modelName);
     if (!parsed.stream) {
       try {
@@ -137,7 +138,7 @@ export function createHttpHandler(
         while (!ev.done && ev.value.type !== "done") ev = await iterator.next();
         const done = ev.done ? undefined : ev.value;
         if (done?.type !== "done") throw new HttpError(500, "INTERNAL", "generation ended without a done event");
-        metrics.finished(done.stats, done.finishReason === "cancelled");
+        finished(metrics, done.stats, done.finishReason === "cancelled");
         return Response.json(kind === "chat" ? chatCompletion(who, done) : textCompletion(who, done));
       } catch (e) {
         metrics.count("failed");
@@ -177,7 +178,7 @@ export function createHttpHandler(
           return health(ready, loadError, modelName);
         case "GET /metrics":
           checkBearer(req, opts.apiKey);
-          return new Response(renderPrometheus(metrics.snapshot(), ready ? runtimeGauges(ready) : undefined), {
+          return new Response(renderPrometheus(metrics.snapshot(ready ? loadOf(ready) : undefined)), {
             headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
           });
         case "POST /admin/reload": {
@@ -235,7 +236,7 @@ function streamFrames(
   parsed: OpenAiRequest,
   first: IteratorResult<GenerationEvent>,
   iterator: AsyncIterator<GenerationEvent>,
-  metrics: RequestMetrics,
+  metrics: Metrics,
   cleanup: () => void,
 ): { next: () => Promise<unknown[] | null>; drain: () => void } {
   let pending: IteratorResult<GenerationEvent> | undefined = first;
@@ -251,7 +252,7 @@ function streamFrames(
     chain = p.catch(() => {});
     return p.then((ev) => {
       if (ev.done) cleanup();
-      else if (ev.value.type === "done") metrics.finished(ev.value.stats, ev.value.finishReason === "cancelled");
+      else if (ev.value.type === "done") finished(metrics, ev.value.stats, ev.value.finishReason === "cancelled");
       return ev;
     }, (e) => {
       cleanup();
@@ -315,16 +316,27 @@ function health(ready: HttpScheduler | undefined, loadError: unknown, model: str
   if (!ready) {
     return Response.json({ status: loadError ? "error" : "loading", model }, { status: 503 });
   }
-  const g = runtimeGauges(ready, () => undefined);
-  const busy = g.slotsBusy >= g.slotsTotal;
+  const g = loadOf(ready);
+  const busy = g.activeSlots >= g.slots;
   return Response.json({
     status: busy ? "busy" : "ok",
     model,
-    slots_total: g.slotsTotal,
-    slots_busy: g.slotsBusy,
+    slots_total: g.slots,
+    slots_busy: g.activeSlots,
     queue: g.queueDepth,
     queue_limit: g.queueLimit,
   });
+}
+
+/**
+ * Counts a finished generation (served, or cancelled by its client). Its tokens are counted
+ * from its stats at the end, as this adapter always did: stop strings can hold back tokens that
+ * never become token events, and the usage the client sees is the stats' count.
+ */
+function finished(metrics: Metrics, stats: GenerationStats, cancelled: boolean): void {
+  metrics.count(cancelled ? "cancelled" : "served");
+  metrics.addGeneration(stats);
+  metrics.addTokens(stats.completionTokens);
 }
 
 /** Starts the server; resolves once it listens. */

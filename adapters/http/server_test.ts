@@ -247,8 +247,8 @@ Deno.test("a client that aborts cancels its request and frees the slot", opts, a
     await until(() => s.scheduler.activeCount === 0, 5000, "the slot to be freed");
     await until(() => s.server.metrics.snapshot().requests.cancelled === 1, 2000, "the cancel to be counted");
     const snap = s.server.metrics.snapshot();
-    assert.equal(snap.requests.completed, 0);
-    assert.ok(snap.completionTokens < 100_000);
+    assert.equal(snap.requests.served, 0);
+    assert.ok(snap.tokens < 100_000);
     // Non-streamed: the connection closes while the answer is generated. (Plain fetch: with
     // the SDK, Deno's fetch keeps this connection open after an abort before the headers.)
     const control2 = new AbortController();
@@ -285,7 +285,7 @@ Deno.test("health, metrics and the bearer token", opts, async () => {
     await assert.rejects(wrong.models.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError);
     await client.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "x" }], max_tokens: 3 });
     const text = await (await fetch(`${server.url}/metrics`, { headers: { authorization: "Bearer s3cret" } })).text();
-    assert.match(text, /^bonsai_requests_total\{outcome="completed"\} 1$/m);
+    assert.match(text, /^bonsai_requests_total\{outcome="served"\} 1$/m);
     assert.match(text, /^bonsai_requests_total\{outcome="rejected"\} 0$/m);
     assert.match(text, /^bonsai_completion_tokens_total 3$/m);
     assert.match(text, /^bonsai_time_to_first_token_seconds_count 1$/m);

@@ -28,6 +28,10 @@ export function metricsMessage(
     requests: s.requests,
     tokens: s.tokens,
     tokens_per_s_1m: s.tokensPerSecond,
+    prompt_tokens: s.promptTokens,
+    prompt_tokens_cached: s.cachedPromptTokens,
+    decode_tokens_per_s: s.lastDecodeTokensPerSecond,
+    decode_tokens_per_s_mean: s.meanDecodeTokensPerSecond,
     ttft_ms: {
       p50: s.ttftMs.p50 ?? null,
       p95: s.ttftMs.p95 ?? null,
@@ -38,9 +42,11 @@ export function metricsMessage(
         b,
       ) => [Number.isFinite(b.le) ? b.le : "+Inf", b.count]),
     },
-    queue_depth: s.load.queueDepth,
-    active_slots: s.load.activeSlots,
-    slots: s.load.slots,
+    // The service always passes its scheduler's load; 0 keeps the fields numbers regardless.
+    queue_depth: s.load?.queueDepth ?? 0,
+    queue_limit: s.load?.queueLimit ?? 0,
+    active_slots: s.load?.activeSlots ?? 0,
+    slots: s.load?.slots ?? 0,
     memory: {
       rss_bytes: s.memory.rssBytes,
       ...(s.memory.plan

@@ -519,8 +519,10 @@ Deno.test({
         expired: 0,
         cancelled: 0,
         refused: 0,
+        rejected: 0,
       });
       assert.ok((m.tokens as number) >= 1);
+      assert.ok((m.prompt_tokens as number) >= 1);
       assert.ok(typeof (m.ttft_ms as { p50: number }).p50 === "number");
       assert.equal((m.ttft_ms as { count: number }).count, 1);
       assert.equal(m.slots, 1);

@@ -27,7 +27,7 @@ import type { Model } from "../../runtime/model.ts";
 import type { Scheduler } from "../../runtime/scheduler.ts";
 import { RequestError } from "../../runtime/request.ts";
 import { parseWireRequest, type WireRequest } from "../request.ts";
-import { Metrics, type Outcome } from "../metrics.ts";
+import { loadOf, Metrics, type Outcome } from "../metrics.ts";
 import { checkMaxTokens, withDefaults } from "../request_defaults.ts";
 import { decodePayload, detectEncoding, encodePayload, type Encoding } from "./codec.ts";
 import { type NodeTopics, nodeTopics, publishTopicProblem, replyTopicRefusal } from "./topics.ts";
@@ -230,11 +230,7 @@ export class MqttService {
 
   /** The metrics now (also what the metrics message carries). */
   snapshot(): Record<string, unknown> {
-    const s = this.metrics.snapshot({
-      queueDepth: this.scheduler.queuedCount,
-      activeSlots: this.scheduler.activeCount,
-      slots: this.scheduler.parallel,
-    });
+    const s = this.metrics.snapshot(loadOf(this.scheduler));
     const st = this.stats;
     return metricsMessage(this.options.node, s, {
       retainedIgnored: st.retainedIgnored,
@@ -692,6 +688,7 @@ export class MqttService {
             ),
           );
         } else {
+          this.metrics.addGeneration(ev.stats);
           if (ev.finishReason === "cancelled") {
             this.stats.cancelled++;
             this.count("cancelled");
