@@ -13,6 +13,7 @@ import { qwen3ConfigFromGguf } from "../runtime/config.ts";
 import { estimateMemory } from "../runtime/memory.ts";
 import type { ReloadableScheduler, ReloadMode } from "../runtime/reloadable.ts";
 import type { DeviceSettings } from "../devices/settings.ts";
+import { formatMiB } from "../devices/budget.ts";
 import { makeScheduler, type ModelFlags } from "./setup.ts";
 
 /** Options of {@link reloadModel}. */
@@ -48,8 +49,8 @@ export async function reloadModel(
     const during = next.totalBytes + current.weightsBytes + current.kvBytes + current.scratchBytes;
     if (during > settings.budgetBytes) {
       throw new Error(
-        `loading it beside the running model needs ${mib(during)} but the memory budget is ` +
-          `${mib(settings.budgetBytes)}; restart the service to switch models`,
+        `loading it beside the running model needs ${formatMiB(during)} but the memory budget is ` +
+          `${formatMiB(settings.budgetBytes)}; restart the service to switch models`,
       );
     }
     const model = await Model.load(flags.model, { threads: settings.threads, file });
@@ -73,8 +74,4 @@ export async function reloadModel(
     opts.log(message);
     return { ok: false, message };
   }
-}
-
-function mib(n: number): string {
-  return `${(n / 2 ** 20).toFixed(0)} MiB`;
 }

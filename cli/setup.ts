@@ -94,13 +94,15 @@ export interface ModelFlags {
 
 type FlagValues<T> = { [K in keyof T]?: string | boolean | string[] };
 
+/** A string flag's value, or undefined (absent, or parsed as another type). */
+const str = (x: unknown): string | undefined => (typeof x === "string" ? x : undefined);
+
 /** Checks the model flags (no file is touched): a bad value is a {@link UsageError}. */
 export function parseModelFlags(v: FlagValues<typeof MODEL_FLAGS>): ModelFlags {
   const model = v.model;
   if (typeof model !== "string" || model === "") {
     throw new UsageError("--model FILE is required");
   }
-  const str = (x: unknown) => (typeof x === "string" ? x : undefined);
   const device = str(v.device);
   if (
     device !== undefined && device !== "auto" &&
@@ -143,7 +145,6 @@ export function parseModelFlags(v: FlagValues<typeof MODEL_FLAGS>): ModelFlags {
 export function parseSamplingFlags(
   v: FlagValues<typeof SAMPLING_FLAGS>,
 ): SamplingOptions {
-  const str = (x: unknown) => (typeof x === "string" ? x : undefined);
   return {
     temperature: numberFlag("temp", str(v.temp), { min: 0 }),
     topK: numberFlag("top-k", str(v["top-k"]), { integer: true, min: 0 }),

@@ -91,7 +91,7 @@ export function planMemory(
   if (contextSize !== start.contextSize || parallel !== start.parallel) {
     notes.push(
       `lowered ${profile.id} defaults from ctx ${start.contextSize} x ${start.parallel} to ctx ${contextSize} x ${parallel} ` +
-        `to fit the ${mib(budgetBytes)} budget`,
+        `to fit the ${formatMiB(budgetBytes)} budget`,
     );
   }
   const neededBytes = model.bytesNeeded(contextSize, parallel);
@@ -105,8 +105,8 @@ export function planMemory(
       : `even a ${MIN_PLANNED_CONTEXT}-token context does not fit: this model needs a device with more memory, or a smaller model`;
     const parts = model.describe ? ` (${model.describe(contextSize, parallel)})` : "";
     notes.push(
-      `model needs ${mib(neededBytes)}${parts} for ctx ${contextSize} x ${parallel} but the memory budget is ${
-        mib(budgetBytes)
+      `model needs ${formatMiB(neededBytes)}${parts} for ctx ${contextSize} x ${parallel} but the memory budget is ${
+        formatMiB(budgetBytes)
       }; ${advice}`,
     );
   }
@@ -131,6 +131,7 @@ function largestFittingContext(
   return lo * MIN_PLANNED_CONTEXT;
 }
 
-function mib(n: number): string {
+/** A byte count as whole MiB, as every memory message prints it (e.g. "655 MiB"). */
+export function formatMiB(n: number): string {
   return `${(n / MiB).toFixed(0)} MiB`;
 }

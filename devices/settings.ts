@@ -6,7 +6,7 @@
 
 import { type DeviceProfile, profileById } from "./profiles.ts";
 import { detectDevice, type Detection, type DeviceFacts, readDeviceFacts } from "./detect.ts";
-import { memoryBudget, type MemoryPlan, type ModelFootprint, planMemory } from "./budget.ts";
+import { formatMiB, memoryBudget, type MemoryPlan, type ModelFootprint, planMemory } from "./budget.ts";
 import type { GgufFile } from "../runtime/gguf.ts";
 import type { Qwen3Config } from "../runtime/config.ts";
 import type { KvTypeName } from "../kernels/ffi.ts";
@@ -60,9 +60,9 @@ export function footprintOf(
         parallel,
         kvType,
       });
-      return `weights ${mib(e.weightsBytes)}, KV cache ${mib(e.kvBytes)}, scratch ${mib(e.scratchBytes)}, runtime ${
-        mib(e.runtimeBytes)
-      }`;
+      return `weights ${formatMiB(e.weightsBytes)}, KV cache ${formatMiB(e.kvBytes)}, scratch ${
+        formatMiB(e.scratchBytes)
+      }, runtime ${formatMiB(e.runtimeBytes)}`;
     },
   };
 }
@@ -114,9 +114,5 @@ export function describeSettings(s: DeviceSettings): string {
   const d = s.device;
   const why = d.source === "detected" ? d.detection.reason : "--device";
   return `device ${d.profile.id} (${why}): ${s.threads} threads, ctx ${s.contextSize} x ${s.parallel}, ` +
-    `memory budget ${(s.budgetBytes / 2 ** 20).toFixed(0)} MiB`;
-}
-
-function mib(n: number): string {
-  return `${(n / 2 ** 20).toFixed(0)} MiB`;
+    `memory budget ${formatMiB(s.budgetBytes)}`;
 }

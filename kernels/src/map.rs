@@ -37,6 +37,7 @@ const MAP_ANONYMOUS: c_int = 0x1000; // macOS
 /// the kernel has no THP it is ignored.
 const MADV_HUGEPAGE: c_int = 14;
 const MADV_DONTNEED: c_int = 4;
+const SEEK_SET: c_int = 0;
 const SEEK_END: c_int = 2;
 const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 
@@ -130,7 +131,7 @@ pub fn map_file(path: &str) -> Result<Map, String> {
 /// The whole of `fd` in fresh anonymous memory (null for an empty file).
 unsafe fn read_all(fd: c_int, path: &str) -> Result<(*const u8, usize), String> {
     let end = lseek(fd, 0, SEEK_END);
-    if end < 0 || lseek(fd, 0, 0) < 0 {
+    if end < 0 || lseek(fd, 0, SEEK_SET) < 0 {
         return Err(format!("cannot size {:?}: {}", path, errno_text()));
     }
     let len = end as usize;
