@@ -20,10 +20,6 @@ export class ReloadableScheduler {
     this.#current = scheduler;
   }
 
-  /** The scheduler new requests go to. */
-  get current(): Scheduler {
-    return this.#current;
-  }
   /** The model new requests run on. */
   get model(): Scheduler["model"] {
     return this.#current.model;
